@@ -1,0 +1,68 @@
+"""Clip codec: numpy arrays (T, H, W, C) uint8 <-> ``trajlab.common.v1.Clip``.
+
+The Clip message carries raw uint8 bytes in THWC row-major order; its shape
+fields must agree with the byte length. Decoding validates that before any
+reshape, and refuses absurd shapes before allocating anything.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trajlab.common.v1 import common_pb2
+from trajlab.errors import InvalidClip
+
+# Upper bounds that keep a malicious header from requesting a giant allocation.
+MAX_FRAMES = 1024  # frames
+MAX_SIDE = 4096  # pixels per side
+ALLOWED_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
+
+
+def check_shape(frames: int, height: int, width: int, channels: int) -> None:
+    """Raise InvalidClip naming the field when a clip shape is zero or absurd."""
+    for name, value, upper in (
+        ("clip.frames", frames, MAX_FRAMES),
+        ("clip.height", height, MAX_SIDE),
+        ("clip.width", width, MAX_SIDE),
+    ):
+        if value <= 0:
+            raise InvalidClip(f"{name} must be > 0, got {value}")
+        if value > upper:
+            raise InvalidClip(f"{name} must be <= {upper}, got {value}")
+    if channels not in ALLOWED_CHANNELS:
+        raise InvalidClip(f"clip.channels must be one of {ALLOWED_CHANNELS}, got {channels}")
+
+
+def clip_to_array(clip: common_pb2.Clip) -> np.ndarray:
+    """Decode a Clip into a read-only (T, H, W, C) uint8 array without copying."""
+    t, h, w, c = int(clip.frames), int(clip.height), int(clip.width), int(clip.channels)
+    check_shape(t, h, w, c)
+    expected = t * h * w * c
+    got = len(clip.pixels)
+    if got != expected:
+        raise InvalidClip(
+            f"clip.pixels has {got} bytes but shape frames={t} height={h} width={w} "
+            f"channels={c} needs {expected} (uint8, THWC)"
+        )
+    return np.frombuffer(clip.pixels, dtype=np.uint8).reshape(t, h, w, c)
+
+
+def array_to_clip(array: np.ndarray, fps: float = 0.0) -> common_pb2.Clip:
+    """Encode a (T, H, W, C) or (T, H, W) uint8 array as a Clip."""
+    arr = np.asarray(array)
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.ndim != 4:
+        raise InvalidClip(f"clip array must have shape (T, H, W, C), got {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise InvalidClip(f"clip array must be uint8, got {arr.dtype}")
+    t, h, w, c = (int(s) for s in arr.shape)
+    check_shape(t, h, w, c)
+    return common_pb2.Clip(
+        frames=t,
+        height=h,
+        width=w,
+        channels=c,
+        pixels=np.ascontiguousarray(arr).tobytes(),
+        fps=float(fps),
+    )

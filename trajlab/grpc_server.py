@@ -1,0 +1,236 @@
+"""gRPC server bootstrap shared by every service.
+
+``create_server(address, ...) -> (server, port)`` builds a server with the
+standard health service, reflection, an interceptor that maps domain errors to
+status codes and records Prometheus metrics, explicit message-size limits and a
+bound on concurrent RPCs. ``serve(...)`` runs it until SIGTERM or SIGINT, then
+drains in-flight calls for the grace period. Tests bind port 0 and get the real
+port back.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import Counter, Histogram, start_http_server
+
+from trajlab.errors import TrajlabError
+
+log = logging.getLogger(__name__)
+
+RPC_REQUESTS = Counter(
+    "trajlab_grpc_requests_total",
+    "gRPC calls handled, by service, method and status code.",
+    ["service", "method", "code"],
+)
+RPC_LATENCY = Histogram(
+    "trajlab_grpc_request_seconds",
+    "gRPC handler latency in seconds, by service and method.",
+    ["service", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+Registration = Callable[[grpc.Server], None]
+
+
+def _split_method(full: str) -> tuple[str, str]:
+    # "/trajlab.encoder.v1.EncoderService/Classify" -> ("EncoderService", "Classify")
+    parts = full.strip("/").split("/")
+    service = parts[0].rsplit(".", 1)[-1] if parts else "unknown"
+    method = parts[1] if len(parts) > 1 else "unknown"
+    return service, method
+
+
+class ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
+    """Turns TrajlabError into its status code; counts and times every call.
+
+    One place for the exception -> status mapping (as in text-generation-inference's
+    interceptor). An unexpected exception is logged with its traceback and answered
+    INTERNAL without leaking internals to the client.
+    """
+
+    def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        service, method = _split_method(handler_call_details.method)
+        if service in ("Health", "ServerReflection"):
+            return handler
+
+        def finish(context: grpc.ServicerContext, start: float) -> None:
+            code = context.code() if hasattr(context, "code") else None
+            name = code.name if isinstance(code, grpc.StatusCode) else "OK"
+            RPC_REQUESTS.labels(service, method, name).inc()
+            RPC_LATENCY.labels(service, method).observe(time.perf_counter() - start)
+
+        def fail(context: grpc.ServicerContext, exc: BaseException, start: float) -> None:
+            if isinstance(exc, TrajlabError):
+                code, msg = exc.code, str(exc)
+            else:
+                log.exception("unhandled error in %s/%s", service, method)
+                code, msg = grpc.StatusCode.INTERNAL, f"internal error in {method}; see server log"
+            RPC_REQUESTS.labels(service, method, code.name).inc()
+            RPC_LATENCY.labels(service, method).observe(time.perf_counter() - start)
+            context.abort(code, msg)
+
+        if handler.unary_unary:
+            inner = handler.unary_unary
+
+            def unary_unary(request, context):  # type: ignore[no-untyped-def]
+                start = time.perf_counter()
+                try:
+                    resp = inner(request, context)
+                except Exception as exc:
+                    if _is_abort(exc):
+                        finish(context, start)
+                        raise
+                    fail(context, exc, start)
+                finish(context, start)
+                return resp
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            inner_s = handler.unary_stream
+
+            def unary_stream(request, context):  # type: ignore[no-untyped-def]
+                start = time.perf_counter()
+                try:
+                    yield from inner_s(request, context)
+                except Exception as exc:
+                    if _is_abort(exc):
+                        finish(context, start)
+                        raise
+                    fail(context, exc, start)
+                finish(context, start)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # context.abort() raises a bare Exception subclass internal to grpc.
+    return type(exc).__name__ == "_AbortionError" or (
+        type(exc) is Exception and not exc.args
+    )
+
+
+def create_server(
+    address: str,
+    *,
+    registrations: Sequence[Registration] = (),
+    service_names: Iterable[str] = (),
+    health_servicer: health.HealthServicer | None = None,
+    serving: bool = True,
+    max_workers: int = 8,
+    max_concurrent_rpcs: int | None = 64,
+    max_message_bytes: int = 16 * 1024 * 1024,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+) -> tuple[grpc.Server, int]:
+    """Build and start a gRPC server on ``address`` ("host:port"; port 0 = any free port).
+
+    ``registrations`` are the generated ``add_XServicer_to_server`` calls bound to
+    their servicers; ``service_names`` are the full service names, registered for
+    reflection and health. With ``serving=False`` health says NOT_SERVING until the
+    caller flips it through ``health_servicer`` (e.g. the encoder, until a model loads).
+    """
+    from concurrent import futures
+
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        interceptors=[ErrorAndMetricsInterceptor(), *interceptors],
+        options=options,
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
+    )
+    for register in registrations:
+        register(server)
+    hs = health_servicer or health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(hs, server)
+    names = list(service_names)
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in names:
+        hs.set(name, status)
+    hs.set("", status)
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind gRPC server to {address}")
+    server.start()
+    log.info("gRPC server listening on %s (port %d)", address, port)
+    return server, port
+
+
+def set_serving(hs: health.HealthServicer, names: Iterable[str], serving: bool) -> None:
+    """Flip the overall and per-service health status."""
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in [*names, ""]:
+        hs.set(name, status)
+
+
+def start_metrics_server(host: str, port: int) -> int | None:
+    """Expose Prometheus /metrics on host:port; returns the bound port (None if disabled)."""
+    if port < 0:
+        return None
+    srv, _thread = start_http_server(port, addr=host)
+    bound = srv.server_address[1]
+    log.info("metrics on http://%s:%d/metrics", host, bound)
+    return int(bound)
+
+
+def serve_until_signal(
+    server: grpc.Server,
+    *,
+    grace_seconds: float,
+    health_servicer: health.HealthServicer | None = None,
+    on_stop: Callable[[], Any] | None = None,
+) -> None:
+    """Block until SIGTERM/SIGINT, then stop accepting calls and drain in-flight ones.
+
+    Health flips to NOT_SERVING first so load balancers stop routing here; calls in
+    flight get ``grace_seconds`` to finish.
+    """
+    stop_event = threading.Event()
+
+    def _handler(signum: int, _frame: Any) -> None:
+        log.info("received %s: draining for up to %.1f s", signal.Signals(signum).name, grace_seconds)
+        stop_event.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    stop_event.wait()
+    if health_servicer is not None:
+        health_servicer.enter_graceful_shutdown()
+    if on_stop is not None:
+        on_stop()
+    server.stop(grace_seconds).wait()
+    log.info("server stopped")

@@ -1,0 +1,123 @@
+"""Profiles (dataset + training settings) and branch configs, as validated YAML.
+
+A profile is one YAML file in ``trajlab/configs/profiles/`` (``quick``, ``seed``)
+or any path; the branches are ``trajlab/configs/branches.yaml``. Both are
+validated at load with errors that name the bad field.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from trajlab.config import read_yaml, validate_model
+from trajlab.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+PROFILE_DIR = CONFIG_DIR / "profiles"
+BRANCHES_FILE = CONFIG_DIR / "branches.yaml"
+
+# Class index = label used everywhere (arrays, model outputs). The gRPC MotionClass
+# enum value of a class is its index + 1 (0 is UNSPECIFIED).
+CLASS_NAMES: tuple[str, ...] = ("linear", "circular", "helical", "parabolic")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(_Strict):
+    """What the generator and renderer make. Same config + seed = same bytes."""
+
+    samples: int = Field(1200, ge=8, le=1_000_000)  # clips in all, balanced over the 4 classes
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # stratified validation share
+    seed: int = Field(0, ge=0)  # master seed
+    frames: int = Field(16, ge=4, le=256)  # observed frames per clip (T)
+    horizon: int = Field(4, ge=1, le=64)  # future frames to forecast
+    height: int = Field(64, ge=16, le=1024)  # pixels
+    width: int = Field(64, ge=16, le=1024)  # pixels
+    fps: float = Field(8.0, gt=0.0, le=240.0)  # frames per second; t = frame / fps
+    clutter: int = Field(0, ge=0, le=16)  # static distractor objects per clip
+    transients: int = Field(0, ge=0, le=8)  # objects that appear and vanish mid-clip
+    background_noise: float = Field(8.0, ge=0.0, le=64.0)  # std of background noise, grey levels
+    camera_jitter: float = Field(0.0, ge=0.0, le=4.0)  # std of per-frame camera shake, pixels
+
+
+class TrainingConfig(_Strict):
+    """How a trainer trains. Units in comments."""
+
+    epochs: int = Field(30, ge=1, le=10_000)
+    batch_size: int = Field(16, ge=1, le=4096)  # clips per step
+    lr: float = Field(1e-3, gt=0.0, le=1.0)  # Adam learning rate
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    scheduler: Literal["cosine", "step", "none"] = "cosine"
+    checkpoint_every: int = Field(5, ge=1)  # epochs between checkpoints
+    keep_checkpoints: int = Field(3, ge=1)  # newest checkpoints kept on disk
+    status_interval_seconds: float = Field(300.0, gt=0.0)  # status JSON cadence, seconds
+    forecast_weight: float = Field(1.0, ge=0.0)  # weight of the forecast loss
+    aux_weight: float = Field(0.1, ge=0.0)  # weight of reconstruction / alignment loss
+    threads: int = Field(0, ge=0, le=256)  # torch intra-op threads per trainer; 0 = all cores
+
+
+class Profile(_Strict):
+    """A named set of dataset and training settings."""
+
+    name: str
+    description: str = ""
+    dataset: DatasetConfig = DatasetConfig()
+    training: TrainingConfig = TrainingConfig()
+
+
+class Encoder(StrEnum):
+    I3D = "i3d"
+    DUAL_PATHWAY = "dual_pathway"
+
+
+class Enhancement(StrEnum):
+    COMPRESSION = "compression"
+    TEXT_ALIGNMENT = "text_alignment"
+    NONE = "none"
+
+
+class BranchConfig(_Strict):
+    """One branch: video encoder x enhancement x describer backend."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    encoder: Encoder
+    enhancement: Enhancement
+    describer_backend: str = "analytic"  # "analytic", "openai:<model>" or "tgi:<model>"
+    description: str = ""
+
+
+class BranchesFile(_Strict):
+    branches: list[BranchConfig]
+
+    @model_validator(mode="after")
+    def _unique(self) -> BranchesFile:
+        names = [b.name for b in self.branches]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"branch names must be unique, repeated: {sorted(dup)}")
+        return self
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """Load a profile by name (``quick``, ``seed``) or from a YAML path."""
+    p = Path(name_or_path)
+    if not p.suffix:
+        candidate = PROFILE_DIR / f"{name_or_path}.yaml"
+        if not candidate.is_file():
+            known = sorted(x.stem for x in PROFILE_DIR.glob("*.yaml"))
+            raise ConfigError(f"profile: unknown profile {name_or_path!r}; known: {known}")
+        p = candidate
+    return validate_model(Profile, read_yaml(p), str(p))
+
+
+def load_branches(path: str | Path | None = None) -> dict[str, BranchConfig]:
+    """Load branch configs (default: the four seed branches), keyed by name."""
+    p = Path(path) if path else BRANCHES_FILE
+    parsed = validate_model(BranchesFile, read_yaml(p), str(p))
+    return {b.name: b for b in parsed.branches}
