@@ -190,8 +190,9 @@ def read_metadata(version_dir: Path, *, root: Path | None = None) -> ModelMetada
         data = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InvalidArgument(f"{meta_path} is not valid JSON: {exc}") from exc
-    from trajlab.config import format_validation_error
     from pydantic import ValidationError
+
+    from trajlab.config import format_validation_error
 
     try:
         return ModelMetadata.model_validate(data)

@@ -14,7 +14,7 @@ SERVICE = reporter_pb2.DESCRIPTOR.services_by_name["ReporterService"].full_name
 
 
 class _Failing(reporter_pb2_grpc.ReporterServiceServicer):
-    def BuildReport(self, request, context):  # noqa: N802
+    def BuildReport(self, request, context):
         if request.describe_samples == 1:
             raise InvalidClip("clip.frames must be > 0, got 0")
         if request.describe_samples == 2:
