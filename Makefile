@@ -35,11 +35,14 @@ setup: $(STAMPS)/venv $(STAMPS)/proto ## Create .venv, install dependencies, gen
 
 proto: $(STAMPS)/proto ## Generate gRPC stubs and type stubs from proto/ (also run by setup)
 
-lint: setup ## ruff on the code; buf lint on the contracts when buf is installed
+BUF := .tools/node_modules/.bin/buf
+
+$(BUF):
+	npm install --silent --prefix .tools @bufbuild/buf
+
+lint: setup $(BUF) ## ruff on the code, buf lint on the contracts
 	$(VENV)/bin/ruff check trajlab services tests bench
-	@if command -v buf >/dev/null || [ -x node_modules/.bin/buf ]; then \
-	  $$(command -v buf || echo node_modules/.bin/buf) lint proto; \
-	else echo "buf not installed: npm install @bufbuild/buf to lint the contracts"; fi
+	$(BUF) lint proto
 
 test: setup ## Run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
