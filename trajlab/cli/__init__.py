@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_MODULES = ("dataset", "train", "encoder", "describer", "pipeline")
+_MODULES = ("dataset", "train", "encoder", "describer", "pipeline", "run")
 
 
 @app.callback()

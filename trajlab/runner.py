@@ -1,0 +1,321 @@
+"""``trajlab run``: the whole comparison on one machine, as local processes.
+
+Builds or reuses the dataset, starts the four trainers, the encoder, the
+describer, the reporter (and Prometheus when its binary is installed) on free
+localhost ports, shows progress until training ends, has the encoder serve the
+exported models, builds the report through the reporter's BuildReport RPC, and
+stops every process it started, also on Ctrl-C or when one of them fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from trajlab.profiles import Profile, load_branches, load_profile
+from trajlab.supervisor import Supervisor, free_port
+
+log = logging.getLogger(__name__)
+
+TERMINAL_STATES = ("TRAINING_STATE_DONE", "TRAINING_STATE_FAILED")
+
+
+@dataclass
+class RunPlan:
+    """Where everything goes and which ports everything listens on."""
+
+    profile: Profile
+    branches: list[str]
+    workdir: Path  # runs/<profile>/: trainer run dirs, logs, prometheus data
+    data_dir: Path
+    model_repo: Path
+    reports_dir: Path
+    stamp: str
+    use_prometheus: bool
+    threads_per_trainer: int
+    ports: dict[str, int] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.workdir / "logs" / self.stamp
+
+    def target(self, name: str) -> str:
+        return f"127.0.0.1:{self.ports[name]}"
+
+
+@dataclass
+class RunOutcome:
+    report_dir: str
+    markdown_path: str
+    winner: str
+    winner_rule: str
+    summary: list[dict[str, object]]
+    missing: list[tuple[str, str]]
+    failed_branches: list[str]
+
+
+def make_plan(
+    profile_name: str,
+    *,
+    branches: list[str] | None,
+    root: Path,
+    use_prometheus: bool,
+    threads_per_trainer: int | None,
+) -> RunPlan:
+    profile = load_profile(profile_name)
+    known = load_branches()
+    chosen = branches or sorted(known)
+    unknown = [b for b in chosen if b not in known]
+    if unknown:
+        from trajlab.errors import ConfigError
+
+        raise ConfigError(f"--branches: unknown branch(es) {unknown}; known: {sorted(known)}")
+    workdir = root / "runs" / profile.name
+    plan = RunPlan(
+        profile=profile,
+        branches=chosen,
+        workdir=workdir,
+        data_dir=root / "data" / profile.name,
+        model_repo=root / "models" / profile.name,
+        reports_dir=root / "reports",
+        stamp=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+        use_prometheus=use_prometheus and shutil.which("prometheus") is not None,
+        threads_per_trainer=threads_per_trainer or max(1, profile.training.threads),
+    )
+    names = [*(f"trainer-{b}" for b in chosen), "encoder", "describer", "reporter"]
+    for n in names:
+        plan.ports[n] = free_port()
+        plan.metrics_ports[n] = free_port()
+    if plan.use_prometheus:
+        plan.ports["prometheus"] = free_port()
+    return plan
+
+
+def prometheus_config(plan: RunPlan) -> str:
+    """A Prometheus config scraping every service's /metrics, one job per service kind."""
+    lines = ["global:", "  scrape_interval: 2s", "  evaluation_interval: 2s", "scrape_configs:"]
+    trainers = [f"trainer-{b}" for b in plan.branches]
+    lines += ["  - job_name: trainer", "    static_configs:"]
+    for b, n in zip(plan.branches, trainers, strict=True):
+        lines += [
+            f"      - targets: ['127.0.0.1:{plan.metrics_ports[n]}']",
+            f"        labels: {{service: trainer, branch: {b}}}",
+        ]
+    for n in ("encoder", "describer", "reporter"):
+        lines += [
+            f"  - job_name: {n}",
+            "    static_configs:",
+            f"      - targets: ['127.0.0.1:{plan.metrics_ports[n]}']",
+            f"        labels: {{service: {n}}}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _service_env(plan: RunPlan, name: str, prefix: str) -> dict[str, str]:
+    return {
+        f"{prefix}HOST": "127.0.0.1",
+        f"{prefix}PORT": str(plan.ports[name]),
+        f"{prefix}METRICS_HOST": "127.0.0.1",
+        f"{prefix}METRICS_PORT": str(plan.metrics_ports[name]),
+    }
+
+
+def start_services(plan: RunPlan, sup: Supervisor, fresh: bool) -> None:
+    """Start every process of the plan (children of ``sup``)."""
+    if plan.use_prometheus:
+        pdir = plan.workdir / "prometheus"
+        if pdir.exists():
+            shutil.rmtree(pdir)
+        pdir.mkdir(parents=True)
+        (pdir / "prometheus.yml").write_text(prometheus_config(plan))
+        sup.start(
+            "prometheus",
+            [
+                shutil.which("prometheus") or "prometheus",
+                f"--config.file={pdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={pdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{plan.ports['prometheus']}",
+            ],
+        )
+    sup.python_module(
+        "describer", "services.describer", _service_env(plan, "describer", "TRAJLAB_DESCRIBER_")
+    )
+    enc_env = _service_env(plan, "encoder", "TRAJLAB_ENCODER_")
+    enc_env["TRAJLAB_ENCODER_MODEL_REPO"] = str(plan.model_repo)
+    sup.python_module("encoder", "services.encoder", enc_env)
+    for b in plan.branches:
+        name = f"trainer-{b}"
+        run_dir = plan.workdir / b
+        if fresh and run_dir.exists():
+            shutil.rmtree(run_dir)
+        env = _service_env(plan, name, "TRAJLAB_TRAINER_")
+        env.update(
+            TRAJLAB_TRAINER_BRANCH=b,
+            TRAJLAB_TRAINER_PROFILE=plan.profile.name,
+            TRAJLAB_TRAINER_DATA_DIR=str(plan.data_dir),
+            TRAJLAB_TRAINER_RUN_DIR=str(run_dir),
+            TRAJLAB_TRAINER_MODEL_REPO=str(plan.model_repo),
+            TRAJLAB_TRAINER_AUTO_START="true",
+            TRAJLAB_TRAINER_THREADS=str(plan.threads_per_trainer),
+            # Four trainers share the cores: one intra-op thread pool each, no oversubscription.
+            OMP_NUM_THREADS=str(plan.threads_per_trainer),
+        )
+        sup.python_module(name, "services.trainer", env)
+    rep_env = _service_env(plan, "reporter", "TRAJLAB_REPORTER_")
+    rep_env.update(
+        TRAJLAB_REPORTER_TRAINERS=",".join(f"{b}={plan.target('trainer-' + b)}" for b in plan.branches),
+        TRAJLAB_REPORTER_ENCODER=plan.target("encoder"),
+        TRAJLAB_REPORTER_DESCRIBER=plan.target("describer"),
+        TRAJLAB_REPORTER_REPORTS_DIR=str(plan.reports_dir),
+        TRAJLAB_REPORTER_DATA_DIR=str(plan.data_dir),
+        TRAJLAB_REPORTER_PROFILE=plan.profile.name,
+        TRAJLAB_REPORTER_PROMETHEUS_URL=(
+            f"http://127.0.0.1:{plan.ports['prometheus']}" if plan.use_prometheus else ""
+        ),
+    )
+    sup.python_module("reporter", "services.reporter", rep_env)
+
+
+def wait_healthy(target: str, sup: Supervisor, timeout: float, what: str) -> None:
+    """Wait until the gRPC health check at ``target`` answers SERVING."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        while True:
+            sup.check()
+            try:
+                resp = stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} at {target} was not healthy after {timeout:.0f} s")
+            time.sleep(0.25)
+
+
+def poll_trainers(plan: RunPlan) -> dict[str, object]:
+    """One GetStatus per trainer; an unreachable trainer maps to None."""
+    from trajlab.trainer.v1 import trainer_pb2, trainer_pb2_grpc
+
+    out: dict[str, object] = {}
+    for b in plan.branches:
+        with grpc.insecure_channel(plan.target(f"trainer-{b}")) as ch:
+            try:
+                out[b] = (
+                    trainer_pb2_grpc.TrainerServiceStub(ch)
+                    .GetStatus(trainer_pb2.GetStatusRequest(), timeout=5)
+                    .status
+                )
+            except grpc.RpcError:
+                out[b] = None
+    return out
+
+
+def wait_for_models(plan: RunPlan, branches: list[str], sup: Supervisor, timeout: float) -> None:
+    """Wait until the encoder serves a model of every branch that finished training."""
+    from trajlab.encoder.v1 import encoder_pb2, encoder_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(plan.target("encoder")) as ch:
+        stub = encoder_pb2_grpc.EncoderServiceStub(ch)
+        while True:
+            sup.check()
+            try:
+                models = stub.ListModels(encoder_pb2.ListModelsRequest(), timeout=5).models
+                served = {m.model.branch for m in models}
+                if set(branches) <= served:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the encoder did not load models of {branches} within {timeout:.0f} s")
+            time.sleep(0.5)
+
+
+def build_report(plan: RunPlan, timeout: float) -> RunOutcome:
+    from trajlab.reporter.v1 import reporter_pb2, reporter_pb2_grpc
+
+    with grpc.insecure_channel(plan.target("reporter")) as ch:
+        resp = reporter_pb2_grpc.ReporterServiceStub(ch).BuildReport(
+            reporter_pb2.BuildReportRequest(branches=plan.branches), timeout=timeout
+        )
+    return RunOutcome(
+        report_dir=resp.report_dir,
+        markdown_path=resp.markdown_path,
+        winner=resp.winner,
+        winner_rule=resp.winner_rule,
+        summary=[
+            {
+                "branch": r.branch,
+                "accuracy": r.accuracy,
+                "forecast_mae_pct": r.forecast_mae_pct,
+                "meets_criteria": r.meets_criteria,
+                "equation_accuracy": r.equation_accuracy,
+                "missing_reason": r.missing_reason,
+            }
+            for r in resp.summary
+        ],
+        missing=[(m.section, m.reason) for m in resp.missing],
+        failed_branches=[],
+    )
+
+
+def run_pipeline(
+    plan: RunPlan,
+    *,
+    fresh: bool = False,
+    on_status: Callable[[dict[str, object]], None] | None = None,
+    training_timeout: float = 3 * 3600.0,
+) -> RunOutcome:
+    """Run everything; always stops every child before returning or raising."""
+    from trajlab.data import build_dataset
+
+    plan.workdir.mkdir(parents=True, exist_ok=True)
+    build_dataset(plan.profile.dataset, plan.data_dir, progress=sys.stderr.isatty())
+    sup = Supervisor(plan.log_dir, grace_seconds=15.0)
+    try:
+        start_services(plan, sup, fresh)
+        for name in ("describer", "reporter", *(f"trainer-{b}" for b in plan.branches)):
+            wait_healthy(plan.target(name), sup, timeout=120, what=name)
+        deadline = time.monotonic() + training_timeout
+        while True:
+            sup.check()
+            statuses = poll_trainers(plan)
+            if on_status is not None:
+                on_status(statuses)
+            states = {
+                b: (s.state if s is not None else None)  # type: ignore[attr-defined]
+                for b, s in statuses.items()
+            }
+            if all(_state_name(st) in TERMINAL_STATES for st in states.values()):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"training did not finish within {training_timeout:.0f} s")
+            time.sleep(1.0)
+        done = [b for b, st in states.items() if _state_name(st) == "TRAINING_STATE_DONE"]
+        failed = [b for b in plan.branches if b not in done]
+        if done:
+            wait_for_models(plan, done, sup, timeout=120)
+        outcome = build_report(plan, timeout=900)
+        outcome.failed_branches = failed
+        return outcome
+    finally:
+        sup.stop_all()
+
+
+def _state_name(state: object) -> str:
+    from trajlab.trainer.v1 import trainer_pb2
+
+    if state is None:
+        return "UNREACHABLE"
+    return trainer_pb2.TrainingState.Name(state)  # type: ignore[arg-type]
