@@ -1,9 +1,159 @@
-"""CLI commands: encoder (filled in by its issue)."""
+"""CLI commands of the encoder: ``trajlab classify CLIP``, ``trajlab forecast CLIP``, ``trajlab models``.
+
+CLIP is a .npy/.npz array, a folder of PNG frames, or a GIF/MP4 video
+(see ``trajlab.clipio``). The clip is sent as it is; a clip of another size than
+the model's is refused by the server with the expected shape.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Any
+
 import typer
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+_TARGET = typer.Option(
+    None,
+    "--target",
+    help="Encoder host:port (default: $TRAJLAB_ENCODER_TARGET or 127.0.0.1:50051).",
+)
+_BRANCH = typer.Option("b1", "--branch", "-b", help="Model branch, e.g. b1.")
+_VERSION = typer.Option(0, "--version", "-v", min=0, help="Model version; 0 = the newest loaded.")
+_JSON = typer.Option(False, "--json", help="Print one JSON object instead of a table.")
+_TIMEOUT = typer.Option(30.0, "--timeout", min=0.1, help="Deadline of the call, seconds.")
+_KEY = typer.Option(None, "--key", help="Array name inside an .npz (default: clip, clips, frames or video).")
+_INDEX = typer.Option(0, "--index", min=0, help="Which clip of a stack of clips (N, T, H, W, C).")
+_FPS = typer.Option(
+    0.0, "--fps", min=0.0, help="Frames per second of the clip (default: the file's, else the model's)."
+)
+
+
+def _target(target: str | None) -> str:
+    return target or os.environ.get("TRAJLAB_ENCODER_TARGET") or DEFAULT_TARGET
+
+
+def _call(target: str, fn: Any) -> Any:
+    """Run fn(client); turn a gRPC failure into a one-line error and exit code 1."""
+    import grpc
+
+    from trajlab.clients.encoder import EncoderClient
+
+    with EncoderClient(target) as client:
+        try:
+            return fn(client)
+        except grpc.RpcError as exc:
+            typer.secho(f"error: {exc.code().name}: {exc.details()}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+
+
+def _load(clip: Path, key: str | None, index: int, fps: float) -> tuple[Any, float]:
+    from trajlab.clipio import load_clip
+
+    arr, file_fps = load_clip(clip, key=key, index=index)
+    return arr, (fps or file_fps)
+
+
+def classify(
+    clip: Path = typer.Argument(..., help="A .npy/.npz file, a folder of PNG frames, or a .gif/.mp4 video."),
+    target: str | None = _TARGET,
+    branch: str = _BRANCH,
+    version: int = _VERSION,
+    as_json: bool = _JSON,
+    timeout: float = _TIMEOUT,
+    key: str | None = _KEY,
+    index: int = _INDEX,
+    fps: float = _FPS,
+) -> None:
+    """Classify the motion in CLIP (linear, circular, helical, parabolic)."""
+    arr, rate = _load(clip, key, index, fps)
+    res = _call(
+        _target(target), lambda c: c.classify(arr, branch=branch, version=version, fps=rate, timeout=timeout)
+    )
+    if as_json:
+        typer.echo(json.dumps({"clip": str(clip), "shape": list(arr.shape), **res.to_dict()}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    best = res.probabilities[res.class_name]
+    table = Table(
+        title=f"{clip} {tuple(arr.shape)} -> {res.branch} v{res.version}: {res.class_name} ({best:.1%})"
+    )
+    table.add_column("class")
+    table.add_column("probability", justify="right")
+    table.add_column("")
+    for name, p in res.probabilities.items():
+        table.add_row(name, f"{p:.1%}", "█" * round(p * 30))
+    Console().print(table)
+
+
+def forecast(
+    clip: Path = typer.Argument(..., help="A .npy/.npz file, a folder of PNG frames, or a .gif/.mp4 video."),
+    target: str | None = _TARGET,
+    branch: str = _BRANCH,
+    version: int = _VERSION,
+    as_json: bool = _JSON,
+    timeout: float = _TIMEOUT,
+    key: str | None = _KEY,
+    index: int = _INDEX,
+    fps: float = _FPS,
+) -> None:
+    """Forecast the object's 3D positions (world units) in the frames after CLIP."""
+    arr, rate = _load(clip, key, index, fps)
+    res = _call(
+        _target(target), lambda c: c.forecast(arr, branch=branch, version=version, fps=rate, timeout=timeout)
+    )
+    if as_json:
+        typer.echo(json.dumps({"clip": str(clip), "shape": list(arr.shape), **res.to_dict()}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{clip} {tuple(arr.shape)} -> {res.branch} v{res.version}: forecast (world units)")
+    for col in ("frame", "t (s)", "x", "y", "z"):
+        table.add_column(col, justify="right")
+    first = arr.shape[0]
+    for i, (t, p) in enumerate(zip(res.times, res.positions, strict=True)):
+        table.add_row(str(first + i), f"{t:.3f}", *(f"{v:+.3f}" for v in p))
+    Console().print(table)
+
+
+def models(
+    target: str | None = _TARGET,
+    branch: str = typer.Option("", "--branch", "-b", help="Only this branch (default: all)."),
+    as_json: bool = _JSON,
+    timeout: float = _TIMEOUT,
+) -> None:
+    """List the model versions the encoder has loaded."""
+    infos = _call(_target(target), lambda c: c.list_models(branch, timeout=timeout))
+    if as_json:
+        typer.echo(json.dumps([{k: v for k, v in m.to_dict().items() if k != "metadata"} for m in infos]))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"models loaded by {_target(target)}")
+    for col in ("branch", "version", "default", "input (T,H,W,C)", "provider", "sha256", "loaded at"):
+        table.add_column(col)
+    for m in infos:
+        table.add_row(
+            m.branch,
+            str(m.version),
+            "yes" if m.is_default else "",
+            str(m.input_shape),
+            m.execution_provider,
+            m.sha256[:12],
+            m.loaded_at,
+        )
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("classify")(classify)
+    app.command("forecast")(forecast)
+    app.command("models")(models)

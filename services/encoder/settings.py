@@ -1,0 +1,54 @@
+"""Encoder settings: env ``TRAJLAB_ENCODER_*``, YAML via ``TRAJLAB_CONFIG``, validated at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from trajlab.config import ServerSettings
+
+
+class EncoderSettings(ServerSettings):
+    """Everything the encoder server reads at start. Units in comments."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRAJLAB_ENCODER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    port: int = 50051  # gRPC port; 0 picks a free one (tests)
+    model_repo: Path = Path("./models")  # <repo>/<branch>/<version>/{model.onnx, metadata.json}
+    poll_seconds: float = Field(2.0, gt=0.0, le=3600.0)  # seconds between repository scans
+    keep_versions: int = Field(2, ge=1, le=64)  # newest loadable versions kept loaded per branch
+    # Execution providers in order of preference. CUDA is used only when requested here
+    # AND present in this onnxruntime build; otherwise the server falls back to CPU and
+    # says so in its log and in ListModels.
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+    # onnxruntime intra-op threads per session; 0 = the number of CPUs this process may
+    # use (set explicitly on the session either way, never left to onnxruntime).
+    intra_op_threads: int = Field(0, ge=0, le=256)
+    # Sessions run concurrently at most this many at once (without batching). 1 avoids
+    # oversubscribing the intra-op pools on a small CPU; raise it on a GPU.
+    inference_concurrency: int = Field(1, ge=1, le=256)
+    # Dynamic batching: requests for the same model version that arrive within
+    # max_queue_delay_ms are run as one batch of at most max_batch_size clips.
+    batching: bool = False  # off by default: see bench/RESULTS.md (encoder) for why
+    max_batch_size: int = Field(8, ge=1, le=1024)  # clips per batch
+    max_queue_delay_ms: float = Field(2.0, ge=0.0, le=10_000.0)  # milliseconds a request may wait
+    max_queue_size: int = Field(256, ge=1)  # queued requests per model; beyond: RESOURCE_EXHAUSTED
+    warmup_runs: int = Field(2, ge=0, le=100)  # inference runs on zeros before a version serves
+
+    @model_validator(mode="after")
+    def _check_providers(self) -> EncoderSettings:
+        if not self.providers:
+            raise ValueError("providers must name at least one execution provider")
+        for p in self.providers:
+            if not p.endswith("ExecutionProvider"):
+                raise ValueError(
+                    f"providers: {p!r} is not an onnxruntime provider name (e.g. CPUExecutionProvider)"
+                )
+        return self
