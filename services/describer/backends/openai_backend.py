@@ -1,0 +1,195 @@
+"""The OpenAI backend: chat completions with structured output, through the official SDK.
+
+Works with api.openai.com and with OpenAI-compatible servers (vLLM, Ollama, TGI's
+``/v1``) through ``base_url``. The SDK's own retries are switched off
+(``max_retries=0``): the router is the one retry layer, because it knows the
+request's deadline and treats every backend alike. The per-call timeout is the
+router's budget, which follows the gRPC deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import SecretStr
+
+from services.describer.backends.base import BackendError, Description, FailureKind, Trajectory
+from services.describer.backends.llm import ANSWER_SCHEMA, check_answer, render_prompt
+
+log = logging.getLogger(__name__)
+
+
+def _openai_schema() -> dict[str, Any]:
+    # OpenAI's strict structured outputs do not accept maxLength; the answer is
+    # still checked against the full schema (lengths included) when it comes back.
+    props = {
+        k: {kk: vv for kk, vv in v.items() if kk != "maxLength"}  # type: ignore[union-attr]
+        for k, v in ANSWER_SCHEMA["properties"].items()
+    }  # type: ignore[union-attr]
+    return {**ANSWER_SCHEMA, "properties": props}
+
+
+def _retry_after(exc: Any) -> float | None:
+    """Seconds from Retry-After(-ms) headers of an SDK status error, if any."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    for key, div in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        val = headers.get(key)
+        if val is not None:
+            try:
+                return max(0.0, float(val) / div)
+            except ValueError:
+                continue
+    return None
+
+
+class OpenAIBackend:
+    """``openai:<model>`` behind the backend interface."""
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str | None,
+        api_key: Callable[[], SecretStr | None],
+        structured_output: str = "json_schema",
+        max_tokens: int = 600,
+        prompt_version: str = "v1",
+    ) -> None:
+        self.model = model
+        self.name = f"openai:{model}"
+        self.endpoint = base_url or "https://api.openai.com/v1"
+        self._base_url = base_url
+        self._api_key = api_key
+        self._structured_output = structured_output
+        self._max_tokens = max_tokens
+        self._prompt_version = prompt_version
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._client_key_hash = ""
+
+    def configured(self) -> tuple[bool, str]:
+        if self._api_key() is None:
+            return (
+                False,
+                "no OPENAI_API_KEY (set it, TRAJLAB_DESCRIBER_OPENAI_API_KEY or openai_api_key_file)",
+            )
+        return True, f"model {self.model} at {self.endpoint}"
+
+    def _get_client(self, key: SecretStr) -> Any:
+        import openai
+
+        # One client (and HTTP connection pool) per key; a rotated secret file gets a new one.
+        digest = hashlib.sha256(key.get_secret_value().encode()).hexdigest()
+        with self._lock:
+            if self._client is None or digest != self._client_key_hash:
+                self._client = openai.OpenAI(
+                    api_key=key.get_secret_value(), base_url=self._base_url, max_retries=0
+                )
+                self._client_key_hash = digest
+            return self._client
+
+    def describe(self, trajectory: Trajectory, timeout_s: float) -> Description:
+        import openai
+
+        key = self._api_key()
+        if key is None:
+            raise BackendError(FailureKind.NOT_CONFIGURED, "no OPENAI_API_KEY")
+        client = self._get_client(key)
+        prompt = render_prompt("openai", trajectory, self._prompt_version)
+        if self._structured_output == "json_schema":
+            response_format: dict[str, Any] = {
+                "type": "json_schema",
+                "json_schema": {"name": "trajectory_description", "strict": True, "schema": _openai_schema()},
+            }
+        else:
+            response_format = {"type": "json_object"}
+        try:
+            resp = client.chat.completions.create(
+                model=self.model,
+                messages=[
+                    {"role": "system", "content": prompt.system},
+                    {"role": "user", "content": prompt.user},
+                ],
+                response_format=response_format,
+                temperature=0,
+                max_tokens=self._max_tokens,
+                timeout=timeout_s,
+            )
+        except openai.APITimeoutError:
+            raise BackendError(FailureKind.TIMEOUT, f"no answer within {timeout_s:.2f} s") from None
+        except openai.APIConnectionError as exc:
+            raise BackendError(
+                FailureKind.UNREACHABLE, f"cannot reach {self.endpoint} ({_cause(exc)})"
+            ) from None
+        except openai.RateLimitError as exc:
+            raise BackendError(
+                FailureKind.RATE_LIMITED, "HTTP 429 rate limited", retry_after=_retry_after(exc)
+            ) from None
+        except openai.AuthenticationError:
+            # The error text may echo part of the key: do not pass it on.
+            raise BackendError(FailureKind.CLIENT_ERROR, "HTTP 401: the API key was refused") from None
+        except openai.APIStatusError as exc:
+            kind = FailureKind.SERVER_ERROR if exc.status_code >= 500 else FailureKind.CLIENT_ERROR
+            raise BackendError(
+                kind, f"HTTP {exc.status_code}: {_short(exc.message)}", retry_after=_retry_after(exc)
+            ) from None
+        except openai.APIError as exc:  # e.g. a body that is not a chat completion
+            raise BackendError(
+                FailureKind.SERVER_ERROR, f"malformed response ({exc.__class__.__name__})"
+            ) from None
+        try:
+            choice = resp.choices[0]
+            content = choice.message.content
+            refusal = getattr(choice.message, "refusal", None)
+            finish = choice.finish_reason
+            usage = resp.usage
+        except (AttributeError, IndexError, TypeError):
+            raise BackendError(FailureKind.SERVER_ERROR, "malformed response: no choices") from None
+        p_tok = int(getattr(usage, "prompt_tokens", 0) or 0)
+        c_tok = int(getattr(usage, "completion_tokens", 0) or 0)
+        if refusal:
+            raise BackendError(
+                FailureKind.SCHEMA,
+                f"the model refused: {_short(refusal)}",
+                prompt_tokens=p_tok,
+                completion_tokens=c_tok,
+            )
+        if finish == "length":
+            raise BackendError(
+                FailureKind.SCHEMA,
+                "the answer was cut off at max_tokens",
+                prompt_tokens=p_tok,
+                completion_tokens=c_tok,
+            )
+        try:
+            answer = check_answer(content)
+        except BackendError as exc:
+            exc.prompt_tokens, exc.completion_tokens = p_tok, c_tok
+            raise
+        return Description(
+            equations=(answer.x, answer.y, answer.z),
+            description=answer.description,
+            described_class=answer.motion,
+            model=self.model,
+            prompt_version=prompt.version,
+            prompt_tokens=p_tok,
+            completion_tokens=c_tok,
+        )
+
+
+def _short(text: object, limit: int = 200) -> str:
+    s = str(text).replace("\n", " ")
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def _cause(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    return cause.__class__.__name__ if cause else exc.__class__.__name__

@@ -1,0 +1,111 @@
+"""The TGI backend: the ``text-generation`` client against a text-generation-inference container.
+
+Mistral-7B-Instruct gets its ``[INST] ... [/INST]`` instruction format and Phi-2
+(no chat template) the plain ``Instruct: ...\\nOutput:`` form; both come from
+versioned files in ``prompts/``. The output is constrained by TGI's JSON grammar
+to the one answer schema, and checked again on arrival. The client has no retries
+of its own; the router's retry layer applies.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from services.describer.backends.base import BackendError, Description, FailureKind, Trajectory
+from services.describer.backends.llm import ANSWER_SCHEMA, check_answer, render_prompt
+
+log = logging.getLogger(__name__)
+
+
+class TGIBackend:
+    """``tgi:<model>`` behind the backend interface."""
+
+    kind = "tgi"
+
+    def __init__(
+        self, *, model: str, family: str, endpoint: str, max_new_tokens: int = 600, prompt_version: str = "v1"
+    ) -> None:
+        self.model = model
+        self.name = f"tgi:{model}"
+        self.family = family  # prompt family: "mistral" or "phi"
+        self.endpoint = endpoint.rstrip("/")
+        self._max_new_tokens = max_new_tokens
+        self._prompt_version = prompt_version
+
+    def configured(self) -> tuple[bool, str]:
+        if not self.endpoint:
+            return False, f"no endpoint for {self.name} (set TRAJLAB_DESCRIBER_TGI_ENDPOINTS)"
+        return True, f"{self.family} prompts at {self.endpoint}"
+
+    def describe(self, trajectory: Trajectory, timeout_s: float) -> Description:
+        import requests
+        from pydantic import ValidationError as PydanticValidationError
+        from text_generation import Client
+        from text_generation import errors as tge
+        from text_generation.types import Grammar, GrammarType
+
+        if not self.endpoint:
+            raise BackendError(FailureKind.NOT_CONFIGURED, f"no endpoint for {self.name}")
+        prompt = render_prompt(self.family, trajectory, self._prompt_version)
+        client = Client(self.endpoint, timeout=timeout_s)  # type: ignore[arg-type]  # float seconds work
+        try:
+            resp = client.generate(
+                prompt.user,
+                max_new_tokens=self._max_new_tokens,
+                do_sample=False,
+                grammar=Grammar(type=GrammarType.Json, value=ANSWER_SCHEMA),
+            )
+        except requests.exceptions.Timeout:
+            raise BackendError(FailureKind.TIMEOUT, f"no answer within {timeout_s:.2f} s") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise BackendError(
+                FailureKind.UNREACHABLE, f"cannot reach {self.endpoint} ({exc.__class__.__name__})"
+            ) from None
+        except (tge.OverloadedError, tge.RateLimitExceededError) as exc:
+            raise BackendError(FailureKind.RATE_LIMITED, f"overloaded: {_short(exc)}") from None
+        except (tge.ValidationError, tge.BadRequestError, tge.NotFoundError) as exc:
+            raise BackendError(FailureKind.CLIENT_ERROR, f"request refused: {_short(exc)}") from None
+        except (
+            tge.GenerationError,
+            tge.IncompleteGenerationError,
+            tge.ShardNotReadyError,
+            tge.ShardTimeoutError,
+            tge.UnknownError,
+        ) as exc:
+            raise BackendError(FailureKind.SERVER_ERROR, f"{exc.__class__.__name__}: {_short(exc)}") from None
+        except (
+            requests.exceptions.JSONDecodeError,
+            ValueError,
+            KeyError,
+            IndexError,
+            TypeError,
+            PydanticValidationError,
+        ) as exc:
+            # A body that is not TGI's JSON (a proxy's HTML page, a truncated answer).
+            raise BackendError(
+                FailureKind.SERVER_ERROR, f"malformed response ({exc.__class__.__name__})"
+            ) from None
+        c_tok = int(resp.details.generated_tokens) if resp.details is not None else 0
+        if resp.details is not None and str(resp.details.finish_reason.value) == "length":
+            raise BackendError(
+                FailureKind.SCHEMA, "the answer was cut off at max_new_tokens", completion_tokens=c_tok
+            )
+        try:
+            answer = check_answer(resp.generated_text)
+        except BackendError as exc:
+            exc.completion_tokens = c_tok
+            raise
+        return Description(
+            equations=(answer.x, answer.y, answer.z),
+            description=answer.description,
+            described_class=answer.motion,
+            model=self.model,
+            prompt_version=prompt.version,
+            prompt_tokens=0,  # TGI reports it only in a header the client does not expose
+            completion_tokens=c_tok,
+        )
+
+
+def _short(text: object, limit: int = 200) -> str:
+    s = str(text).replace("\n", " ")
+    return s if len(s) <= limit else s[: limit - 3] + "..."

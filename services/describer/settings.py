@@ -1,0 +1,75 @@
+"""Describer settings: env ``TRAJLAB_DESCRIBER_<FIELD>``, YAML via ``TRAJLAB_CONFIG``.
+
+The OpenAI key is read from, in order: the file named by ``openai_api_key_file``
+(e.g. a Docker secret), ``TRAJLAB_DESCRIBER_OPENAI_API_KEY``, ``OPENAI_API_KEY``.
+It is held as a SecretStr and never logged. TGI endpoints are a mapping from the
+model name used in requests ("mistral", "phi-2") to the container's base URL, e.g.
+``TRAJLAB_DESCRIBER_TGI_ENDPOINTS='{"mistral": "http://tgi-mistral:80"}'``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from trajlab.config import ServerSettings
+
+
+class DescriberSettings(ServerSettings):
+    """Settings of ``python -m services.describer``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRAJLAB_DESCRIBER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    port: int = 50053  # gRPC port
+    branches_file: Path | None = None  # branch configs; None = trajlab/configs/branches.yaml
+    default_backend: str = "analytic"  # used when neither the request nor its branch names one
+
+    # OpenAI (or any OpenAI-compatible server: vLLM, Ollama, TGI's /v1).
+    openai_model: str = "gpt-4"  # model behind the bare name "openai"
+    openai_base_url: str | None = None  # None = the SDK's default (api.openai.com)
+    openai_api_key: SecretStr | None = None  # prefer openai_api_key_file or OPENAI_API_KEY
+    openai_api_key_file: Path | None = None  # file holding the key (Docker secret)
+    openai_timeout_seconds: float = Field(30.0, gt=0)  # per call, capped by the request deadline
+    openai_structured_output: Literal["json_schema", "json_object"] = "json_schema"  # json_object for
+    #   models without structured outputs (the answer is checked against the schema either way)
+    openai_max_tokens: int = Field(600, ge=64, le=8192)  # completion tokens per answer
+
+    # text-generation-inference containers, by model name.
+    tgi_endpoints: dict[str, str] = Field(default_factory=dict)  # {"mistral": "http://host:port"}
+    tgi_families: dict[str, Literal["mistral", "phi"]] = Field(
+        default_factory=lambda: {"mistral": "mistral", "phi-2": "phi"}
+    )  # prompt family per model name; names starting with "phi" default to "phi", others to "mistral"
+    tgi_timeout_seconds: float = Field(60.0, gt=0)  # per call, capped by the request deadline
+    tgi_max_new_tokens: int = Field(600, ge=64, le=8192)
+
+    prompt_version: str = "v1"  # prompts/<family>/<version>.txt
+
+    # Routing: one retry layer (ours; the SDKs' own retries are switched off).
+    retries: int = Field(1, ge=0, le=3)  # extra attempts after a 429 or 5xx, within the deadline
+    retry_backoff_seconds: float = Field(0.5, ge=0.0, le=30.0)  # wait before a retry without Retry-After
+    breaker_failures: int = Field(3, ge=1, le=100)  # consecutive failures that open a backend's circuit
+    breaker_reset_seconds: float = Field(30.0, gt=0)  # open -> half-open (one probe) after this pause
+    fallback_reserve_seconds: float = Field(0.1, ge=0.0, le=5.0)  # deadline kept back for the fallback
+
+    def resolve_openai_key(self) -> SecretStr | None:
+        """The OpenAI key from file, setting or OPENAI_API_KEY; None when there is none."""
+        if self.openai_api_key_file is not None:
+            try:
+                text = self.openai_api_key_file.read_text(encoding="utf-8").strip()
+            except OSError:
+                text = ""
+            if text:
+                return SecretStr(text)
+        if self.openai_api_key is not None and self.openai_api_key.get_secret_value().strip():
+            return self.openai_api_key
+        env = os.environ.get("OPENAI_API_KEY", "").strip()
+        return SecretStr(env) if env else None
