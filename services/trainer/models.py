@@ -1,0 +1,502 @@
+"""The branch models: video encoders, enhancements and heads, as pytorchvideo-style builders.
+
+Every builder is keyword-only, returns an ``nn.Module`` and draws the tensor shapes
+it produces. The four seed branches of DESIGN.md are thin presets over
+:func:`create_branch_model`; a checkpoint stores the :class:`ModelArgs` it was built
+with, so export and resume rebuild the exact model without the original config.
+
+Input everywhere: ``clip`` float32 (N, C, T, H, W) from :func:`trajlab.preprocess.to_model_input`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from trajlab.profiles import CLASS_NAMES
+
+FEATURE_DIM = 512  # width of every encoder's output feature, fixed by the seed spec
+CODE_DIM = 128  # compression autoencoder bottleneck (512 -> 256 -> 128 -> 256 -> 512)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelArgs:
+    """Everything needed to rebuild a branch model (stored in checkpoints, nanoGPT-style)."""
+
+    encoder: str  # "i3d" or "dual_pathway"
+    enhancement: str  # "compression", "text_alignment" or "none"
+    frames: int  # T, observed frames per clip
+    height: int  # H, pixels
+    width: int  # W, pixels
+    horizon: int  # future frames forecast
+    channels: tuple[int, ...] = (16, 32, 64)  # conv widths of the three blocks
+    in_channels: int = 3  # RGB
+    num_classes: int = len(CLASS_NAMES)
+    feature_dim: int = FEATURE_DIM
+    pool_grid: tuple[int, int, int] = (4, 4, 4)  # adaptive-pool output (T', H', W'); keeps where/when
+    alpha: int = 4  # dual pathway: the context pathway sees every alpha-th frame
+    motion_channel_ratio: int = 2  # dual pathway: motion pathway is this many times thinner
+    text_dim: int = 0  # text-embedding width (text alignment only)
+    text_encoder: str = ""  # name of the text encoder whose embeddings are baked in
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelArgs:
+        d = dict(d)
+        for key in ("channels", "pool_grid"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+def _conv_bn_relu(c_in: int, c_out: int, kernel: tuple[int, int, int] = (3, 3, 3)) -> nn.Sequential:
+    pad = tuple(k // 2 for k in kernel)
+    return nn.Sequential(
+        nn.Conv3d(c_in, c_out, kernel, padding=pad, bias=False),
+        nn.BatchNorm3d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class I3DEncoder(nn.Module):
+    """Three Conv3d-BN-ReLU blocks with 3D max pooling, adaptive average pooling, linear to D."""
+
+    def __init__(self, blocks: nn.Sequential, pool: nn.Module, proj: nn.Linear) -> None:
+        super().__init__()
+        self.blocks = blocks
+        self.pool = pool
+        self.proj = proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(torch.flatten(self.pool(self.blocks(x)), 1))
+
+
+def create_i3d_encoder(
+    *,
+    in_channels: int = 3,
+    channels: Sequence[int] = (16, 32, 64),
+    frames: int = 16,
+    height: int = 64,
+    width: int = 64,
+    pool_grid: Sequence[int] = (4, 4, 4),
+    feature_dim: int = FEATURE_DIM,
+) -> I3DEncoder:
+    """I3D-like 3D CNN (after Carreira & Zisserman, "Quo Vadis, Action Recognition?", CVPR 2017).
+
+    Inflated 3x3x3 convolutions; like I3D the first pooling keeps the time axis so
+    early motion is not averaged away. The final adaptive average pool keeps a
+    small (T', H', W') grid rather than one vector, because the forecast head must
+    read *where* and *when* the object is, which a global average erases.
+    ::
+
+        clip (N, C, T, H, W)
+          -> Conv3d 3x3x3 -> BN -> ReLU -> MaxPool (1,2,2)    (N, c1, T,   H/2, W/2)
+          -> Conv3d 3x3x3 -> BN -> ReLU -> MaxPool (2,2,2)    (N, c2, T/2, H/4, W/4)
+          -> Conv3d 3x3x3 -> BN -> ReLU -> MaxPool (2,2,2)    (N, c3, T/4, H/8, W/8)
+          -> adaptive average pool to pool_grid               (N, c3, t', h', w')
+          -> flatten -> Linear                                (N, feature_dim)
+    """
+    if len(channels) != 3:
+        raise ValueError(f"channels must have 3 entries (one per block), got {list(channels)}")
+    if frames < 4 or height < 8 or width < 8:
+        raise ValueError(f"clip too small for three pooling stages: T={frames}, H={height}, W={width}")
+    c1, c2, c3 = channels
+    blocks = nn.Sequential(
+        _conv_bn_relu(in_channels, c1),
+        nn.MaxPool3d((1, 2, 2)),
+        _conv_bn_relu(c1, c2),
+        nn.MaxPool3d((2, 2, 2)),
+        _conv_bn_relu(c2, c3),
+        nn.MaxPool3d((2, 2, 2)),
+    )
+    available = (frames // 4, height // 8, width // 8)
+    grid = _grid(pool_grid, available)
+    pool = _adaptive_avg_pool(available, grid)
+    proj = nn.Linear(c3 * grid[0] * grid[1] * grid[2], feature_dim)
+    return I3DEncoder(blocks, pool, proj)
+
+
+def _grid(wanted: Sequence[int], available: tuple[int, int, int]) -> tuple[int, int, int]:
+    # Never ask the pool for more cells than the feature map has (that would
+    # upsample) and use divisors, so every cell averages the same number of inputs.
+    out = []
+    for w, a in zip(wanted, available, strict=True):
+        g = max(1, min(int(w), a))
+        while a % g:
+            g -= 1
+        out.append(g)
+    return out[0], out[1], out[2]
+
+
+def _adaptive_avg_pool(available: tuple[int, int, int], grid: tuple[int, int, int]) -> nn.AvgPool3d:
+    """Adaptive average pooling to ``grid`` for a known input size ``available``.
+
+    The input size of a branch model is fixed (metadata records it), so the adaptive
+    pool is computed here as the equivalent fixed AvgPool3d: identical numbers, and
+    it exports to ONNX, which has no adaptive 3D pooling operator.
+    """
+    kernel = tuple(a // g for a, g in zip(available, grid, strict=True))
+    return nn.AvgPool3d(kernel, stride=kernel)
+
+
+class DualPathwayEncoder(nn.Module):
+    """Motion pathway (every frame, full resolution) + context pathway (sparse frames, low resolution)."""
+
+    def __init__(
+        self,
+        *,
+        motion_stages: nn.ModuleList,
+        context_stages: nn.ModuleList,
+        laterals: nn.ModuleList,
+        alpha: int,
+        motion_pool: nn.Module,
+        context_pool: nn.Module,
+        proj: nn.Linear,
+    ) -> None:
+        super().__init__()
+        self.motion_stages = motion_stages
+        self.context_stages = context_stages
+        self.laterals = laterals
+        self.alpha = alpha
+        self.motion_pool = motion_pool
+        self.context_pool = context_pool
+        self.proj = proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        motion = x
+        # Every alpha-th frame at half resolution: the cheap view of the scene.
+        context = nn.functional.avg_pool3d(x[:, :, :: self.alpha], kernel_size=(1, 2, 2))
+        for m_stage, c_stage, lateral in zip(
+            self.motion_stages, self.context_stages, self.laterals, strict=True
+        ):
+            motion = m_stage(motion)
+            context = c_stage(context)
+            # Lateral fusion: time-strided conv brings motion features to the context rate.
+            context = torch.cat([context, lateral(motion)], dim=1)
+        m = torch.flatten(self.motion_pool(motion), 1)
+        c = torch.flatten(self.context_pool(context), 1)
+        return self.proj(torch.cat([m, c], dim=1))
+
+
+def create_dual_pathway_encoder(
+    *,
+    in_channels: int = 3,
+    channels: Sequence[int] = (16, 32, 64),
+    motion_channel_ratio: int = 2,
+    alpha: int = 4,
+    frames: int = 16,
+    height: int = 64,
+    width: int = 64,
+    pool_grid: Sequence[int] = (4, 4, 4),
+    feature_dim: int = FEATURE_DIM,
+) -> DualPathwayEncoder:
+    """Dual-pathway (SlowFast-like) encoder (after Feichtenhofer et al., "SlowFast Networks", ICCV 2019).
+
+    The *motion pathway* sees every frame at full resolution with thin channels
+    (``channels // motion_channel_ratio``) and never pools time, so it keeps fast
+    motion; the *context pathway* sees every ``alpha``-th frame at half resolution
+    with wide channels. After each stage a lateral Conv3d (kernel 5x1x1, time stride
+    ``alpha``) carries motion features into the context pathway (concatenated).
+    Both pathways are pooled to a small grid, concatenated and projected.
+    ::
+
+        clip (N, C, T, H, W)
+          motion:  (N, C, T, H, W)                  context: (N, C, T/a, H/2, W/2)
+          stage 1: conv -> (N, m1, T, H/2, W/2)     conv -> (N, c1, T/a, H/2, W/2) ++ lateral(2*m1)
+          stage 2: conv -> (N, m2, T, H/4, W/4)     conv+pool -> (N, c2, T/a, H/4, W/4) ++ lateral(2*m2)
+          stage 3: conv -> (N, m3, T, H/8, W/8)     conv+pool -> (N, c3, T/a, H/8, W/8) ++ lateral(2*m3)
+          pool to grid, flatten, concatenate -> Linear -> (N, feature_dim)
+    """
+    if len(channels) != 3:
+        raise ValueError(f"channels must have 3 entries (one per stage), got {list(channels)}")
+    if alpha < 1 or frames < alpha:
+        raise ValueError(f"alpha must be in [1, frames]; got alpha={alpha}, frames={frames}")
+    if height < 16 or width < 16:
+        raise ValueError(f"clip too small for the dual pathway: H={height}, W={width} (need >= 16)")
+    m_ch = [max(4, c // motion_channel_ratio) for c in channels]
+    motion_stages = nn.ModuleList()
+    context_stages = nn.ModuleList()
+    laterals = nn.ModuleList()
+    m_in, c_in = in_channels, in_channels
+    for i in range(3):
+        motion_stages.append(nn.Sequential(_conv_bn_relu(m_in, m_ch[i]), nn.MaxPool3d((1, 2, 2))))
+        # The context pathway starts at half resolution, so it pools from stage 2 on.
+        c_layers: list[nn.Module] = [_conv_bn_relu(c_in, channels[i])]
+        if i > 0:
+            c_layers.append(nn.MaxPool3d((1, 2, 2)))
+        context_stages.append(nn.Sequential(*c_layers))
+        laterals.append(
+            nn.Sequential(
+                nn.Conv3d(
+                    m_ch[i], 2 * m_ch[i], (5, 1, 1), stride=(alpha, 1, 1), padding=(2, 0, 0), bias=False
+                ),
+                nn.BatchNorm3d(2 * m_ch[i]),
+                nn.ReLU(inplace=True),
+            )
+        )
+        m_in = m_ch[i]
+        c_in = channels[i] + 2 * m_ch[i]
+    context_frames = -(-frames // alpha)
+    m_avail = (frames, height // 8, width // 8)
+    c_avail = (context_frames, height // 8, width // 8)
+    m_grid = _grid(pool_grid, m_avail)
+    c_grid = _grid(pool_grid, c_avail)
+    m_feat = m_ch[2] * m_grid[0] * m_grid[1] * m_grid[2]
+    c_feat = c_in * c_grid[0] * c_grid[1] * c_grid[2]
+    return DualPathwayEncoder(
+        motion_stages=motion_stages,
+        context_stages=context_stages,
+        laterals=laterals,
+        alpha=alpha,
+        motion_pool=_adaptive_avg_pool(m_avail, m_grid),
+        context_pool=_adaptive_avg_pool(c_avail, c_grid),
+        proj=nn.Linear(m_feat + c_feat, feature_dim),
+    )
+
+
+class CompressionAutoencoder(nn.Module):
+    """512 -> 256 -> 128 -> 256 -> 512; returns (code, reconstruction)."""
+
+    def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        code = self.encoder(features)
+        return code, self.decoder(code)
+
+
+def create_compression_autoencoder(
+    *, feature_dim: int = FEATURE_DIM, hidden_dim: int = 256, code_dim: int = CODE_DIM
+) -> CompressionAutoencoder:
+    """Feature compression (MAGVIT-like bottleneck): the heads read the compact code.
+
+    Trained with a reconstruction loss (MSE of the reconstruction against the encoder
+    features) next to the task losses.
+    ::
+
+        features (N, 512) -> Linear+ReLU (N, 256) -> Linear (N, 128) = code
+        code (N, 128) -> Linear+ReLU (N, 256) -> Linear (N, 512) = reconstruction
+    """
+    enc = nn.Sequential(
+        nn.Linear(feature_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, code_dim)
+    )
+    dec = nn.Sequential(
+        nn.Linear(code_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, feature_dim)
+    )
+    return CompressionAutoencoder(enc, dec)
+
+
+class TextAlignment(nn.Module):
+    """Projects video features into a text-embedding space; logits against class descriptions."""
+
+    def __init__(self, proj: nn.Linear, class_text: torch.Tensor, init_temperature: float) -> None:
+        super().__init__()
+        self.proj = proj
+        # Unit-norm embeddings of the class descriptions, computed once by the text encoder.
+        self.register_buffer("class_text", nn.functional.normalize(class_text, dim=-1))
+        # CLIP's learnable log inverse temperature.
+        self.logit_scale = nn.Parameter(torch.tensor(float(torch.log(torch.tensor(1.0 / init_temperature)))))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = nn.functional.normalize(self.proj(features), dim=-1)
+        scale = self.logit_scale.clamp(max=4.6052).exp()  # cap at 100 as CLIP does
+        return z, scale * z @ self.class_text.t()
+
+
+def create_text_alignment(
+    *, feature_dim: int = FEATURE_DIM, class_text: torch.Tensor, init_temperature: float = 0.07
+) -> TextAlignment:
+    """CLIP-style alignment (after Radford et al., "Learning Transferable Visual Models", 2021).
+
+    ``class_text`` (K, D) are the text encoder's embeddings of the K class
+    descriptions. The loss is CLIP's InfoNCE with the class descriptions as the
+    candidate texts; zero-shot classification is the nearest description.
+    ::
+
+        features (N, 512) -> Linear -> L2-normalise = z (N, D)
+        logits = exp(logit_scale) * z @ normalise(class_text).T     (N, K)
+    """
+    if class_text.ndim != 2:
+        raise ValueError(f"class_text must be (K, D), got {tuple(class_text.shape)}")
+    return TextAlignment(nn.Linear(feature_dim, class_text.shape[1]), class_text.float(), init_temperature)
+
+
+def create_heads(*, in_dim: int, num_classes: int, horizon: int, hidden_dim: int = 256) -> nn.ModuleDict:
+    """Classification and forecast heads.
+    ::
+
+        x (N, in_dim) -> Linear -> logits (N, num_classes)
+        x (N, in_dim) -> Linear+ReLU (N, 256) -> Linear -> (N, horizon*3) -> (N, horizon, 3), normalised units
+    """
+    return nn.ModuleDict(
+        {
+            "classify": nn.Linear(in_dim, num_classes),
+            "forecast": nn.Sequential(
+                nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, horizon * 3)
+            ),
+        }
+    )
+
+
+class BranchOutput(NamedTuple):
+    logits: torch.Tensor  # (N, K)
+    forecast: torch.Tensor  # (N, horizon, 3), normalised by the dataset statistics
+    embedding: torch.Tensor  # (N, D): what the model exports as its embedding
+    features: torch.Tensor  # (N, 512) encoder features
+    reconstruction: torch.Tensor | None  # (N, 512), compression only
+    text_logits: torch.Tensor | None  # (N, K), text alignment only
+
+
+class BranchModel(nn.Module):
+    """Encoder x enhancement x heads; forecast statistics live in buffers so export can undo them."""
+
+    def __init__(
+        self,
+        args: ModelArgs,
+        encoder: nn.Module,
+        heads: nn.ModuleDict,
+        compression: CompressionAutoencoder | None = None,
+        alignment: TextAlignment | None = None,
+    ) -> None:
+        super().__init__()
+        self.args = args
+        self.encoder = encoder
+        self.heads = heads
+        self.compression = compression
+        self.alignment = alignment
+        # Forecast targets are (world - mean) / std per (step, axis); set from the
+        # training split before training and saved with the weights.
+        self.register_buffer("forecast_mean", torch.zeros(args.horizon, 3))
+        self.register_buffer("forecast_std", torch.ones(args.horizon, 3))
+
+    def set_forecast_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.forecast_mean.copy_(mean.reshape(self.args.horizon, 3))
+        self.forecast_std.copy_(std.reshape(self.args.horizon, 3).clamp_min(1e-6))
+
+    def forward(self, clip: torch.Tensor) -> BranchOutput:
+        features = self.encoder(clip)
+        head_in = features
+        recon = text_logits = None
+        embedding = features
+        if self.compression is not None:
+            head_in, recon = self.compression(features)
+            embedding = head_in
+        if self.alignment is not None:
+            embedding, text_logits = self.alignment(features)
+        logits = self.heads["classify"](head_in)
+        forecast = self.heads["forecast"](head_in).reshape(-1, self.args.horizon, 3)
+        return BranchOutput(logits, forecast, embedding, features, recon, text_logits)
+
+    def to_world(self, forecast_normalised: torch.Tensor) -> torch.Tensor:
+        return forecast_normalised * self.forecast_std + self.forecast_mean
+
+    @property
+    def embedding_dim(self) -> int:
+        if self.compression is not None:
+            return CODE_DIM
+        if self.alignment is not None:
+            return int(self.alignment.class_text.shape[1])
+        return self.args.feature_dim
+
+
+class ExportWrapper(nn.Module):
+    """What goes into ONNX: clip -> (probabilities, forecast in world units, embedding)."""
+
+    def __init__(self, model: BranchModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.model(clip)
+        return torch.softmax(out.logits, dim=-1), self.model.to_world(out.forecast), out.embedding
+
+
+def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = None) -> BranchModel:
+    """Build a branch model from its :class:`ModelArgs`.
+
+    ``class_text`` (K, D) is required for the text-alignment enhancement (and may be
+    a zero tensor of the right shape when the weights are about to be loaded from a
+    checkpoint, whose buffer holds the real embeddings).
+    """
+    common = dict(
+        in_channels=args.in_channels,
+        channels=args.channels,
+        frames=args.frames,
+        height=args.height,
+        width=args.width,
+        pool_grid=args.pool_grid,
+        feature_dim=args.feature_dim,
+    )
+    encoder: nn.Module
+    if args.encoder == "i3d":
+        encoder = create_i3d_encoder(**common)  # type: ignore[arg-type]
+    elif args.encoder == "dual_pathway":
+        encoder = create_dual_pathway_encoder(
+            alpha=args.alpha,
+            motion_channel_ratio=args.motion_channel_ratio,
+            **common,  # type: ignore[arg-type]
+        )
+    else:
+        raise ValueError(f"encoder: unknown {args.encoder!r}; expected 'i3d' or 'dual_pathway'")
+    compression = alignment = None
+    head_dim = args.feature_dim
+    if args.enhancement == "compression":
+        compression = create_compression_autoencoder(feature_dim=args.feature_dim)
+        head_dim = CODE_DIM
+    elif args.enhancement == "text_alignment":
+        if class_text is None:
+            if args.text_dim <= 0:
+                raise ValueError("text_alignment needs class_text (K, D) or text_dim > 0")
+            class_text = torch.zeros(args.num_classes, args.text_dim)
+        if class_text.shape[0] != args.num_classes:
+            raise ValueError(f"class_text has {class_text.shape[0]} rows, expected {args.num_classes}")
+        alignment = create_text_alignment(feature_dim=args.feature_dim, class_text=class_text)
+    elif args.enhancement != "none":
+        raise ValueError(
+            f"enhancement: unknown {args.enhancement!r}; expected 'compression', 'text_alignment' or 'none'"
+        )
+    heads = create_heads(in_dim=head_dim, num_classes=args.num_classes, horizon=args.horizon)
+    return BranchModel(args, encoder, heads, compression, alignment)
+
+
+# Thin presets: the four seed branches of DESIGN.md.
+def _preset(encoder: str, enhancement: str, **kw: Any) -> ModelArgs:
+    base: dict[str, Any] = dict(frames=16, height=64, width=64, horizon=4)
+    base.update(kw)
+    return ModelArgs(encoder=encoder, enhancement=enhancement, **base)
+
+
+def create_b1(**kw: Any) -> BranchModel:
+    """b1: I3D-like encoder + feature compression."""
+    return create_branch_model(_preset("i3d", "compression", **kw))
+
+
+def create_b2(**kw: Any) -> BranchModel:
+    """b2: dual-pathway encoder + feature compression."""
+    return create_branch_model(_preset("dual_pathway", "compression", **kw))
+
+
+def create_b3(*, class_text: torch.Tensor, **kw: Any) -> BranchModel:
+    """b3: I3D-like encoder + CLIP-style text alignment."""
+    args = _preset("i3d", "text_alignment", text_dim=int(class_text.shape[1]), **kw)
+    return create_branch_model(args, class_text=class_text)
+
+
+def create_b4(**kw: Any) -> BranchModel:
+    """b4: dual-pathway encoder, no enhancement."""
+    return create_branch_model(_preset("dual_pathway", "none", **kw))
+
+
+PRESETS = {"b1": create_b1, "b2": create_b2, "b3": create_b3, "b4": create_b4}
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,50 @@
+"""Trainer settings: env ``TRAJLAB_TRAINER_*``, YAML via ``TRAJLAB_CONFIG``, validated at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from trajlab.config import ServerSettings
+
+
+class TrainerSettings(ServerSettings):
+    """Everything a trainer process reads at start (one process per branch). Units in comments."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRAJLAB_TRAINER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    port: int = 50052  # gRPC port; 0 picks a free one (tests)
+    branch: str = "b1"  # which branch of the branches file this process trains
+    branches_file: Path | None = None  # None = trajlab/configs/branches.yaml (the four seed branches)
+    profile: str = "quick"  # profile name ("quick", "seed") or a YAML path
+    auto_start: bool = False  # start training as soon as the server is up (compose sets true)
+    data_dir: Path | None = None  # dataset cache; None = ./data/<profile>
+    model_repo: Path = Path("./models")  # published ONNX models: <repo>/<branch>/<version>/
+    run_dir: Path | None = None  # checkpoints, status, history, results; None = ./runs/<branch>
+    threads: int | None = Field(None, ge=0, le=256)  # torch threads; None = the profile's setting
+    status_interval_seconds: float | None = Field(None, gt=0.0)  # None = the profile's cadence
+    # Text encoder of the text-alignment branch: "auto" (open_clip when its weights are on
+    # disk, else all-MiniLM-L6-v2), "minilm", or "open_clip:<architecture>:<weights file>".
+    text_encoder: str = "auto"
+    text_cache_dir: Path = Path("./cache/text")  # cached class-description embeddings
+    watch_interval_seconds: float = Field(1.0, gt=0.0, le=3600.0)  # WatchStatus default cadence, s
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_name(cls, v: str) -> str:
+        if not v or "/" in v or v.startswith("."):
+            raise ValueError(f"not a branch name: {v!r}")
+        return v
+
+    def resolved_run_dir(self) -> Path:
+        return self.run_dir if self.run_dir is not None else Path("./runs") / self.branch
+
+    def resolved_data_dir(self, profile_name: str) -> Path:
+        return self.data_dir if self.data_dir is not None else Path("./data") / profile_name
