@@ -80,9 +80,8 @@ def classify(
     from rich.table import Table
 
     best = res.probabilities[res.class_name]
-    table = Table(
-        title=f"{clip} {tuple(arr.shape)} -> {res.branch} v{res.version}: {res.class_name} ({best:.1%})"
-    )
+    typer.echo(f"{clip} {tuple(arr.shape)} -> {res.branch} v{res.version}: {res.class_name} ({best:.1%})")
+    table = Table()
     table.add_column("class")
     table.add_column("probability", justify="right")
     table.add_column("")
@@ -113,7 +112,8 @@ def forecast(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{clip} {tuple(arr.shape)} -> {res.branch} v{res.version}: forecast (world units)")
+    typer.echo(f"{clip} {tuple(arr.shape)} -> {res.branch} v{res.version}: forecast (world units)")
+    table = Table()
     for col in ("frame", "t (s)", "x", "y", "z"):
         table.add_column(col, justify="right")
     first = arr.shape[0]
@@ -136,7 +136,8 @@ def models(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"models loaded by {_target(target)}")
+    typer.echo(f"models loaded by {_target(target)}:")
+    table = Table()
     for col in ("branch", "version", "default", "input (T,H,W,C)", "provider", "sha256", "loaded at"):
         table.add_column(col)
     for m in infos:

@@ -6,6 +6,7 @@ exported here, and the encoder only ever sees the ONNX file and metadata.json.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +45,26 @@ def export_tiny_model(path: Path, *, seed: int = 0, batch_axis: bool = True) -> 
     torch.manual_seed(seed)
     model = Tiny().eval()
     x = torch.zeros(2, CHANNELS, FRAMES, HEIGHT, WIDTH)
-    axes = {"clip": {0: "batch"}, "probabilities": {0: "batch"}, "forecast": {0: "batch"}, "embedding": {0: "batch"}}
-    torch.onnx.export(
-        model,
-        (x,),
-        str(path),
-        input_names=["clip"],
-        output_names=["probabilities", "forecast", "embedding"],
-        dynamic_axes=axes if batch_axis else None,
-        opset_version=17,
-        dynamo=False,
-    )
+    axes = {
+        "clip": {0: "batch"},
+        "probabilities": {0: "batch"},
+        "forecast": {0: "batch"},
+        "embedding": {0: "batch"},
+    }
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but 4x faster here than dynamo=True, and
+        # the encoder only sees the resulting ONNX graph either way.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            input_names=["clip"],
+            output_names=["probabilities", "forecast", "embedding"],
+            dynamic_axes=axes if batch_axis else None,
+            opset_version=17,
+            dynamo=False,
+        )
     return path
 
 

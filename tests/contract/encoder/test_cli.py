@@ -1,0 +1,91 @@
+"""``trajlab classify`` / ``trajlab forecast`` / ``trajlab models`` against a real server, per input format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.contract.encoder import kit
+from trajlab.cli import app
+from trajlab.clipio import save_clip
+from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
+
+
+@pytest.fixture
+def served(start_server, repo: Path, onnx_models: dict[str, Path]) -> str:
+    kit.publish(repo, "b1", onnx_models["a"])
+    srv = start_server()
+    from trajlab.clients.encoder import EncoderClient
+
+    with EncoderClient(f"127.0.0.1:{srv.port}") as enc:
+        enc.wait_until_serving(10)
+    return f"127.0.0.1:{srv.port}"
+
+
+def _run(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(app, list(args))
+    return res.exit_code, res.output
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz", "png", "gif", "mp4"])
+def test_classify_and_forecast_each_clip_format(served: str, tmp_path: Path, onnx_models, fmt: str) -> None:
+    import onnxruntime as ort
+
+    clip = kit.random_clips(1, seed=3)[0]
+    path = save_clip(tmp_path / ("frames" if fmt == "png" else f"clip.{fmt}"), clip, fps=8.0)
+    code, out = _run("classify", str(path), "--target", served, "--branch", "b1", "--json")
+    assert code == 0, out
+    got = json.loads(out)
+    assert got["shape"] == [kit.FRAMES, kit.HEIGHT, kit.WIDTH, kit.CHANNELS]
+    assert (got["branch"], got["version"]) == ("b1", 1)
+    probs = np.array(list(got["probabilities"].values()))
+    assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+    if fmt in ("npy", "npz", "png"):  # lossless formats: exactly what onnxruntime says for the clip
+        sess = ort.InferenceSession(str(onnx_models["a"]), providers=["CPUExecutionProvider"])
+        ref = sess.run(["probabilities"], {"clip": to_model_input(clip, DEFAULT_MEAN, DEFAULT_STD)})[0][0]
+        np.testing.assert_allclose(probs, ref, atol=1e-6)
+
+    code, out = _run("forecast", str(path), "--target", served, "--json")
+    assert code == 0, out
+    fc = json.loads(out)
+    assert np.array(fc["positions"]).shape == (kit.HORIZON, 3)
+    if fmt in ("npz", "gif", "mp4"):  # these files carry their frame rate (8 fps; GIF rounds to 10 ms)
+        assert fc["times"][0] == pytest.approx(kit.FRAMES / 8.0, rel=0.05)
+
+    code, out = _run("classify", str(path), "--target", served)
+    assert code == 0, out
+    assert "b1 v1" in out and "linear" in out and "%" in out
+
+
+def test_readable_forecast_and_models_listing(served: str, tmp_path: Path) -> None:
+    path = save_clip(tmp_path / "c.npy", kit.random_clips(1)[0])
+    code, out = _run("forecast", str(path), "--target", served)
+    assert code == 0, out
+    assert "forecast (world units)" in out and "t (s)" in out
+    code, out = _run("models", "--target", served, "--json")
+    assert code == 0, out
+    (m,) = json.loads(out)
+    assert (m["branch"], m["version"], m["is_default"], m["execution_provider"]) == (
+        "b1",
+        1,
+        True,
+        "CPUExecutionProvider",
+    )
+
+
+def test_cli_reports_server_refusals_and_bad_files(served: str, tmp_path: Path) -> None:
+    wrong = save_clip(tmp_path / "big.npy", np.zeros((16, 64, 64, 3), np.uint8))
+    code, out = _run("classify", str(wrong), "--target", served)
+    assert code == 1
+    assert "INVALID_ARGUMENT" in out and "expects clips of frames=8 height=32 width=32 channels=3" in out
+    code, out = _run("classify", str(wrong), "--target", served, "--branch", "zz")
+    assert code == 1 and "NOT_FOUND" in out
+    floats = tmp_path / "f.npy"
+    np.save(floats, np.zeros((8, 32, 32, 3), np.float32))
+    res = CliRunner().invoke(app, ["classify", str(floats), "--target", served])
+    assert res.exit_code != 0
+    assert "must be uint8" in str(res.exception)
