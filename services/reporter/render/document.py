@@ -1,0 +1,776 @@
+"""The report as a renderer-neutral document: sections of paragraphs, tables, lists and figures.
+
+Markdown and HTML are both rendered from this one document, so they say the same
+thing. A figure that is missing is written as "missing" (its reason is in the
+"Missing" section and, for a branch, in the summary), never as a number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from services.reporter.model import (
+    ACCURACY_CRITERION,
+    MAE_PCT_CRITERION,
+    BranchReport,
+    ReportData,
+)
+from services.reporter.render.figures import FigureRef
+from services.reporter.sources.grpc_sources import STATE_NAMES
+
+MISSING = "missing"
+
+
+@dataclass
+class Para:
+    text: str
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+
+
+@dataclass
+class Figure:
+    ref: FigureRef
+
+
+Block = Para | Bullets | Table | Figure
+
+
+@dataclass
+class Section:
+    title: str
+    anchor: str
+    blocks: list[Block] = field(default_factory=list)
+    level: int = 2
+
+
+@dataclass
+class Document:
+    title: str
+    sections: list[Section]
+
+
+# --- number formatting (one place, so the markdown and the tests agree) ---------------------------
+
+
+def pct(frac: float | None) -> str:
+    """A 0..1 fraction as a percentage with two decimals, e.g. 0.875 -> '87.50 %'."""
+    if frac is None or not math.isfinite(frac):
+        return MISSING
+    return f"{frac * 100:.2f} %"
+
+
+def pct_value(v: float | None) -> str:
+    """A value already in percent, e.g. 12.345 -> '12.35 %'."""
+    if v is None or not math.isfinite(v):
+        return MISSING
+    return f"{v:.2f} %"
+
+
+def num(v: float | None, digits: int = 4) -> str:
+    """A world-unit figure with ``digits`` decimals."""
+    if v is None or not math.isfinite(v):
+        return MISSING
+    return f"{v:.{digits}f}"
+
+
+def points(d: float | None, *, frac: bool) -> str:
+    """A signed difference in percentage points."""
+    if d is None or not math.isfinite(d):
+        return MISSING
+    v = d * 100 if frac else d
+    return f"{v:+.2f}"
+
+
+def ms(v: float | None) -> str:
+    if v is None or not math.isfinite(v):
+        return MISSING
+    return f"{v:.2f}"
+
+
+def _mb(nbytes: int) -> str:
+    return f"{nbytes / 1e6:.2f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds <= 0 or not math.isfinite(seconds):
+        return MISSING
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s:02d} s" if m else f"{seconds:.1f} s"
+
+
+def _yes_no(v: bool | None) -> str:
+    return MISSING if v is None else ("yes" if v else "no")
+
+
+# --- sections --------------------------------------------------------------------------------------
+
+
+def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
+    figs = {f.key: f for f in figures}
+    sections = [
+        _summary(data, figs),
+        _criteria(data),
+        _classification(data, figs),
+        _forecast(data, figs),
+        _baselines(data),
+        _per_class(data, figs),
+        _curves(data, figs),
+        _served(data),
+        _cost_latency(data),
+        _equations(data, figs),
+        _notes(data),
+        _missing(data),
+        _method(data),
+    ]
+    return Document("trajlab: parallel results comparison", sections)
+
+
+def _branch_cfg(b: BranchReport) -> tuple[str, str, str]:
+    if b.results is not None and b.results.branch.name:
+        br = b.results.branch
+        return br.encoder, br.enhancement, br.describer_backend
+    if b.status is not None and b.status.branch.name:
+        br = b.status.branch
+        return br.encoder, br.enhancement, br.describer_backend
+    return MISSING, MISSING, MISSING
+
+
+def _state(b: BranchReport) -> str:
+    if b.status is None:
+        return "unreachable" if any(m.section == "trainer" for m in b.missing) else MISSING
+    s = STATE_NAMES.get(b.status.state, str(b.status.state))
+    return f"{s} ({b.status.epoch}/{b.status.total_epochs})"
+
+
+def _summary(data: ReportData, figs: dict[str, FigureRef]) -> Section:
+    w = data.winner
+    profile = next((b.results.profile for b in data.branches.values() if b.results is not None), "")
+    blocks: list[Block] = [
+        Para(
+            f"Built {data.created_at} from {len(data.branches)} branch(es)"
+            + (f", profile `{profile}`" if profile else "")
+            + (f", {len(data.validation)} validation clips" if data.validation is not None else "")
+            + "."
+        ),
+        Para(f"**Winner: {w.winner or 'none'}.** Rule: {w.rule_text} (`{w.rule}`)."),
+        Para(w.justification),
+    ]
+    rows = []
+    for b in data.branches.values():
+        enc, enh, backend = _branch_cfg(b)
+        r = b.results
+        reasons = "; ".join(m.reason for m in b.missing if m.section in ("trainer", "results"))
+        rows.append(
+            [
+                f"**{b.name}**" if b.name == w.winner else b.name,
+                enc,
+                enh,
+                backend,
+                _state(b),
+                pct(r.accuracy) if r is not None else MISSING,
+                pct(b.served.metrics.accuracy) if b.served is not None else MISSING,
+                pct_value(r.forecast_mae_pct) if r is not None else MISSING,
+                _yes_no(b.meets_criteria()),
+                pct(b.equation_accuracy()),
+                reasons or "",
+            ]
+        )
+    blocks.append(
+        Table(
+            [
+                "branch",
+                "video encoder",
+                "enhancement",
+                "describer",
+                "state (epoch)",
+                "val accuracy",
+                "served accuracy",
+                "forecast MAE (% extent)",
+                "meets criteria",
+                "equation accuracy",
+                "missing because",
+            ],
+            rows,
+        )
+    )
+    src_rows = [[k, v] for k, v in data.sources.items()]
+    blocks.append(Table(["source", "where"], src_rows, caption="Sources queried for this report."))
+    return Section("Summary", "summary", blocks)
+
+
+def _criteria(data: ReportData) -> Section:
+    rows = []
+    for b in data.branches.values():
+        r = b.results
+        if r is None:
+            rows.append([b.name, MISSING, MISSING, MISSING, MISSING, MISSING])
+            continue
+        acc_ok = r.accuracy > ACCURACY_CRITERION
+        mae_ok = r.forecast_mae_pct < MAE_PCT_CRITERION
+        rows.append(
+            [
+                b.name,
+                pct(r.accuracy),
+                "pass" if acc_ok else "FAIL",
+                pct_value(r.forecast_mae_pct),
+                "pass" if mae_ok else "FAIL",
+                "meets both" if acc_ok and mae_ok else "does not meet",
+            ]
+        )
+    return Section(
+        "Success criteria",
+        "criteria",
+        [
+            Para(
+                f"The seed's criteria, checked per branch on the trainer's validation evaluation: "
+                f"accuracy above "
+                f"{ACCURACY_CRITERION * 100:.0f} % and forecast MAE below {MAE_PCT_CRITERION:.0f} % of the "
+                "trajectory's extent."
+            ),
+            Table(
+                [
+                    "branch",
+                    "val accuracy",
+                    f"> {ACCURACY_CRITERION * 100:.0f} %",
+                    "forecast MAE (% extent)",
+                    f"< {MAE_PCT_CRITERION:.0f} %",
+                    "verdict",
+                ],
+                rows,
+            ),
+        ],
+    )
+
+
+def _classification(data: ReportData, figs: dict[str, FigureRef]) -> Section:
+    rows = []
+    for b in data.branches.values():
+        r, s = b.results, b.served
+        rows.append(
+            [
+                b.name,
+                pct(r.accuracy) if r is not None else MISSING,
+                pct(r.mean_class_accuracy) if r is not None else MISSING,
+                str(r.samples) if r is not None else MISSING,
+                pct(s.metrics.accuracy) if s is not None else MISSING,
+                pct(s.metrics.mean_class_accuracy) if s is not None else MISSING,
+                str(s.metrics.samples) if s is not None else MISSING,
+                pct(r.zero_shot_accuracy) if r is not None and r.zero_shot_accuracy >= 0 else "n/a",
+            ]
+        )
+    blocks: list[Block] = [
+        Table(
+            [
+                "branch",
+                "val accuracy",
+                "mean class accuracy",
+                "clips",
+                "served accuracy",
+                "served mean class accuracy",
+                "served clips",
+                "zero-shot accuracy",
+            ],
+            rows,
+            caption="Trainer's evaluation (left) and the served ONNX model through the encoder (right).",
+        )
+    ]
+    if "bars_accuracy" in figs:
+        blocks.append(Figure(figs["bars_accuracy"]))
+    return Section("Classification", "classification", blocks)
+
+
+def _forecast(data: ReportData, figs: dict[str, FigureRef]) -> Section:
+    rows = []
+    for b in data.branches.values():
+        r = b.results
+        if r is None:
+            rows.append([b.name] + [MISSING] * 6)
+            continue
+        rows.append(
+            [
+                b.name,
+                num(r.forecast_mae),
+                num(r.forecast_rmse),
+                pct_value(r.forecast_mae_pct),
+                pct_value(r.forecast_rmse_pct),
+                num(r.ade),
+                num(r.fde),
+            ]
+        )
+    blocks: list[Block] = [
+        Table(
+            [
+                "branch",
+                "MAE (world)",
+                "RMSE (world)",
+                "MAE (% extent)",
+                "RMSE (% extent)",
+                "ADE (world)",
+                "FDE (world)",
+            ],
+            rows,
+            caption="Forecast of the next frames' 3D positions, trainer's evaluation.",
+        )
+    ]
+    if "bars_mae" in figs:
+        blocks.append(Figure(figs["bars_mae"]))
+    return Section("Forecast", "forecast", blocks)
+
+
+def _baselines(data: ReportData) -> Section:
+    blocks: list[Block] = [
+        Para(
+            "Each branch beside the reference predictors scored on the same validation split: chance for "
+            "classification, physics extrapolations for the forecast. Δ is the branch minus the baseline, in "
+            "percentage points: positive Δ accuracy and negative Δ MAE mean the branch is better."
+        )
+    ]
+    any_rows = False
+    for b in data.branches.values():
+        r = b.results
+        if r is None or not len(r.baselines):
+            continue
+        any_rows = True
+        rows = [
+            [f"**{b.name}**", pct(r.accuracy), "", pct_value(r.forecast_mae_pct), "", num(r.ade), num(r.fde)]
+        ]
+        for bl in r.baselines:
+            has_acc, has_fc = bl.accuracy >= 0, bl.forecast_mae >= 0
+            rows.append(
+                [
+                    bl.name,
+                    pct(bl.accuracy) if has_acc else "n/a",
+                    points(r.accuracy - bl.accuracy, frac=True) if has_acc else "",
+                    pct_value(bl.forecast_mae_pct) if has_fc else "n/a",
+                    points(r.forecast_mae_pct - bl.forecast_mae_pct, frac=False) if has_fc else "",
+                    num(bl.ade) if has_fc else "n/a",
+                    num(bl.fde) if has_fc else "n/a",
+                ]
+            )
+        blocks.append(
+            Table(
+                [
+                    "predictor",
+                    "accuracy",
+                    "Δ accuracy",
+                    "MAE (% extent)",
+                    "Δ MAE",
+                    "ADE (world)",
+                    "FDE (world)",
+                ],
+                rows,
+                caption=f"{b.name} against the baselines.",
+            )
+        )
+    if not any_rows:
+        blocks.append(Para(f"Baselines: {MISSING} (no branch has evaluation results)."))
+    return Section("Baselines", "baselines", blocks)
+
+
+def _per_class(data: ReportData, figs: dict[str, FigureRef]) -> Section:
+    blocks: list[Block] = []
+    for b in data.branches.values():
+        r = b.results
+        if r is None:
+            blocks.append(Para(f"{b.name}: per-class figures {MISSING}."))
+            continue
+        best: dict[str, tuple[str, float]] = {}
+        for bl in r.baselines:
+            if bl.forecast_mae < 0:
+                continue
+            for c in bl.per_class:
+                if c.class_name not in best or c.forecast_mae_pct < best[c.class_name][1]:
+                    best[c.class_name] = (bl.name, c.forecast_mae_pct)
+        served_pc = b.served.metrics.per_class_accuracy if b.served is not None else None
+        rows = []
+        for i, c in enumerate(r.per_class):
+            bb = best.get(c.class_name)
+            sv = served_pc[i] if served_pc is not None and i < len(served_pc) else None
+            rows.append(
+                [
+                    c.class_name,
+                    str(c.support),
+                    pct(c.accuracy),
+                    pct(sv) if served_pc is not None else MISSING,
+                    num(c.forecast_mae),
+                    pct_value(c.forecast_mae_pct),
+                    num(c.ade),
+                    num(c.fde),
+                    f"{pct_value(bb[1])} ({bb[0]})" if bb else "n/a",
+                ]
+            )
+        blocks.append(
+            Table(
+                [
+                    "class",
+                    "support",
+                    "accuracy",
+                    "served accuracy",
+                    "MAE (world)",
+                    "MAE (% extent)",
+                    "ADE (world)",
+                    "FDE (world)",
+                    "best physics baseline MAE",
+                ],
+                rows,
+                caption=f"{b.name}: per-class figures.",
+            )
+        )
+        if f"confusion_{b.name}" in figs:
+            blocks.append(Figure(figs[f"confusion_{b.name}"]))
+    return Section("Per-class figures", "per-class", blocks)
+
+
+def _curves(data: ReportData, figs: dict[str, FigureRef]) -> Section:
+    rows = []
+    for b in data.branches.values():
+        c = b.curves
+        if c is None:
+            reason = next((m.reason for m in b.missing if m.section == "training curves"), "")
+            rows.append([b.name, MISSING, "0", reason])
+        else:
+            rows.append([b.name, c.source, str(len(c.epochs)), c.note])
+    blocks: list[Block] = [Table(["branch", "curves from", "epochs", "note"], rows)]
+    for key in ("curves_loss", "curves_accuracy", "curves_mae"):
+        if key in figs:
+            blocks.append(Figure(figs[key]))
+    return Section("Training curves", "curves", blocks)
+
+
+def _served(data: ReportData) -> Section:
+    rows = []
+    for b in data.branches.values():
+        r, s = b.results, b.served
+        if s is None:
+            reason = next((m.reason for m in b.missing if m.section == "served model"), "")
+            if not reason:
+                reason = next(
+                    (m.reason for m in data.missing if m.section in ("served model", "validation clips")), ""
+                )
+            rows.append(
+                [
+                    b.name,
+                    str(r.model_version) if r is not None else MISSING,
+                    MISSING,
+                    pct(r.accuracy) if r is not None else MISSING,
+                    MISSING,
+                    "",
+                    pct_value(r.forecast_mae_pct) if r is not None else MISSING,
+                    MISSING,
+                    "",
+                    reason,
+                ]
+            )
+            continue
+        m = s.metrics
+        rows.append(
+            [
+                b.name,
+                str(r.model_version) if r is not None else MISSING,
+                str(s.model_version),
+                pct(r.accuracy) if r is not None else MISSING,
+                pct(m.accuracy),
+                points(m.accuracy - r.accuracy, frac=True) if r is not None else "",
+                pct_value(r.forecast_mae_pct) if r is not None else MISSING,
+                pct_value(m.forecast_mae_pct),
+                points(m.forecast_mae_pct - r.forecast_mae_pct, frac=False) if r is not None else "",
+                f"{m.samples} clips; MAE {num(m.forecast_mae)}, RMSE {num(m.forecast_rmse)}, ADE "
+                f"{num(m.ade)}, "
+                f"FDE {num(m.fde)} (world)",
+            ]
+        )
+    return Section(
+        "Served model vs the trainer's evaluation",
+        "served",
+        [
+            Para(
+                "The validation clips sent one by one through the encoder's Analyze RPC, as a user's "
+                "would be, "
+                "and scored by the reporter; beside it the trainer's own figure for the same branch. A "
+                "difference points at export or preprocessing drift."
+            ),
+            Table(
+                [
+                    "branch",
+                    "trainer version",
+                    "served version",
+                    "trainer accuracy",
+                    "served accuracy",
+                    "Δ (points)",
+                    "trainer MAE (% extent)",
+                    "served MAE (% extent)",
+                    "Δ (points)",
+                    "detail",
+                ],
+                rows,
+            ),
+        ],
+    )
+
+
+def _cost_latency(data: ReportData) -> Section:
+    cost = []
+    for b in data.branches.values():
+        r = b.results
+        if r is None:
+            cost.append([b.name, MISSING, MISSING, MISSING, MISSING, MISSING])
+            continue
+        cps = [e.clips_per_second for e in (b.history or []) if e.clips_per_second > 0]
+        cost.append(
+            [
+                b.name,
+                f"{r.parameters:,}",
+                _mb(r.model_size_bytes),
+                _duration(r.training_seconds),
+                str(len(b.history)) if b.history is not None else MISSING,
+                f"{sum(cps) / len(cps):.1f}" if cps else MISSING,
+            ]
+        )
+    lat = []
+    for b in data.branches.values():
+        p, c = b.latency, b.client_latency
+        reason = next((m.reason for m in b.missing if m.section == "serving latency"), "")
+        lat.append(
+            [
+                b.name,
+                ms(p.p50_ms) if p else MISSING,
+                ms(p.p99_ms) if p else MISSING,
+                f"{p.requests:.0f}" if p and p.requests is not None else MISSING,
+                ms(c.p50_ms) if c else MISSING,
+                ms(c.p99_ms) if c else MISSING,
+                f"{c.requests:.0f}" if c and c.requests is not None else MISSING,
+                "" if p else reason,
+            ]
+        )
+    return Section(
+        "Model cost and serving latency",
+        "cost",
+        [
+            Table(
+                ["branch", "parameters", "model.onnx (MB)", "training time", "epochs", "mean clips/s"],
+                cost,
+                caption="Size and training cost, from the trainer's results.",
+            ),
+            Table(
+                [
+                    "branch",
+                    "server p50 (ms)",
+                    "server p99 (ms)",
+                    "server requests",
+                    "client p50 (ms)",
+                    "client p99 (ms)",
+                    "client calls",
+                    "server figures missing because",
+                ],
+                lat,
+                caption="Serving latency per branch. Server: the encoder's latency histogram in "
+                "Prometheus, over "
+                "every request since the encoder started (p50/p99 by histogram_quantile, so resolved to "
+                "its buckets). Client: Analyze round trips the reporter timed during its evaluation.",
+            ),
+        ],
+    )
+
+
+def _equations(data: ReportData, figs: dict[str, FigureRef]) -> Section:
+    blocks: list[Block] = [
+        Para(
+            "Sample trajectories (the same validation clips for every branch, one class after "
+            "another) sent to "
+            "the describer with the observed positions, the encoder's forecast and predicted class; "
+            "the returned "
+            "equations are scored against the true positions (accurate when the RMSE is at most 5 % of the "
+            "trajectory's extent). Answers a fallback produced are counted as such, never as the "
+            "requested backend."
+        )
+    ]
+    by_backend: dict[str, list] = defaultdict(list)
+    for b in data.branches.values():
+        for s in b.samples:
+            by_backend[s.backend_requested or (f"(no answer: {b.name})" if s.error else "(unknown)")].append(
+                s
+            )
+    if by_backend:
+        rows = []
+        for name, ss in by_backend.items():
+            answered = [s for s in ss if not s.error]
+            scored = [s for s in answered if s.scored and s.accurate is not None]
+            fallbacks = [s for s in answered if s.fallback_used]
+            used = sorted({s.backend_used for s in answered if s.backend_used})
+            reasons = sorted({s.fallback_reason for s in fallbacks if s.fallback_reason})
+            acc = sum(1 for s in scored if s.accurate) / len(scored) if scored else None
+            direct = [s for s in scored if not s.fallback_used]
+            direct_acc = sum(1 for s in direct if s.accurate) / len(direct) if direct else None
+            rows.append(
+                [
+                    name,
+                    str(len(ss)),
+                    str(len(answered)),
+                    ", ".join(used) or MISSING,
+                    f"{len(fallbacks)} of {len(answered)}",
+                    pct(acc),
+                    pct(direct_acc) if direct else "n/a (all fell back)" if answered else MISSING,
+                    "; ".join(reasons),
+                ]
+            )
+        blocks.append(
+            Table(
+                [
+                    "backend requested",
+                    "requests",
+                    "answers",
+                    "answered by",
+                    "from a fallback",
+                    "equation accuracy (all answers)",
+                    "equation accuracy (requested backend)",
+                    "fallback reasons",
+                ],
+                rows,
+                caption="Equation accuracy per describer backend.",
+            )
+        )
+    if data.describer_backends:
+        rows = [
+            [
+                d.get("name", ""),
+                d.get("kind", ""),
+                d.get("model", ""),
+                str(d.get("health", "")).replace("BACKEND_HEALTH_", "").lower(),
+                d.get("detail", ""),
+            ]
+            for d in data.describer_backends
+        ]
+        blocks.append(
+            Table(
+                ["backend", "kind", "model", "health", "detail"],
+                rows,
+                caption="Describer backends as the describer saw them when the report was built.",
+            )
+        )
+    for b in data.branches.values():
+        if not b.samples:
+            continue
+        rows = []
+        for s in b.samples:
+            if s.error:
+                rows.append(
+                    [
+                        str(s.index),
+                        s.true_class,
+                        s.predicted_class or MISSING,
+                        MISSING,
+                        "",
+                        MISSING,
+                        MISSING,
+                        f"describer failed: {s.error}",
+                    ]
+                )
+                continue
+            eq = "; ".join(f"{a}(t) = {e}" for a, e in zip("xyz", s.equations, strict=True))
+            used = s.backend_used + (f" ({s.model})" if s.model else "")
+            fb = f"yes: {s.fallback_reason}" if s.fallback_used else "no"
+            nr = pct(s.normalized_rmse) if s.normalized_rmse is not None else (s.score_error or MISSING)
+            rows.append(
+                [
+                    str(s.index),
+                    s.true_class,
+                    s.predicted_class or MISSING,
+                    used,
+                    fb,
+                    f"`{eq}`",
+                    nr,
+                    _yes_no(s.accurate) if s.scored else (s.score_error or "not scored"),
+                ]
+            )
+        blocks.append(
+            Table(
+                [
+                    "clip",
+                    "true class",
+                    "predicted",
+                    "backend used",
+                    "fallback",
+                    "equations",
+                    "RMSE (% extent)",
+                    "accurate",
+                ],
+                rows,
+                caption=f"{b.name}: sample trajectories.",
+            )
+        )
+        descs = [
+            f"clip {s.index} ({s.backend_used or 'no answer'}): {s.description}"
+            for s in b.samples
+            if s.description
+        ]
+        if descs:
+            blocks.append(Bullets(descs))
+        if f"trajectories_{b.name}" in figs:
+            blocks.append(Figure(figs[f"trajectories_{b.name}"]))
+    if not by_backend:
+        reason = next((m.reason for m in data.missing if m.section == "equations"), "no samples requested")
+        blocks.append(Para(f"Equations: {MISSING} ({reason})."))
+    return Section("Equations from the describer", "equations", blocks)
+
+
+def _notes(data: ReportData) -> Section:
+    if not data.notes:
+        return Section("Findings", "findings", [Para("No warnings from the trainers or the cross-checks.")])
+    return Section(
+        "Findings",
+        "findings",
+        [
+            Para("Warnings from the trainers' evaluations and the reporter's cross-checks:"),
+            Bullets(list(data.notes)),
+        ],
+    )
+
+
+def _missing(data: ReportData) -> Section:
+    items = data.all_missing()
+    if not items:
+        return Section("Missing", "missing", [Para("Nothing is missing: every source answered.")])
+    rows = [[m.section, m.branch or "all", m.reason] for m in items]
+    return Section(
+        "Missing",
+        "missing",
+        [
+            Para("What could not be collected, and why. These figures are left out, not estimated."),
+            Table(["section", "branch", "reason"], rows),
+        ],
+    )
+
+
+def _method(data: ReportData) -> Section:
+    v = data.validation
+    items = [
+        "Accuracy: share of validation clips whose predicted class is the true one; mean class accuracy: "
+        "the mean of the per-class accuracies (recall).",
+        "Forecast MAE / RMSE: over clips, forecast frames and axes, in world units; '% of extent' divides "
+        "each clip's error by that trajectory's extent (largest range over the axes) before averaging.",
+        "ADE: mean Euclidean distance over the forecast frames; FDE: at the last forecast frame.",
+        f"Winner rule `{data.winner.rule}`: {data.winner.rule_text}.",
+        "Curves come from Prometheus (the trainers' gauges paired per scrape with the epoch gauge) when "
+        "it holds every epoch, else from the trainers' GetHistory, as the curves table says.",
+    ]
+    if v is not None:
+        items.append(
+            f"Validation clips: {len(v)} from {v.source or 'the given split'} ({v.frames} observed frames, "
+            f"{v.horizon} forecast frames, {v.fps:g} fps)"
+            + (f", dataset manifest sha256 {v.manifest_sha256[:16]}…" if v.manifest_sha256 else "")
+            + "."
+        )
+    return Section("Method", "method", [Bullets(items)])

@@ -1,0 +1,99 @@
+"""Settings of the reporter service (env prefix ``TRAJLAB_REPORTER_``, YAML via ``TRAJLAB_CONFIG``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import SettingsConfigDict
+
+from trajlab.config import ServerSettings
+
+WINNER_RULES = ("accuracy_then_mae", "mae_then_accuracy", "served_accuracy_then_mae")
+
+
+def parse_targets(spec: str) -> dict[str, str]:
+    """Parse ``"b1=host:port,b2=host:port"`` into ``{"b1": "host:port", ...}`` (order kept).
+
+    Raises ValueError naming the bad entry, so a typo stops the service at start.
+    """
+    out: dict[str, str] = {}
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        name, sep, target = item.partition("=")
+        name, target = name.strip(), target.strip()
+        if not sep or not name or not target or ":" not in target:
+            raise ValueError(f"expected 'branch=host:port', got {item!r}")
+        if name in out:
+            raise ValueError(f"branch {name!r} given twice")
+        out[name] = target
+    return out
+
+
+class ReporterSettings(ServerSettings):
+    """Where the reporter finds its sources and what report it writes."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRAJLAB_REPORTER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    port: int = 50054  # gRPC port of ReporterService; 0 picks a free one
+    # Trainers to report on, "b1=host:port,b2=host:port"; the order is the report's branch order.
+    trainers: str = ""
+    # Encoder gRPC target for the served-model evaluation; "" skips it (shown as missing).
+    encoder_target: str = "127.0.0.1:50051"
+    # Describer gRPC target for the sample equations; "" skips it (shown as missing).
+    describer_target: str = "127.0.0.1:50053"
+    # Prometheus base URL, e.g. "http://127.0.0.1:9090"; "" = no Prometheus (curves from GetHistory).
+    prometheus_url: str = ""
+    reports_dir: Path = Path("reports")  # each report goes to <reports_dir>/<UTC stamp>/
+    profile: str = "quick"  # profile of the validation clips when data_dir is not given
+    data_dir: Path | None = None  # dataset cache holding the validation split; None = ./data/<profile>
+    describe_samples: int = 3  # sample trajectories per branch sent to the describer (0 = none)
+    winner_rule: str = "accuracy_then_mae"  # one of WINNER_RULES
+    eval_max_clips: int = 0  # validation clips sent through the encoder per branch; 0 = all
+    rpc_timeout_seconds: float = 10.0  # deadline of each gRPC call to a source, seconds
+    prometheus_timeout_seconds: float = 5.0  # HTTP timeout of each Prometheus query, seconds
+    # After the served-model evaluation, wait up to this long (seconds) for Prometheus to scrape the
+    # encoder's counters so the latency figures include the evaluation's calls; 0 = do not wait.
+    prometheus_settle_seconds: float = 0.0
+    # Encoder latency histogram (seconds, labelled by branch) read for p50/p99.
+    encoder_latency_metric: str = "trajlab_encoder_inference_seconds"
+    # Compose trigger: build one report as soon as every trainer is DONE (or FAILED), then keep serving.
+    build_when_done: bool = False
+    build_when_done_poll_seconds: float = 10.0  # how often the trigger polls GetStatus, seconds
+    # With build_when_done: wait up to this long (seconds) for the encoder to serve each DONE branch.
+    encoder_wait_seconds: float = 120.0
+
+    @field_validator("trainers")
+    @classmethod
+    def _check_trainers(cls, v: str) -> str:
+        parse_targets(v)
+        return v
+
+    @field_validator("winner_rule")
+    @classmethod
+    def _check_rule(cls, v: str) -> str:
+        if v not in WINNER_RULES:
+            raise ValueError(f"unknown winner rule {v!r}; known: {', '.join(WINNER_RULES)}")
+        return v
+
+    @field_validator("describe_samples", "eval_max_clips")
+    @classmethod
+    def _non_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("must be >= 0")
+        return v
+
+    def trainer_targets(self) -> dict[str, str]:
+        """The trainers as ``{branch: target}``."""
+        return parse_targets(self.trainers)
+
+    def validation_dir(self) -> Path:
+        """Where the dataset holding the validation clips is."""
+        return self.data_dir if self.data_dir is not None else Path("data") / self.profile

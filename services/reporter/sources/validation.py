@@ -1,0 +1,37 @@
+"""The validation clips the served models are scored on: the dataset's val split, loaded from its cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from services.reporter.model import ValidationSet
+from trajlab.profiles import CLASS_NAMES
+
+
+def load_validation(data_dir: Path) -> ValidationSet:
+    """Load the validation split of the dataset cached in ``data_dir``.
+
+    Raises FileNotFoundError when there is no dataset there (the report then shows the
+    served-model evaluation as missing with that reason). The reporter never builds a
+    dataset itself: it scores the split the trainers used, or nothing.
+    """
+    from trajlab.data import load_dataset  # the dataset library; imported late (heavy, optional)
+
+    if not Path(data_dir).exists():
+        raise FileNotFoundError(f"no dataset at {data_dir}")
+    ds = load_dataset(data_dir)
+    val = ds.val
+    return ValidationSet(
+        clips=np.asarray(val.clips),
+        labels=np.asarray(val.labels, dtype=np.int64),
+        positions=np.asarray(val.positions, dtype=np.float32),
+        times=np.asarray(val.times, dtype=np.float32),
+        extent=np.asarray(val.extent, dtype=np.float32),
+        fps=float(ds.config.fps),
+        class_names=tuple(CLASS_NAMES),
+        manifest_sha256=str(getattr(ds, "manifest_sha256", "")),
+        equations=[tuple(e) for e in getattr(val, "equations", [])],  # type: ignore[misc]
+        source=str(data_dir),
+    )
