@@ -103,18 +103,34 @@ def load_png_folder(path: Path) -> np.ndarray:
     return np.stack([to_channels(fr[None], 3)[0] for fr in frames])
 
 
+def load_gif(path: Path) -> tuple[np.ndarray, float]:
+    """Frames of a GIF and its frame rate.
+
+    GIF writers (Pillow among them) merge identical consecutive frames into one
+    frame shown longer; such frames are repeated here, so a clip of T frames
+    comes back with T frames. The frame rate is 1 / the shortest frame duration.
+    """
+    from PIL import Image, ImageSequence
+
+    frames: list[np.ndarray] = []
+    durations: list[float] = []  # milliseconds per frame
+    with Image.open(path) as im:
+        for frame in ImageSequence.Iterator(im):
+            frames.append(np.asarray(frame.convert("RGB")))
+            durations.append(float(frame.info.get("duration") or 0.0))
+    shortest = min((d for d in durations if d > 0), default=0.0)
+    if shortest <= 0:
+        return np.stack(frames), 0.0
+    repeats = [max(1, round(d / shortest)) if d > 0 else 1 for d in durations]
+    return np.stack([f for f, r in zip(frames, repeats, strict=True) for _ in range(r)]), 1000.0 / shortest
+
+
 def load_video(path: Path) -> tuple[np.ndarray, float]:
     """Every frame of a GIF or video file, and its frame rate (0.0 when unknown)."""
     import imageio.v3 as iio
 
     if path.suffix.lower() == ".gif":
-        frames = iio.imread(path, index=None)
-        meta = iio.immeta(path)
-        duration_ms = float(meta.get("duration") or 0.0)  # per frame, milliseconds
-        fps = 1000.0 / duration_ms if duration_ms > 0 else 0.0
-        if frames.ndim == 3:  # one frame only
-            frames = frames[None]
-        return frames, fps
+        return load_gif(path)
     try:
         frames = iio.imread(path, index=None, plugin="FFMPEG")
         meta = iio.immeta(path, plugin="FFMPEG")
