@@ -44,6 +44,8 @@ class DatasetConfig(_Strict):
     transients: int = Field(0, ge=0, le=8)  # objects that appear and vanish mid-clip
     background_noise: float = Field(8.0, ge=0.0, le=64.0)  # std of background noise, grey levels
     camera_jitter: float = Field(0.0, ge=0.0, le=4.0)  # std of per-frame camera shake, pixels
+    fov_degrees: float = Field(60.0, ge=20.0, le=120.0)  # camera's horizontal field of view, degrees
+    sphere_radius: float = Field(0.45, gt=0.05, le=1.5)  # moving sphere's radius, world units
 
 
 class TrainingConfig(_Strict):
@@ -60,6 +62,11 @@ class TrainingConfig(_Strict):
     forecast_weight: float = Field(1.0, ge=0.0)  # weight of the forecast loss
     aux_weight: float = Field(0.1, ge=0.0)  # weight of reconstruction / alignment loss
     threads: int = Field(0, ge=0, le=256)  # torch intra-op threads per trainer; 0 = all cores
+    seed: int = Field(0, ge=0)  # seeds weight init and the per-epoch data order (seed + epoch)
+    # Conv widths of the encoder's three blocks (the dual pathway's context pathway;
+    # its motion pathway is half as wide). Smaller profiles may use thinner models.
+    channels: tuple[int, int, int] = (16, 32, 64)
+    parity_clips: int = Field(32, ge=1, le=4096)  # validation clips checked ONNX vs PyTorch
 
 
 class Profile(_Strict):
