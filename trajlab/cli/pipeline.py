@@ -1,9 +1,187 @@
-"""CLI commands: pipeline (filled in by its issue)."""
+"""CLI commands of the pipeline: ``trajlab report`` and ``trajlab monitor`` (``trajlab run`` joins them here).
+
+Each command is a plain function registered in ``register(app)``, so ``trajlab run``
+can reuse ``print_report_summary`` and the monitor's table in-process.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from services.reporter.model import ReportResult
+    from trajlab.clients.reporter import Report
+
+
+def _fmt_pct(v: float | None) -> str:
+    return "missing" if v is None else f"{v * 100:.2f} %"
+
+
+def print_report_summary(result: ReportResult | Report, console: Console | None = None) -> None:
+    """Print where the report is, the summary table and the winner (works for in-process and RPC results)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title="trajlab comparison", header_style="bold")
+    for col in (
+        "branch",
+        "val accuracy",
+        "served accuracy",
+        "MAE % extent",
+        "criteria",
+        "equations",
+        "missing",
+    ):
+        table.add_column(col)
+    for r in result.summary:
+        name = f"[bold green]{r.branch} (winner)[/]" if r.branch == result.winner else r.branch
+        table.add_row(
+            name,
+            _fmt_pct(r.accuracy),
+            _fmt_pct(r.served_accuracy),
+            "missing" if r.forecast_mae_pct is None else f"{r.forecast_mae_pct:.2f} %",
+            "[green]met[/]" if r.meets_criteria else "[red]not met[/]",
+            _fmt_pct(r.equation_accuracy),
+            r.missing_reason,
+        )
+    console.print(table)
+    console.print(f"[bold]Winner:[/] {result.winner or 'none'}; rule: {result.winner_rule}")
+    console.print(result.justification, soft_wrap=False)
+    missing = [m for m in result.missing]
+    if missing:
+        console.print(
+            f"[yellow]{len(missing)} section(s) missing[/], e.g. "
+            + "; ".join(
+                f"{m.section}{' (' + m.branch + ')' if m.branch else ''}: {m.reason}" for m in missing[:3]
+            )
+        )
+    console.print(f"Report: {result.markdown_path}")
+    console.print(f"HTML:   {result.html_path}")
+
+
+def report_command(
+    reporter: str | None = typer.Option(
+        None, "--reporter", help="Ask a running reporter service (host:port) instead of building in-process."
+    ),
+    trainers: str | None = typer.Option(
+        None,
+        "--trainers",
+        help='Trainer targets, "b1=127.0.0.1:50052,b2=...". Default: TRAJLAB_REPORTER_TRAINERS.',
+    ),
+    encoder: str | None = typer.Option(None, "--encoder", help='Encoder target host:port ("" to skip).'),
+    describer: str | None = typer.Option(
+        None, "--describer", help='Describer target host:port ("" to skip).'
+    ),
+    prometheus_url: str | None = typer.Option(
+        None, "--prometheus-url", help="Prometheus base URL (optional)."
+    ),
+    reports_dir: Path | None = typer.Option(None, "--reports-dir", help="Reports root (default ./reports)."),
+    profile: str | None = typer.Option(None, "--profile", "-p", help="Profile of the validation clips."),
+    data_dir: Path | None = typer.Option(None, "--data", help="Dataset cache (default ./data/<profile>)."),
+    describe_samples: int | None = typer.Option(
+        None, "--describe-samples", min=0, help="Samples per branch."
+    ),
+    winner_rule: str | None = typer.Option(
+        None,
+        "--winner-rule",
+        help="accuracy_then_mae (default), mae_then_accuracy or served_accuracy_then_mae.",
+    ),
+    eval_max_clips: int | None = typer.Option(
+        None, "--eval-max-clips", min=0, help="Validation clips per branch through the encoder (0 = all)."
+    ),
+    branches: list[str] | None = typer.Option(
+        None, "--branch", "-b", help="Only these branches (repeatable)."
+    ),
+) -> None:
+    """Build the comparison report (markdown, HTML, PNG figures) and print its summary."""
+    if reporter:
+        from trajlab.clients.reporter import ReporterClient
+
+        with ReporterClient(reporter) as client:
+            rep = client.build_report(
+                branches=branches or None,
+                describe_samples=describe_samples or 0,
+                winner_rule=winner_rule or "",
+            )
+        print_report_summary(rep)
+        return
+
+    from services.reporter.build import ReportSources, build_report
+    from services.reporter.settings import ReporterSettings
+    from trajlab.config import load_settings
+
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "trainers": trainers,
+            "encoder_target": encoder,
+            "describer_target": describer,
+            "prometheus_url": prometheus_url,
+            "reports_dir": reports_dir,
+            "profile": profile,
+            "data_dir": data_dir,
+            "describe_samples": describe_samples,
+            "winner_rule": winner_rule,
+            "eval_max_clips": eval_max_clips,
+        }.items()
+        if v is not None
+    }
+    settings = load_settings(ReporterSettings, **overrides)
+    if not settings.trainer_targets():
+        raise typer.BadParameter(
+            'no trainers: give --trainers "b1=host:port,..." or TRAJLAB_REPORTER_TRAINERS'
+        )
+    sources = ReportSources.from_settings(settings)
+    try:
+        result = build_report(sources, settings, branches=branches or None)
+    finally:
+        sources.close()
+    print_report_summary(result)
+
+
+def monitor_command(
+    trainers: str | None = typer.Option(
+        None,
+        "--trainers",
+        help='Trainer targets, "b1=127.0.0.1:50052,b2=...". Default: TRAJLAB_REPORTER_TRAINERS.',
+    ),
+    once: bool = typer.Option(False, "--once", help="Print one snapshot and exit (for scripts)."),
+    interval: float = typer.Option(1.0, "--interval", min=0.1, help="Least seconds between status updates."),
+    keep: bool = typer.Option(False, "--keep", help="Keep watching after every trainer finished."),
+) -> None:
+    """Live table of every trainer (state, epoch, loss, accuracy, MAE, clips/s, ETA), redrawn in place."""
+    from rich.console import Console
+
+    from services.reporter.monitor import Monitor, poll_once, render_table, run_live
+    from services.reporter.settings import parse_targets
+
+    spec = trainers if trainers is not None else os.environ.get("TRAJLAB_REPORTER_TRAINERS", "")
+    try:
+        targets = parse_targets(spec)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--trainers") from None
+    if not targets:
+        raise typer.BadParameter('give --trainers "b1=host:port,..."', param_hint="--trainers")
+    console = Console()
+    if once:
+        console.print(render_table(poll_once(targets)))
+        return
+    mon = Monitor(targets, min_interval_seconds=interval)
+    mon.start()
+    try:
+        run_live(mon, console=console, exit_when_finished=not keep)
+    finally:
+        mon.stop()
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add this module's commands to the root app (``run`` is added here by its own function)."""
+    app.command("report")(report_command)
+    app.command("monitor")(monitor_command)
