@@ -11,7 +11,9 @@ centred on the window's middle, tc, for conditioning):
 
 For the two periodic families ω is found by variable projection: the residual
 after the inner linear solve is scanned on a geometric grid of ω (batched QR),
-and the best grid cell is refined with scipy's bounded Brent search.
+and the best grid cell is refined with scipy's bounded Brent search. The chosen
+circle or helix is then refitted with its exact shape (equal, perpendicular axes;
+drift along the normal) by ``scipy.optimize.least_squares``.
 
 The family is chosen by a BIC-like score, N·log(RSS/N) + K·log(N), with RSS
 floored at a tiny fraction of the extent (so noise-free data does not reward
@@ -26,7 +28,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import least_squares, minimize_scalar
 
 FAMILIES: tuple[str, ...] = ("linear", "circular", "helical", "parabolic")
 _PERIODIC = ("circular", "helical")
@@ -159,8 +161,72 @@ def fit_motion(times: np.ndarray, positions: np.ndarray, predicted: str | None =
     scores = {f: ff.score - (PRIOR_BONUS if f == predicted else 0.0) for f, ff in fits.items()}
     best = min(scores, key=lambda f: (scores[f], FAMILIES.index(f)))
     chosen = fits[best]
+    if best in _PERIODIC:
+        chosen = refine_periodic(chosen, t, p)
     rms = math.sqrt(chosen.rss / n)
     return MotionFit(best, chosen, extent, rms, scores, physical_params(chosen))
+
+
+def _frame(normal: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Orthonormal (e1, e2, n) with e1 along ``first`` projected into the plane of ``normal``."""
+    n = normal / np.linalg.norm(normal)
+    e1 = first - (first @ n) * n
+    if np.linalg.norm(e1) < 1e-12:
+        e1 = np.cross(n, [1.0, 0.0, 0.0]) if abs(n[0]) < 0.9 else np.cross(n, [0.0, 1.0, 0.0])
+    e1 = e1 / np.linalg.norm(e1)
+    return e1, np.cross(n, e1), n
+
+
+def refine_periodic(fit: FamilyFit, times: np.ndarray, positions: np.ndarray) -> FamilyFit:
+    """Refit a circle or helix with its true shape: ``scipy.optimize.least_squares``.
+
+    The linear fit above lets A and B be any two vectors (an ellipse) and the drift
+    any direction. The physical model has |A| = |B| = r, A ⟂ B, drift along the
+    normal: centre (3) + tilt of the plane (2, rotations about the initial in-plane
+    axes, so there is no gauge freedom) + r, ω, phase (+ axial speed). Fewer free
+    parameters make noisy radius, ω and axis estimates tighter; noise-free data is
+    already at the optimum and stays there.
+    """
+    from scipy.spatial.transform import Rotation
+
+    tau = np.asarray(times, dtype=np.float64) - fit.tc
+    p = np.asarray(positions, dtype=np.float64)
+    c = fit.coefs
+    helical = fit.family == "helical"
+    centre0, drift0, a0, b0 = (c[0], c[1], c[2], c[3]) if helical else (c[0], np.zeros(3), c[1], c[2])
+    normal0 = np.cross(a0, b0)
+    if np.linalg.norm(normal0) < 1e-12 * max(1.0, float(a0 @ a0)):
+        return fit  # degenerate (a line): nothing to refine
+    e1, e2, n0 = _frame(normal0, a0)
+    r0 = math.sqrt((a0 @ a0 + b0 @ b0) / 2)
+    x0 = np.array([*centre0, 0.0, 0.0, r0, fit.omega, 0.0, float(drift0 @ n0) if helical else 0.0])
+
+    def model(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        rot = Rotation.from_rotvec(x[3] * e1 + x[4] * e2).as_matrix()
+        u, v, n = rot @ e1, rot @ e2, rot @ n0
+        return u, v, n, x[0:3]
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        u, v, n, centre = model(x)
+        ang = x[6] * tau + x[7]
+        pred = centre + x[5] * (np.outer(np.cos(ang), u) + np.outer(np.sin(ang), v))
+        if helical:
+            pred = pred + np.outer(tau, x[8] * n)
+        return (pred - p).ravel()
+
+    if not helical:
+        x0 = x0[:8]
+    sol = least_squares(residual, x0, method="lm", xtol=1e-12, ftol=1e-12, max_nfev=400)
+    x = sol.x
+    rss = float(np.sum(sol.fun**2))
+    if not np.all(np.isfinite(x)) or x[6] <= 0 or x[5] <= 0 or rss > fit.rss * 4 + 1e-18:
+        return fit  # the constrained fit went astray: keep the linear one
+    u, v, n, centre = model(x)
+    # Back to the shared layout: p = c (+ drift τ) + A cos ωτ + B sin ωτ.
+    a_vec = x[5] * (math.cos(x[7]) * u + math.sin(x[7]) * v)
+    b_vec = x[5] * (-math.sin(x[7]) * u + math.cos(x[7]) * v)
+    rows = [centre, x[8] * n, a_vec, b_vec] if helical else [centre, a_vec, b_vec]
+    return FamilyFit(fit.family, np.array(rows), float(x[6]), fit.tc, rss, fit.score)
 
 
 def physical_params(fit: FamilyFit) -> dict[str, object]:
