@@ -53,6 +53,9 @@ run: setup ## Run the pipeline on the embedded default profile (PROFILE=quick)
 bench: setup ## Run the benchmarks in bench/ and print their ratios
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+images: ## Build the service images (VARIANT=cpu|gpu; works without a registry, see docs/CONTAINERS.md)
+	TRAJLAB_VARIANT=$(or $(VARIANT),cpu) bash deploy/docker/build-images.sh $(IMAGES)
+
 clean: ## Remove generated stubs, caches and run artefacts (keeps .venv)
 	find trajlab -path '*/v1/*_pb2*' -delete
 	rm -rf $(STAMPS)/proto .pytest_cache .ruff_cache
