@@ -193,9 +193,8 @@ def _worker_init(config: DatasetConfig, clip_paths: dict[str, str]) -> None:
 
 def _worker_task(task: tuple[str, int, np.ndarray]) -> _ChunkResult:
     split, start, ids = task
-    res = _render_chunk(_WORKER["config"], _WORKER["clips"][split], split, start, ids)
-    _WORKER["clips"][split].flush()
-    return res
+    # No msync: the parent maps the same file (MAP_SHARED) and sees the pages at once.
+    return _render_chunk(_WORKER["config"], _WORKER["clips"][split], split, start, ids)
 
 
 def _default_workers(config: DatasetConfig) -> int:
@@ -224,9 +223,11 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _save_json(path: Path, obj: Any) -> None:
+def _save_json(path: Path, obj: Any, indent: int | None = None) -> None:
     tmp = _tmp(path)
-    tmp.write_text(json.dumps(obj, sort_keys=True, indent=1) + "\n")
+    tmp.write_text(
+        json.dumps(obj, sort_keys=True, indent=indent, separators=None if indent else (",", ":")) + "\n"
+    )
     os.replace(tmp, path)
 
 
@@ -403,8 +404,6 @@ def _build(
                 absorb(_render_chunk(config, clips[split], split, start, ids))
         else:
             ctx = multiprocessing.get_context("fork")
-            for split in SPLITS:
-                clips[split].flush()
             init = (config, {s: str(p) for s, p in clip_tmp.items()})
             with ctx.Pool(n_workers, initializer=_worker_init, initargs=init) as pool:
                 for res in pool.imap(_worker_task, tasks):
@@ -412,7 +411,6 @@ def _build(
 
     files: dict[str, dict[str, Any]] = {}
     for split in SPLITS:
-        clips[split].flush()
         shape = list(clips[split].shape)
         del clips[split]
         rel = f"{split}/clips.npy"
@@ -465,7 +463,7 @@ def _build(
         },
         "files": files,
     }
-    _save_json(out / MANIFEST, manifest)
+    _save_json(out / MANIFEST, manifest, indent=1)
     return counts
 
 

@@ -324,14 +324,17 @@ def _render_batch(
                     }
                 )
 
-    clips = out if out is not None else np.empty((N, T, H, W, 3), dtype=np.uint8)
+    # A plain ndarray view: indexing a np.memmap goes through slow Python-level __getitem__.
+    clips = np.asarray(out) if out is not None else np.empty((N, T, H, W, 3), dtype=np.uint8)
     if m == 0:
         clips[:] = bg[:, None]
     else:
-        for n in range(N):
-            for t in range(T):
-                r0, c0 = m - shifts[n, t, 1], m - shifts[n, t, 0]
-                clips[n, t] = bg[n, r0 : r0 + H, c0 : c0 + W]
+        # One copy per distinct shift (a handful), not one per frame.
+        key = (shifts[:, :, 1] + m) * (2 * m + 1) + (shifts[:, :, 0] + m)
+        for k in np.unique(key):
+            n_idx, t_idx = np.nonzero(key == k)
+            r0, c0 = m - (int(k) // (2 * m + 1) - m), m - (int(k) % (2 * m + 1) - m)
+            clips[n_idx, t_idx] = bg[n_idx, r0 : r0 + H, c0 : c0 + W]
     canvas = clips.reshape(-1, 3)
     frames = np.arange(N * T)
 
