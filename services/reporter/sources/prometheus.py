@@ -50,9 +50,12 @@ class Series:
 class PrometheusClient:
     """Thin typed client of /api/v1/query and /api/v1/query_range."""
 
-    def __init__(self, base_url: str, *, timeout_seconds: float = 5.0) -> None:
+    def __init__(
+        self, base_url: str, *, timeout_seconds: float = 5.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout_seconds)
+        # transport: tests answer with canned bodies (httpx.MockTransport); None = the network.
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout_seconds, transport=transport)
 
     def close(self) -> None:
         self._client.close()
