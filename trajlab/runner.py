@@ -173,8 +173,8 @@ def start_services(plan: RunPlan, sup: Supervisor, fresh: bool) -> None:
     rep_env = _service_env(plan, "reporter", "TRAJLAB_REPORTER_")
     rep_env.update(
         TRAJLAB_REPORTER_TRAINERS=",".join(f"{b}={plan.target('trainer-' + b)}" for b in plan.branches),
-        TRAJLAB_REPORTER_ENCODER=plan.target("encoder"),
-        TRAJLAB_REPORTER_DESCRIBER=plan.target("describer"),
+        TRAJLAB_REPORTER_ENCODER_TARGET=plan.target("encoder"),
+        TRAJLAB_REPORTER_DESCRIBER_TARGET=plan.target("describer"),
         TRAJLAB_REPORTER_REPORTS_DIR=str(plan.reports_dir),
         TRAJLAB_REPORTER_DATA_DIR=str(plan.data_dir),
         TRAJLAB_REPORTER_PROFILE=plan.profile.name,
