@@ -24,7 +24,6 @@ from services.describer import metrics
 from services.describer.backends.analytic import AnalyticBackend
 from services.describer.backends.base import (
     BREAKER_FAILURES,
-    RETRYABLE,
     Backend,
     BackendError,
     Description,
@@ -309,7 +308,7 @@ class Router:
                 metrics.BACKEND_LATENCY.labels(name).observe(time.monotonic() - t0)
                 self._record_tokens(name, failure.prompt_tokens, failure.completion_tokens)
                 log.info("backend %s attempt %d failed: %s", name, attempt + 1, failure)
-                if failure.kind not in RETRYABLE or attempt + 1 >= attempts:
+                if not failure.retryable or attempt + 1 >= attempts:
                     break
                 wait = (
                     failure.retry_after

@@ -78,6 +78,7 @@ class BackendError(Exception):
         detail: str,
         *,
         retry_after: float | None = None,
+        retryable: bool | None = None,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
     ) -> None:
@@ -85,6 +86,8 @@ class BackendError(Exception):
         self.kind = kind
         self.detail = detail
         self.retry_after = retry_after  # seconds the server asked us to wait, if it did
+        # None: decided by kind (RETRYABLE); False e.g. for a body that is not the API's at all
+        self.retryable = kind in RETRYABLE if retryable is None else retryable
         self.prompt_tokens = prompt_tokens  # spent even though the answer was unusable
         self.completion_tokens = completion_tokens
 

@@ -143,7 +143,7 @@ class OpenAIBackend:
             ) from None
         except openai.APIError as exc:  # e.g. a body that is not a chat completion
             raise BackendError(
-                FailureKind.SERVER_ERROR, f"malformed response ({exc.__class__.__name__})"
+                FailureKind.SERVER_ERROR, f"malformed response ({exc.__class__.__name__})", retryable=False
             ) from None
         try:
             choice = resp.choices[0]
@@ -152,7 +152,9 @@ class OpenAIBackend:
             finish = choice.finish_reason
             usage = resp.usage
         except (AttributeError, IndexError, TypeError):
-            raise BackendError(FailureKind.SERVER_ERROR, "malformed response: no choices") from None
+            raise BackendError(
+                FailureKind.SERVER_ERROR, "malformed response: no choices", retryable=False
+            ) from None
         p_tok = int(getattr(usage, "prompt_tokens", 0) or 0)
         c_tok = int(getattr(usage, "completion_tokens", 0) or 0)
         if refusal:

@@ -83,7 +83,7 @@ class TGIBackend:
         ) as exc:
             # A body that is not TGI's JSON (a proxy's HTML page, a truncated answer).
             raise BackendError(
-                FailureKind.SERVER_ERROR, f"malformed response ({exc.__class__.__name__})"
+                FailureKind.SERVER_ERROR, f"malformed response ({exc.__class__.__name__})", retryable=False
             ) from None
         c_tok = int(resp.details.generated_tokens) if resp.details is not None else 0
         if resp.details is not None and str(resp.details.finish_reason.value) == "length":

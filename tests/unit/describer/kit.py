@@ -125,7 +125,9 @@ class ScriptedServer:
                 except ValueError:
                     body = raw
                 with outer._lock:
-                    outer.requests.append(Recorded(self.path, dict(self.headers), body))
+                    outer.requests.append(
+                        Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
                     reply = outer.replies.pop(0) if len(outer.replies) > 1 else outer.replies[0]
                 if reply.delay:
                     time.sleep(reply.delay)
@@ -158,6 +160,13 @@ class ScriptedServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
+
+    def script(self, *replies: Reply) -> ScriptedServer:
+        """Replace the script and forget recorded requests (a server shared by several tests)."""
+        with self._lock:
+            self.replies = list(replies)
+            self.requests = []
+        return self
 
     def close(self) -> None:
         self.httpd.shutdown()
