@@ -58,7 +58,7 @@ class DescriberSettings(ServerSettings):
     retry_backoff_seconds: float = Field(0.5, ge=0.0, le=30.0)  # wait before a retry without Retry-After
     breaker_failures: int = Field(3, ge=1, le=100)  # consecutive failures that open a backend's circuit
     breaker_reset_seconds: float = Field(30.0, gt=0)  # open -> half-open (one probe) after this pause
-    fallback_reserve_seconds: float = Field(0.1, ge=0.0, le=5.0)  # deadline kept back for the fallback
+    fallback_reserve_seconds: float = Field(0.25, ge=0.0, le=5.0)  # deadline kept for the fallback + reply
 
     def resolve_openai_key(self) -> SecretStr | None:
         """The OpenAI key from file, setting or OPENAI_API_KEY; None when there is none."""

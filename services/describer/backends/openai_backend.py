@@ -74,6 +74,9 @@ class OpenAIBackend:
         self._lock = threading.Lock()
         self._client: Any = None
         self._client_key_hash = ""
+        if api_key() is not None:
+            # Import the SDK now (seconds on a busy machine), not inside a request's budget.
+            import openai  # noqa: F401
 
     def configured(self) -> tuple[bool, str]:
         if self._api_key() is None:

@@ -31,6 +31,9 @@ class TGIBackend:
         self.endpoint = endpoint.rstrip("/")
         self._max_new_tokens = max_new_tokens
         self._prompt_version = prompt_version
+        if self.endpoint:
+            # Import the client now, not inside a request's budget.
+            import text_generation  # noqa: F401
 
     def configured(self) -> tuple[bool, str]:
         if not self.endpoint:
