@@ -128,7 +128,7 @@ class ServedModel:
                     f"deadline passed while waiting for model {self.branch} v{self.version}"
                 ) from None
         else:
-            timeout = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not self._run_slots.acquire(timeout=timeout):
                 raise DeadlineExceeded(
                     f"deadline passed while waiting for model {self.branch} v{self.version}"
@@ -350,6 +350,11 @@ class ModelStore:
             metrics.DEFAULT_VERSION.labels(b).set(vs[-1] if vs else 0)
 
     # -- serving ----------------------------------------------------------------------------
+
+    def is_loaded(self, branch: str) -> bool:
+        """True when ``branch`` has at least one version serving."""
+        with self._lock:
+            return bool(self._branches.get(branch))
 
     @property
     def has_models(self) -> bool:

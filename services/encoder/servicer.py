@@ -37,9 +37,7 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
     @contextlib.contextmanager
     def _observed(self, method: str, branch: str) -> Iterator[None]:
         # Label only branches that are loaded, so a client cannot grow the label set at will.
-        label = (
-            branch if any(m.branch == branch for m, _ in self._encoder.store.models(branch)) else "unknown"
-        )
+        label = branch if self._encoder.store.is_loaded(branch) else "unknown"
         start = time.perf_counter()
         code = "OK"
         try:

@@ -126,3 +126,18 @@ def test_cuda_is_used_only_when_present_else_cpu_with_a_warning(caplog) -> None:
     else:
         assert chosen == ["CPUExecutionProvider"]
         assert "CUDAExecutionProvider" in caplog.text and "falling back" in caplog.text
+
+
+def test_concurrent_calls_without_deadline_wait_their_turn(tmp_path: Path, onnx_models) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = tmp_path / "m"
+    kit.publish(root, "b1", onnx_models["a"])
+    store = _store(root, inference_concurrency=1)
+    store.scan()
+    enc = Encoder(store)
+    clips = kit.random_clips(12)
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda c: enc.analyze("b1", 0, c), clips))
+    assert [r.version for r in results] == [1] * 12
+    store.close()

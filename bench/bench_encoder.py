@@ -1,0 +1,335 @@
+"""Encoder benchmark: onnxruntime vs PyTorch, serving overhead, dynamic batching. One run, ratios.
+
+Model: the trainer's b1 builder (I3D-like 3D CNN 16/32/64 + compression) on 16x64x64 RGB
+clips when ``services.trainer`` is importable, else a stand-in of the same shape.
+The server runs as a separate process (``python -m services.encoder``), as deployed,
+so client threads and server do not share a GIL; both share the machine's cores.
+
+    .venv/bin/python bench/bench_encoder.py [--seconds 4] [--json out.json]
+
+Prints every figure and the ratios the issue sets targets for (serving p50 <= 1.15x
+direct; 8-client throughput >= 85 % of direct).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+T, H, W, C = 16, 64, 64, 3  # clip shape (frames, height, width, channels)
+
+
+def build_model() -> tuple[Any, str]:
+    """(torch module returning probabilities/forecast/embedding, description)."""
+    import torch
+    from torch import nn
+
+    try:
+        from services.trainer.models import ExportWrapper, create_b1
+
+        return ExportWrapper(create_b1(frames=T, height=H, width=W)).eval(), "services.trainer create_b1 (I3D-like 16/32/64 + compression)"
+    except ImportError:
+        pass
+
+    class StandIn(nn.Module):  # three conv3d blocks 16/32/64, like the trainer's I3D
+        def __init__(self) -> None:
+            super().__init__()
+
+            def block(i: int, o: int, pool: tuple[int, int, int]) -> nn.Sequential:
+                return nn.Sequential(nn.Conv3d(i, o, 3, padding=1), nn.BatchNorm3d(o), nn.ReLU(), nn.MaxPool3d(pool))
+
+            self.f = nn.Sequential(block(3, 16, (1, 2, 2)), block(16, 32, (2, 2, 2)), block(32, 64, (2, 2, 2)))
+            self.proj = nn.Linear(64 * 4 * 8 * 8, 128)
+            self.cls = nn.Linear(128, 4)
+            self.fc = nn.Linear(128, 12)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            e = self.proj(self.f(x).flatten(1))
+            return torch.softmax(self.cls(e), -1), self.fc(e).reshape(-1, 4, 3), e
+
+    return StandIn().eval(), "stand-in I3D-like (16/32/64)"
+
+
+def export(model: Any, path: Path) -> None:
+    import torch
+
+    try:
+        from services.trainer.export import export_onnx
+
+        export_onnx(model.model, path, torch.zeros(2, C, T, H, W))
+        return
+    except ImportError:
+        pass
+    torch.onnx.export(
+        model, (torch.zeros(2, C, T, H, W),), str(path), input_names=["clip"],
+        output_names=["probabilities", "forecast", "embedding"],
+        dynamic_shapes={"clip": {0: torch.export.Dim("batch")}}, dynamo=True,
+    )
+
+
+def timeit(fn: Any, seconds: float, min_runs: int = 10) -> list[float]:
+    """Latencies in seconds of repeated calls for about ``seconds``."""
+    out: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(out) < min_runs:
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.array(xs), q))
+
+
+def start_server(repo: Path, batching: bool, extra: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
+    env = {
+        **os.environ,
+        "TRAJLAB_ENCODER_PORT": "0",
+        "TRAJLAB_ENCODER_METRICS_PORT": "-1",
+        "TRAJLAB_ENCODER_MODEL_REPO": str(repo),
+        "TRAJLAB_ENCODER_BATCHING": "true" if batching else "false",
+        "TRAJLAB_ENCODER_LOG_LEVEL": "INFO",
+        **(extra or {}),
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "services.encoder"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    port = None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        m = re.search(r"\(port (\d+)\)", line)
+        if m:
+            port = int(m.group(1))
+            break
+    if port is None:
+        raise RuntimeError("encoder did not start")
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # drain its log
+    from trajlab.clients.encoder import EncoderClient
+
+    with EncoderClient(f"127.0.0.1:{port}") as enc:
+        enc.wait_until_serving(120)
+    return proc, port
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def load_test(port: int, clips: np.ndarray, concurrency: int, seconds: float) -> dict[str, Any]:
+    """``concurrency`` client threads, each with its own channel, calling Classify back to back."""
+    from trajlab.clients.encoder import EncoderClient
+
+    lat: list[list[float]] = [[] for _ in range(concurrency)]
+    errors = [0]
+    start_evt = threading.Event()
+
+    def worker(i: int) -> None:
+        with EncoderClient(f"127.0.0.1:{port}", timeout=30, retries=False) as enc:
+            reqs = [enc._clip(c, 8.0) for c in clips]
+            enc.classify(reqs[0], branch="b1")  # connect before the clock starts
+            start_evt.wait()
+            end = time.perf_counter() + seconds
+            k = i
+            while time.perf_counter() < end:
+                t0 = time.perf_counter()
+                try:
+                    enc.classify(reqs[k % len(reqs)], branch="b1")
+                except Exception:
+                    errors[0] += 1
+                lat[i].append(time.perf_counter() - t0)
+                k += 1
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        futs = [pool.submit(worker, i) for i in range(concurrency)]
+        time.sleep(0.5)
+        t0 = time.perf_counter()
+        start_evt.set()
+        for f in futs:
+            f.result()
+        wall = time.perf_counter() - t0
+    return {"lat": [x for xs in lat for x in xs], "wall": wall, "errors": errors[0]}
+
+
+def torch_phase(out: Path, secs: float) -> None:
+    """In its own process: build and export the model, then time onnxruntime and PyTorch eager."""
+    import onnxruntime as ort
+    import torch
+
+    from services.encoder.runtime import SessionConfig, cpu_count, session_options
+    from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
+
+    torch.set_num_threads(cpu_count())
+    model, desc = build_model()
+    onnx_path = out.parent / "model.onnx"
+    export(model, onnx_path)
+    sess = ort.InferenceSession(
+        str(onnx_path), sess_options=session_options(SessionConfig(intra_op_threads=cpu_count())),
+        providers=["CPUExecutionProvider"],
+    )
+    clips = np.random.default_rng(0).integers(0, 256, size=(8, T, H, W, C), dtype=np.uint8)
+    res: dict[str, Any] = {"model": desc, "onnx": str(onnx_path), "torch": torch.__version__}
+    xs = {bs: to_model_input(clips[:bs], DEFAULT_MEAN, DEFAULT_STD) for bs in (1, 8)}
+    res["embedding_dim"] = int(sess.run(None, {"clip": xs[1]})[2].shape[1])
+    # onnxruntime first: PyTorch's OpenMP threads keep spinning after eager runs and
+    # would slow whatever runs next on these 2 cores.
+    for bs, x in xs.items():
+        for _ in range(3):
+            sess.run(None, {"clip": x})
+        res[f"ort_b{bs}_ms"] = statistics.median(timeit(lambda x=x: sess.run(None, {"clip": x}), secs)) * 1e3
+    for bs, x in xs.items():
+        xt = torch.from_numpy(x)
+
+        def eager(xt: torch.Tensor = xt) -> None:
+            with torch.inference_mode():
+                model(xt)
+
+        for _ in range(3):
+            eager()
+        res[f"torch_b{bs}_ms"] = statistics.median(timeit(eager, secs)) * 1e3
+    out.write_text(json.dumps(res))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=6.0, help="seconds per configuration (over all rounds)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds the seconds are split into")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--torch-phase", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    secs = args.seconds
+    if args.torch_phase is not None:
+        torch_phase(args.torch_phase, secs)
+        return
+
+    import onnxruntime as ort
+
+    from services.encoder.runtime import SessionConfig, cpu_count, session_options
+    from trajlab.modelrepo import publish_version
+    from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
+    from trajlab.profiles import CLASS_NAMES
+
+    cores = cpu_count()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-encoder-"))
+    # 1. Model export and onnxruntime vs PyTorch eager, in a child process, so that this
+    # process (the "direct onnxruntime" baseline) has no torch loaded, like the server.
+    subprocess.run([sys.executable, __file__, "--seconds", str(secs), "--torch-phase", str(tmp / "torch.json")], check=True)
+    res: dict[str, Any] = {"cores": cores, "clip": [T, H, W, C], "onnxruntime": ort.__version__}
+    res.update(json.loads((tmp / "torch.json").read_text()))
+    print(f"model: {res['model']}; clip {T}x{H}x{W}x{C}; {cores} cores; onnxruntime {ort.__version__}, torch {res['torch']}")
+    onnx_path = Path(res["onnx"])
+    sess = ort.InferenceSession(
+        str(onnx_path), sess_options=session_options(SessionConfig(intra_op_threads=cores)),
+        providers=["CPUExecutionProvider"],
+    )
+    clips = np.random.default_rng(0).integers(0, 256, size=(16, T, H, W, C), dtype=np.uint8)
+    for _ in range(3):
+        sess.run(None, {"clip": to_model_input(clips[0], DEFAULT_MEAN, DEFAULT_STD)})
+
+    metadata = {
+        "branch": "b1", "branch_config": {"name": "b1"}, "profile": "bench",
+        "input": {"name": "clip", "layout": "NCTHW", "frames": T, "height": H, "width": W, "channels": C,
+                  "dtype": "float32", "mean": list(DEFAULT_MEAN), "std": list(DEFAULT_STD)},
+        "class_names": list(CLASS_NAMES),
+        "outputs": [{"name": "probabilities", "shape": ["batch", 4]}, {"name": "forecast", "shape": ["batch", 4, 3]},
+                    {"name": "embedding", "shape": ["batch", "D"]}],
+        "forecast_horizon": 4, "fps": 8.0, "embedding_dim": res["embedding_dim"],
+        "opset": 18, "framework": "torch", "validation_metrics": {}, "dataset_manifest_sha256": "0" * 64,
+    }
+    repo = tmp / "models"
+    publish_version(repo, "b1", onnx_path, metadata)
+
+    # 2. Direct onnxruntime as a user would call it in-process (preprocess + run, batch 1),
+    # and the served model with batching off and on at 1, 4, 8 and 16 clients. Both
+    # servers run at once (idle ones use no CPU: spinning is off) and the measurements
+    # are interleaved in rounds, so load from other work on this shared machine falls
+    # on every configuration alike instead of on whichever ran at a bad moment.
+    k = [0]
+
+    def direct() -> None:
+        c = clips[k[0] % len(clips)]
+        k[0] += 1
+        sess.run(None, {"clip": to_model_input(c, DEFAULT_MEAN, DEFAULT_STD)})
+
+    servers = {mode: start_server(repo, mode == "on") for mode in ("off", "on")}
+    configs = [("direct", 1)] + [(m, n) for m in ("off", "on") for n in (1, 4, 8, 16)]
+    lat: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
+    busy: dict[tuple[str, int], float] = dict.fromkeys(configs, 0.0)
+    count: dict[tuple[str, int], int] = dict.fromkeys(configs, 0)
+    chunk = secs / args.rounds
+    try:
+        for _ in range(args.rounds):
+            for mode, n in configs:
+                if mode == "direct":
+                    xs_lat = timeit(direct, chunk)
+                    lat[(mode, n)] += xs_lat
+                    busy[(mode, n)] += sum(xs_lat)
+                    count[(mode, n)] += len(xs_lat)
+                else:
+                    r = load_test(servers[mode][1], clips, n, chunk)
+                    lat[(mode, n)] += r["lat"]
+                    busy[(mode, n)] += r["wall"]
+                    count[(mode, n)] += len(r["lat"])
+                    res.setdefault("errors", 0)
+                    res["errors"] += r["errors"]
+    finally:
+        for proc, _port in servers.values():
+            stop_server(proc)
+    summary = {
+        f"{m}@{n}": {
+            "throughput": count[(m, n)] / busy[(m, n)],
+            "p50_ms": pct(lat[(m, n)], 50) * 1e3,
+            "p99_ms": pct(lat[(m, n)], 99) * 1e3,
+        }
+        for m, n in configs
+    }
+    res["served"] = summary
+    d = summary["direct@1"]
+    res["direct_p50_ms"], res["direct_throughput"] = d["p50_ms"], d["throughput"]
+    res["ratio_p50_grpc_vs_direct"] = summary["off@1"]["p50_ms"] / d["p50_ms"]
+    res["ratio_tput8_vs_direct"] = summary["off@8"]["throughput"] / d["throughput"]
+    res["ratio_tput8_batching_vs_direct"] = summary["on@8"]["throughput"] / d["throughput"]
+
+    print()
+    for bs in (1, 8):
+        o, p = res[f"ort_b{bs}_ms"], res[f"torch_b{bs}_ms"]
+        print(f"batch {bs}: onnxruntime {o:.2f} ms, PyTorch eager {p:.2f} ms -> onnxruntime {p / o:.2f}x faster")
+    print(f"direct onnxruntime (preprocess + run, batch 1): p50 {d['p50_ms']:.2f} ms, {d['throughput']:.1f} clips/s")
+    print()
+    print("| batching | clients | clips/s | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|")
+    for m, n in configs[1:]:
+        r = summary[f"{m}@{n}"]
+        print(f"| {m} | {n} | {r['throughput']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")
+    print(f"failed calls: {res.get('errors', 0)}")
+    print()
+    print(f"Classify p50 over gRPC / direct onnxruntime: {res['ratio_p50_grpc_vs_direct']:.3f}x (target <= 1.15x)")
+    print(
+        f"8-client throughput / direct throughput: {res['ratio_tput8_vs_direct']:.1%} batching off, "
+        f"{res['ratio_tput8_batching_vs_direct']:.1%} on (target >= 85 %)"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
