@@ -165,6 +165,7 @@ def start_services(plan: RunPlan, sup: Supervisor, fresh: bool) -> None:
             TRAJLAB_TRAINER_RUN_DIR=str(run_dir),
             TRAJLAB_TRAINER_MODEL_REPO=str(plan.model_repo),
             TRAJLAB_TRAINER_AUTO_START="true",
+            TRAJLAB_TRAINER_TEXT_CACHE_DIR=str(plan.workdir.parent.parent / "cache" / "text"),
             TRAJLAB_TRAINER_THREADS=str(plan.threads_per_trainer),
             # Four trainers share the cores: one intra-op thread pool each, no oversubscription.
             OMP_NUM_THREADS=str(plan.threads_per_trainer),
