@@ -121,7 +121,7 @@ def _justify(ranked: list[tuple[BranchReport, float, float]], rule: Rule, exclud
         if abs(wp - rp) <= TIE_TOLERANCE:
             tied = [b.name for b, p, _ in ranked if abs(p - wp) <= TIE_TOLERANCE]
             parts.append(
-                f"{', '.join(tied)} tie on {p_label} at {_fmt(pk, wp)}; the tie is broken by {t_label}, "
+                f"{_join(tied)} tie on {p_label} at {_fmt(pk, wp)}; the tie is broken by {t_label}, "
                 f"where {win.name} has {_fmt(tk, wt)} against {ru.name}'s {_fmt(tk, rt)} "
                 f"({_points(tk, wt - rt)} better), so {win.name} wins."
             )
@@ -168,6 +168,10 @@ def _justify(ranked: list[tuple[BranchReport, float, float]], rule: Rule, exclud
     if excluded:
         parts.append("Not ranked: " + "; ".join(f"{n} ({r})" for n, r in excluded.items()) + ".")
     return " ".join(p for p in parts if p)
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _margin_note(win: BranchReport, ru: BranchReport, key: str, wp: float, rp: float) -> str:

@@ -42,7 +42,8 @@ def branch_colors(names: list[str]) -> dict[str, str]:
 
 
 def _save(fig, path: Path) -> None:  # type: ignore[no-untyped-def]
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
+    # A layout engine set at creation, not bbox_inches="tight", which draws every figure twice.
+    fig.savefig(path, dpi=DPI, facecolor="white")
     _plt().close(fig)
 
 
@@ -79,7 +80,7 @@ def _curves(data: ReportData, out: Path, colors: dict[str, str]) -> list[FigureR
         return []
     refs = []
     for key, title, metrics, ylabel in _CURVE_FIGS:
-        fig, ax = plt.subplots(figsize=(7.0, 4.0))
+        fig, ax = plt.subplots(figsize=(7.0, 4.0), layout="constrained")
         for b in with_curves:
             assert b.curves is not None
             for j, m in enumerate(metrics):
@@ -166,7 +167,7 @@ def _bars(data: ReportData, out: Path, colors: dict[str, str]) -> list[FigureRef
             served_vals.append(math.nan)
         x = np.arange(len(labels))
         width = 0.38
-        fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels) + 2), 4.2))
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels) + 2), 4.2), layout="constrained")
         tb = ax.bar(
             x - width / 2,
             np.nan_to_num(trainer_vals, nan=0.0),
@@ -238,7 +239,7 @@ def _confusion(b: BranchReport, data: ReportData, out: Path) -> FigureRef | None
     cm = np.asarray(b.results.confusion_matrix, dtype=np.int64).reshape(k, k)
     row = cm.sum(axis=1, keepdims=True)
     frac = np.divide(cm, np.maximum(row, 1))
-    fig, ax = plt.subplots(figsize=(4.4, 3.9))
+    fig, ax = plt.subplots(figsize=(4.6, 3.9), layout="constrained")
     ax.grid(False)
     im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     for i in range(k):
@@ -270,7 +271,7 @@ def _trajectories(b: BranchReport, out: Path, color: str) -> FigureRef | None:
         return None
     plt = _plt()
     n = len(samples)
-    fig = plt.figure(figsize=(3.6 * n, 3.8))
+    fig = plt.figure(figsize=(3.6 * n, 3.9), layout="constrained")
     for i, s in enumerate(samples):
         ax = fig.add_subplot(1, n, i + 1, projection="3d")
         obs, fut = s.observed, s.truth_future
@@ -278,7 +279,7 @@ def _trajectories(b: BranchReport, out: Path, color: str) -> FigureRef | None:
             obs[:, 0],
             obs[:, 1],
             obs[:, 2],
-            color="#444444",
+            color="#8c8c8c",
             linewidth=1.4,
             marker="o",
             markersize=2,
@@ -293,7 +294,7 @@ def _trajectories(b: BranchReport, out: Path, color: str) -> FigureRef | None:
             truth[:, 0],
             truth[:, 1],
             truth[:, 2],
-            color="#2ca02c",
+            color="#111111",
             linewidth=1.4,
             linestyle="--",
             marker="o",

@@ -18,9 +18,19 @@ from services.reporter.sources.prometheus import PrometheusClient, PrometheusSou
 from tests.contract.reporter import kit
 
 SECTIONS = (
-    "Summary", "Success criteria", "Classification", "Forecast", "Baselines", "Per-class figures",
-    "Training curves", "Served model vs the trainer's evaluation", "Model cost and serving latency",
-    "Equations from the describer", "Findings", "Missing", "Method",
+    "Summary",
+    "Success criteria",
+    "Classification",
+    "Forecast",
+    "Baselines",
+    "Per-class figures",
+    "Training curves",
+    "Served model vs the trainer's evaluation",
+    "Model cost and serving latency",
+    "Equations from the describer",
+    "Findings",
+    "Missing",
+    "Method",
 )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -34,8 +44,10 @@ def built(world: kit.FakeWorld, tmp_path_factory: pytest.TempPathFactory) -> Rep
     )
     sources = ReportSources(
         trainers={b: kit_trainer(b, t) for b, t in kit.iter_targets(world)},
-        encoder=kit_encoder(world), describer=kit_describer(world),
-        validation=lambda: world.val, validation_hint="fake split",
+        encoder=kit_encoder(world),
+        describer=kit_describer(world),
+        validation=lambda: world.val,
+        validation_hint="fake split",
     )
     return build_report(sources, settings)
 
@@ -76,7 +88,9 @@ def test_every_section_is_present(built: ReportResult) -> None:
         assert title.replace("'", "&#39;") in html or title in html, title
 
 
-def test_numbers_in_the_markdown_equal_the_trainers_results(world: kit.FakeWorld, built: ReportResult) -> None:
+def test_numbers_in_the_markdown_equal_the_trainers_results(
+    world: kit.FakeWorld, built: ReportResult
+) -> None:
     md = built.markdown_path.read_text()
     for spec in world.specs:
         if spec.state != kit.trainer_pb2.TRAINING_STATE_DONE:
@@ -86,8 +100,14 @@ def test_numbers_in_the_markdown_equal_the_trainers_results(world: kit.FakeWorld
         assert cls[1] == f"{r.accuracy * 100:.2f} %"
         assert cls[2] == f"{r.mean_class_accuracy * 100:.2f} %"
         fc = _row(md, spec.name, "## Forecast")
-        assert fc[1:7] == [f"{r.forecast_mae:.4f}", f"{r.forecast_rmse:.4f}", f"{r.forecast_mae_pct:.2f} %",
-                           f"{r.forecast_rmse_pct:.2f} %", f"{r.ade:.4f}", f"{r.fde:.4f}"]
+        assert fc[1:7] == [
+            f"{r.forecast_mae:.4f}",
+            f"{r.forecast_rmse:.4f}",
+            f"{r.forecast_mae_pct:.2f} %",
+            f"{r.forecast_rmse_pct:.2f} %",
+            f"{r.ade:.4f}",
+            f"{r.fde:.4f}",
+        ]
         # Served through the (fake) encoder: the same predictions, so the same accuracy.
         served = _row(md, spec.name, "## Served model vs the trainer's evaluation")
         assert served[3] == served[4] == f"{r.accuracy * 100:.2f} %"
@@ -101,8 +121,15 @@ def test_numbers_in_the_markdown_equal_the_trainers_results(world: kit.FakeWorld
 
 def test_figures_exist_and_are_valid_pngs(built: ReportResult) -> None:
     names = {p.name for p in built.figure_paths}
-    assert {"curves_loss.png", "curves_accuracy.png", "curves_mae.png", "bars_accuracy.png", "bars_mae.png",
-            "confusion_b1.png", "trajectories_b1.png"} <= names
+    assert {
+        "curves_loss.png",
+        "curves_accuracy.png",
+        "curves_mae.png",
+        "bars_accuracy.png",
+        "bars_mae.png",
+        "confusion_b1.png",
+        "trajectories_b1.png",
+    } <= names
     for p in built.figure_paths:
         data = p.read_bytes()
         assert data.startswith(PNG_SIGNATURE), p

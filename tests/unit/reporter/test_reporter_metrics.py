@@ -13,8 +13,12 @@ def test_figures_on_a_hand_checked_case() -> None:
     fc = truth.copy()
     fc[0, :, 0] = 1.0  # clip 0 is off by 1 world unit in x at both steps
     m = compute_metrics(
-        labels=np.array([0, 1]), predictions=np.array([0, 0]), truth=truth, forecast=fc,
-        extent=np.array([10.0, 5.0]), num_classes=4,
+        labels=np.array([0, 1]),
+        predictions=np.array([0, 0]),
+        truth=truth,
+        forecast=fc,
+        extent=np.array([10.0, 5.0]),
+        num_classes=4,
     )
     assert m.accuracy == 0.5
     assert m.confusion[1][0] == 1 and m.confusion[0][0] == 1
@@ -30,8 +34,14 @@ def test_matches_the_trainer_definitions() -> None:
     truth = rng.normal(size=(30, 4, 3))
     fc = truth + rng.normal(scale=0.3, size=truth.shape)
     ext = rng.uniform(1, 5, size=30)
-    mine = compute_metrics(labels=np.zeros(30, int), predictions=np.zeros(30, int), truth=truth, forecast=fc,
-                           extent=ext, num_classes=4)
+    mine = compute_metrics(
+        labels=np.zeros(30, int),
+        predictions=np.zeros(30, int),
+        truth=truth,
+        forecast=fc,
+        extent=ext,
+        num_classes=4,
+    )
     theirs = evaluation.forecast_metrics(fc, truth, ext)
     for key in ("forecast_mae", "forecast_rmse", "forecast_mae_pct", "forecast_rmse_pct", "ade", "fde"):
         assert getattr(mine, key) == pytest.approx(theirs[key]), key

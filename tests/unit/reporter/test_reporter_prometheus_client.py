@@ -13,7 +13,9 @@ def _client(handler) -> PrometheusClient:  # type: ignore[no-untyped-def]
 
 
 def test_error_status_in_a_200_body_is_an_error() -> None:
-    c = _client(lambda req: httpx.Response(200, json={"status": "error", "errorType": "bad_data", "error": "parse"}))
+    c = _client(
+        lambda req: httpx.Response(200, json={"status": "error", "errorType": "bad_data", "error": "parse"})
+    )
     with pytest.raises(PrometheusError, match="bad_data"):
         c.query("up")
 
@@ -28,10 +30,26 @@ def test_vector_and_matrix_results_are_parsed() -> None:
     def handler(req: httpx.Request) -> httpx.Response:
         if req.url.path.endswith("query_range"):
             assert req.url.params["step"] == "1.000"
-            return httpx.Response(200, json={"status": "success", "data": {"resultType": "matrix", "result": [
-                {"metric": {"branch": "b1"}, "values": [[10, "0.5"], [11, "0.75"]]}]}})
-        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": [
-            {"metric": {"branch": "b1"}, "value": [10, "3"]}]}})
+            return httpx.Response(
+                200,
+                json={
+                    "status": "success",
+                    "data": {
+                        "resultType": "matrix",
+                        "result": [{"metric": {"branch": "b1"}, "values": [[10, "0.5"], [11, "0.75"]]}],
+                    },
+                },
+            )
+        return httpx.Response(
+            200,
+            json={
+                "status": "success",
+                "data": {
+                    "resultType": "vector",
+                    "result": [{"metric": {"branch": "b1"}, "value": [10, "3"]}],
+                },
+            },
+        )
 
     c = _client(handler)
     assert c.query("x")[0].value == 3.0
