@@ -1,0 +1,131 @@
+"""compose.yaml and deploy/compose.gpu.yaml, as Compose itself resolves them.
+
+The promises a user relies on before anything starts: nothing is published beyond
+loopback, every service has a healthcheck, the four trainers run one image with a
+branch each, the encoder cannot write the model repository, no secret is baked in,
+the reporter waits for healthy trainers, and the GPU overlay reserves GPUs for the
+trainers, encoder and TGI containers and switches to the GPU images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TRAINERS = [f"trainer-b{i}" for i in range(1, 5)]
+
+pytestmark = pytest.mark.docker
+
+
+def compose_config(*files: str, profiles: tuple[str, ...] = (), env: dict[str, str] | None = None) -> dict[str, Any]:
+    cmd = ["docker", "compose"]
+    for f in files or ("compose.yaml",):
+        cmd += ["-f", f]
+    for p in profiles:
+        cmd += ["--profile", p]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TRAJLAB_", "OPENAI_"))}
+    proc = subprocess.run(
+        [*cmd, "config", "--format", "json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, **(env or {})},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def cfg(docker_available: None) -> dict[str, Any]:
+    return compose_config(profiles=("local-llm",))
+
+
+def test_every_published_port_binds_loopback_only(cfg: dict[str, Any]) -> None:
+    published = [(name, p) for name, s in cfg["services"].items() for p in s.get("ports", [])]
+    assert len(published) >= 14
+    for name, p in published:
+        assert p.get("host_ip") == "127.0.0.1", (name, p)
+
+
+def test_a_user_can_widen_the_bind_address(docker_available: None) -> None:
+    cfg = compose_config(env={"TRAJLAB_BIND": "0.0.0.0"})
+    assert {p["host_ip"] for s in cfg["services"].values() for p in s.get("ports", [])} == {"0.0.0.0"}
+
+
+def test_every_service_has_a_healthcheck(cfg: dict[str, Any]) -> None:
+    for name, s in cfg["services"].items():
+        assert s.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+
+
+def test_four_trainers_one_image_one_branch_each_resuming_after_a_crash(cfg: dict[str, Any]) -> None:
+    svcs = cfg["services"]
+    assert {svcs[t]["image"] for t in TRAINERS} == {"trajlab/trainer:cpu"}
+    assert [svcs[t]["environment"]["TRAJLAB_TRAINER_BRANCH"] for t in TRAINERS] == ["b1", "b2", "b3", "b4"]
+    runs = {svcs[t]["environment"]["TRAJLAB_TRAINER_RUN_DIR"] for t in TRAINERS}
+    assert len(runs) == 4  # each branch checkpoints in its own folder on the runs volume
+    for t in TRAINERS:
+        env = svcs[t]["environment"]
+        assert env["TRAJLAB_TRAINER_AUTO_START"] == "true" and env["TRAJLAB_TRAINER_PROFILE"] == "quick"
+        assert svcs[t]["restart"] in ("unless-stopped", "on-failure", "always")
+        assert {v["target"] for v in svcs[t]["volumes"]} >= {"/data", "/models", "/runs"}
+
+
+def test_the_encoder_mounts_the_model_repository_read_only(cfg: dict[str, Any]) -> None:
+    vols = {v["target"]: v for v in cfg["services"]["encoder"]["volumes"]}
+    assert vols["/models"]["source"] == "models" and vols["/models"]["read_only"] is True
+
+
+def test_no_secret_is_baked_and_the_key_comes_from_the_environment(docker_available: None) -> None:
+    assert compose_config()["services"]["describer"]["environment"]["OPENAI_API_KEY"] == ""
+    cfg = compose_config(env={"OPENAI_API_KEY": "sk-test"})
+    assert cfg["services"]["describer"]["environment"]["OPENAI_API_KEY"] == "sk-test"
+    for name in ("describer", "encoder", "reporter", "trainer"):
+        text = (REPO / "services" / name / "Dockerfile").read_text()
+        assert "OPENAI_API_KEY" not in text
+
+
+def test_the_reporter_waits_for_healthy_trainers_and_writes_to_host_reports(cfg: dict[str, Any]) -> None:
+    rep = cfg["services"]["reporter"]
+    for t in TRAINERS:
+        assert rep["depends_on"][t]["condition"] == "service_healthy"
+    assert rep["environment"]["TRAJLAB_REPORTER_BUILD_WHEN_DONE"] == "true"
+    binds = {v["target"]: v for v in rep["volumes"] if v["type"] == "bind"}
+    assert Path(binds["/reports"]["source"]) == REPO / "reports"
+
+
+def test_local_llm_profile_wires_tgi_to_the_describer(cfg: dict[str, Any]) -> None:
+    svcs = cfg["services"]
+    assert "text-generation-inference" in svcs["tgi-mistral"]["image"]
+    assert "mistralai/Mistral-7B-Instruct" in " ".join(svcs["tgi-mistral"]["command"])
+    assert "microsoft/phi-2" in " ".join(svcs["tgi-phi2"]["command"])
+    endpoints = json.loads(svcs["describer"]["environment"]["TRAJLAB_DESCRIBER_TGI_ENDPOINTS"])
+    assert endpoints == {"mistral": "http://tgi-mistral:80", "phi-2": "http://tgi-phi2:80"}
+    model = compose_config(profiles=("local-llm",), env={"TRAJLAB_TGI_MISTRAL_MODEL": "my/model"})
+    assert "my/model" in model["services"]["tgi-mistral"]["command"]
+
+
+def test_without_the_profile_no_tgi_container_starts(docker_available: None) -> None:
+    assert not {"tgi-mistral", "tgi-phi2"} & set(compose_config()["services"])
+
+
+def test_gpu_overlay_validates_and_reserves_gpus(docker_available: None) -> None:
+    cfg = compose_config("compose.yaml", "deploy/compose.gpu.yaml", profiles=("local-llm",))
+    svcs = cfg["services"]
+    for name in [*TRAINERS, "encoder", "tgi-mistral", "tgi-phi2"]:
+        devices = svcs[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"], name
+    # All four trainers reserve the same device: they share one GPU by time-slicing.
+    assert len({tuple(svcs[t]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"]) for t in TRAINERS}) == 1
+    assert {svcs[t]["image"] for t in TRAINERS} == {"trajlab/trainer:gpu"}
+    assert svcs["trainer-b1"]["build"]["args"]["VARIANT"] == "gpu"
+    assert svcs["encoder"]["image"] == "trajlab/encoder:gpu"
+    assert json.loads(svcs["encoder"]["environment"]["TRAJLAB_ENCODER_PROVIDERS"])[0] == "CUDAExecutionProvider"
+    # The CPU services stay as they are.
+    assert "deploy" not in svcs["describer"] or not svcs["describer"]["deploy"].get("resources")
