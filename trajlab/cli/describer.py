@@ -1,9 +1,234 @@
-"""CLI commands: describer (filled in by its issue)."""
+"""CLI commands of the describer: ``trajlab describe --points FILE`` and ``trajlab backends``.
+
+FILE is a .npy array of positions (N, 3) or times and positions (N, 4: t, x, y, z),
+or JSON: the same as nested lists, or an object with the request's fields
+(``observed``, ``observed_times``, ``forecast``, ``forecast_times``, ``truth``,
+``truth_times``, ``predicted_class``). Without times, point k is at t = k / fps.
+With ``--observed N`` only the first N points are described and all of them are
+the truth the equations are scored against (so the score covers extrapolation).
+
+By default the command asks the describer service (``--target``); ``--local``
+runs the same routing in this process, configured by the same
+``TRAJLAB_DESCRIBER_*`` environment (no key, no TGI: the analytic fitter answers).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Any
+
 import typer
+
+DEFAULT_TARGET = "127.0.0.1:50053"
+
+_TARGET = typer.Option(
+    None, "--target", help="Describer host:port (default: $TRAJLAB_DESCRIBER_TARGET or 127.0.0.1:50053)."
+)
+_LOCAL = typer.Option(
+    False, "--local", help="Run the describer in this process instead of calling the service."
+)
+_JSON = typer.Option(False, "--json", help="Print one JSON object instead of text.")
+_TIMEOUT = typer.Option(30.0, "--timeout", min=0.1, help="Deadline of the call, seconds.")
+
+
+def _target(target: str | None) -> str:
+    return target or os.environ.get("TRAJLAB_DESCRIBER_TARGET") or DEFAULT_TARGET
+
+
+def load_points(path: Path, fps: float, observed: int) -> dict[str, Any]:
+    """Request fields from a points file (see the module docstring); arrays as float64 numpy."""
+    import numpy as np
+
+    if not path.is_file():
+        raise typer.BadParameter(f"{path} does not exist", param_hint="--points")
+    if path.suffix == ".npy":
+        data: Any = np.load(path, allow_pickle=False)
+    elif path.suffix == ".json":
+        data = json.loads(path.read_text())
+    else:
+        raise typer.BadParameter("expected a .npy or .json file", param_hint="--points")
+    fields: dict[str, Any] = {}
+    if isinstance(data, dict):
+        for key in ("observed", "observed_times", "forecast", "forecast_times", "truth", "truth_times"):
+            if data.get(key) is not None:
+                fields[key] = np.asarray(data[key], dtype=np.float64)
+        if data.get("predicted_class"):
+            fields["predicted_class"] = str(data["predicted_class"])
+        if "observed" not in fields:
+            raise typer.BadParameter(
+                "a JSON object needs an 'observed' list of [x, y, z]", param_hint="--points"
+            )
+    else:
+        arr = np.asarray(data, dtype=np.float64)
+        if arr.ndim != 2 or arr.shape[1] not in (3, 4):
+            raise typer.BadParameter(
+                f"expected (N, 3) or (N, 4) points, got shape {arr.shape}", param_hint="--points"
+            )
+        times = arr[:, 0] if arr.shape[1] == 4 else np.arange(arr.shape[0]) / fps
+        pts = arr[:, -3:]
+        n = observed or arr.shape[0]
+        fields = {"observed": pts[:n], "observed_times": times[:n], "truth": pts, "truth_times": times}
+    if "observed_times" not in fields:
+        fields["observed_times"] = np.arange(len(fields["observed"])) / fps
+    if "forecast" in fields and "forecast_times" not in fields:
+        t0 = fields["observed_times"][-1]
+        fields["forecast_times"] = t0 + (np.arange(len(fields["forecast"])) + 1) / fps
+    if "truth" in fields and "truth_times" not in fields:
+        fields["truth_times"] = np.arange(len(fields["truth"])) / fps
+    return fields
+
+
+def _describe_local(fields: dict[str, Any], backend: str, branch: str, timeout: float) -> dict[str, Any]:
+    """Same checks and routing as the service, in process; returns the client's result shape."""
+    from services.describer.router import BackendRegistry, Router
+    from services.describer.servicer import request_to_domain, result_to_proto
+    from services.describer.settings import DescriberSettings
+    from trajlab.clients.describer import describe_request, response_to_described
+    from trajlab.config import load_settings
+    from trajlab.profiles import load_branches
+
+    settings = load_settings(DescriberSettings, section="describer")
+    branches = {n: b.describer_backend for n, b in load_branches(settings.branches_file).items()}
+    router = Router(BackendRegistry(settings, branches))
+    req = describe_request(backend=backend, branch=branch, **fields)
+    traj, truth, truth_t = request_to_domain(req)
+    res = router.describe(
+        traj, backend=backend, branch=branch, time_remaining=timeout, truth=truth, truth_times=truth_t
+    )
+    return response_to_described(result_to_proto(res)).to_dict()
+
+
+def describe(
+    points: Path = typer.Option(
+        ..., "--points", "-p", help="A .npy or .json file of 3D points (see --help)."
+    ),
+    fps: float = typer.Option(8.0, "--fps", min=1e-6, help="Frames per second when the file has no times."),
+    observed: int = typer.Option(
+        0, "--observed", "-n", min=0, help="Describe only the first N points (0 = all)."
+    ),
+    predicted_class: str | None = typer.Option(
+        None, "--class", help="The class a video model predicted: linear, circular, helical or parabolic."
+    ),
+    backend: str = typer.Option(
+        "", "--backend", help="analytic, openai, openai:<model>, tgi:mistral, tgi:phi-2."
+    ),
+    branch: str = typer.Option("", "--branch", "-b", help="Use this branch's default backend, e.g. b1."),
+    target: str | None = _TARGET,
+    local: bool = _LOCAL,
+    as_json: bool = _JSON,
+    timeout: float = _TIMEOUT,
+) -> None:
+    """Equations x(t), y(t), z(t) and a plain-language description of a 3D trajectory."""
+    fields = load_points(points, fps, observed)
+    if predicted_class:
+        fields["predicted_class"] = predicted_class
+    if local:
+        import logging
+
+        from trajlab.errors import TrajlabError
+
+        if as_json:
+            # stdout carries the JSON; the fallback (if any) is in it, so keep log lines out.
+            logging.getLogger("services.describer").setLevel(logging.ERROR)
+        try:
+            out = _describe_local(fields, backend, branch, timeout)
+        except (TrajlabError, ValueError) as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+    else:
+        import grpc
+
+        from trajlab.clients.describer import DescriberClient
+
+        with DescriberClient(_target(target), timeout=timeout) as client:
+            try:
+                out = client.describe(backend=backend, branch=branch, **fields).to_dict()
+            except grpc.RpcError as exc:
+                typer.secho(f"error: {exc.code().name}: {exc.details()}", fg=typer.colors.RED, err=True)
+                raise typer.Exit(1) from None
+            except ValueError as exc:
+                typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+                raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    x, y, z = out["equations"]
+    typer.echo(f"x(t) = {x}\ny(t) = {y}\nz(t) = {z}")
+    typer.echo(out["description"])
+    used = out["backend_used"] + (f" ({out['model']})" if out["model"] else "")
+    typer.echo(f"backend: {used}, requested {out['backend_requested']}, {out['latency_ms']:.1f} ms")
+    if out["fallback_used"]:
+        typer.secho(f"fallback to analytic: {out['fallback_reason']}", fg=typer.colors.YELLOW)
+    score = out.get("score")
+    if score:
+        if score["parsed"] and score["normalized_rmse"] is not None:
+            verdict = "accurate" if score["accurate"] else "not accurate"
+            typer.echo(
+                f"score: RMSE = {score['normalized_rmse']:.2%} of the extent ({verdict}; threshold 5 %)"
+            )
+        else:
+            typer.echo(f"score: not accurate ({score['error']})")
+
+
+def backends(
+    target: str | None = _TARGET,
+    local: bool = _LOCAL,
+    as_json: bool = _JSON,
+    timeout: float = _TIMEOUT,
+) -> None:
+    """List the describer's backends, their configuration and health, and each branch's default."""
+    if local:
+        from dataclasses import asdict
+
+        from services.describer.router import BackendRegistry
+        from services.describer.settings import DescriberSettings
+        from trajlab.config import load_settings
+        from trajlab.profiles import load_branches
+
+        settings = load_settings(DescriberSettings, section="describer")
+        reg = BackendRegistry(
+            settings, {n: b.describer_backend for n, b in load_branches(settings.branches_file).items()}
+        )
+        infos = [asdict(s) for s in reg.statuses()]
+        defaults = reg.branch_defaults
+    else:
+        import grpc
+
+        from trajlab.clients.describer import DescriberClient
+
+        with DescriberClient(_target(target), timeout=timeout) as client:
+            try:
+                lst, defaults = client.list_backends()
+            except grpc.RpcError as exc:
+                typer.secho(f"error: {exc.code().name}: {exc.details()}", fg=typer.colors.RED, err=True)
+                raise typer.Exit(1) from None
+        infos = [b.to_dict() for b in lst]
+    if as_json:
+        typer.echo(json.dumps({"backends": infos, "branch_defaults": defaults}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for col in ("backend", "kind", "model", "endpoint", "health", "failures", "detail"):
+        table.add_column(col)
+    for b in infos:
+        table.add_row(
+            b["name"],
+            b["kind"],
+            b["model"],
+            b["endpoint"],
+            b["health"],
+            str(b["consecutive_failures"]),
+            b["detail"],
+        )
+    Console().print(table)
+    typer.echo("branch defaults: " + ", ".join(f"{k}={v}" for k, v in sorted(defaults.items())))
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("describe")(describe)
+    app.command("backends")(backends)

@@ -146,16 +146,16 @@ class DescriberClient:
         timeout: float | None = None,
     ) -> Described:
         """Describe a trajectory: positions (N, 3) in world units, times in seconds."""
-        req = describer_pb2.DescribeRequest(
-            observed=_points(observed, "observed"),
-            observed_times=_times(observed_times),
-            forecast=_points(forecast, "forecast"),
-            forecast_times=_times(forecast_times),
-            predicted_class=_class_value(predicted_class),  # type: ignore[arg-type]
+        req = describe_request(
+            observed,
+            observed_times,
+            forecast=forecast,
+            forecast_times=forecast_times,
+            predicted_class=predicted_class,
             backend=backend,
             branch=branch,
-            truth=_points(truth, "truth"),
-            truth_times=_times(truth_times),
+            truth=truth,
+            truth_times=truth_times,
         )
         resp = self._stub.Describe(req, timeout=timeout or self.timeout)
         return response_to_described(resp)
@@ -176,6 +176,32 @@ class DescriberClient:
             for b in resp.backends
         ]
         return infos, dict(resp.branch_defaults)
+
+
+def describe_request(
+    observed: ArrayLike,
+    observed_times: Sequence[float] | np.ndarray,
+    *,
+    forecast: ArrayLike | None = None,
+    forecast_times: Sequence[float] | np.ndarray | None = None,
+    predicted_class: str | None = None,
+    backend: str = "",
+    branch: str = "",
+    truth: ArrayLike | None = None,
+    truth_times: Sequence[float] | np.ndarray | None = None,
+) -> describer_pb2.DescribeRequest:
+    """The DescribeRequest for these arrays (ValueError for a wrong shape or class name)."""
+    return describer_pb2.DescribeRequest(
+        observed=_points(observed, "observed"),
+        observed_times=_times(observed_times),
+        forecast=_points(forecast, "forecast"),
+        forecast_times=_times(forecast_times),
+        predicted_class=_class_value(predicted_class),  # type: ignore[arg-type]
+        backend=backend,
+        branch=branch,
+        truth=_points(truth, "truth"),
+        truth_times=_times(truth_times),
+    )
 
 
 def response_to_described(resp: describer_pb2.DescribeResponse) -> Described:
@@ -201,4 +227,11 @@ def response_to_described(resp: describer_pb2.DescribeResponse) -> Described:
     )
 
 
-__all__ = ["BackendInfo", "Described", "DescriberClient", "Score"]
+__all__ = [
+    "BackendInfo",
+    "Described",
+    "DescriberClient",
+    "Score",
+    "describe_request",
+    "response_to_described",
+]

@@ -222,3 +222,26 @@ def test_python_m_services_describer_serves_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_cli_against_the_service(target: str, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from trajlab.cli import app
+
+    tr = make_trajectory("linear", 4)
+    path = tmp_path / "pts.npy"
+    np.save(path, tr.positions)
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["describe", "-p", str(path), "-n", str(N_OBSERVED), "--target", target, "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["described_class"] == "linear" and out["score"]["accurate"]
+    res = runner.invoke(app, ["describe", "-p", str(path), "--backend", "gpt-5", "--target", target])
+    assert res.exit_code == 1 and "NOT_FOUND: backend" in res.output
+    res = runner.invoke(app, ["backends", "--target", target])
+    assert res.exit_code == 0 and "tgi:phi-2" in res.output

@@ -1,0 +1,65 @@
+"""``trajlab describe`` and ``trajlab backends`` in process (--local)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.unit.describer.kit import N_OBSERVED, make_trajectory
+from trajlab.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def npy(tmp_path: Path) -> Path:
+    tr = make_trajectory("parabolic", 3)
+    path = tmp_path / "pts.npy"
+    np.save(path, np.c_[tr.times, tr.positions])  # (N, 4): t, x, y, z
+    return path
+
+
+def test_describe_npy_with_observed_split_scores_the_extrapolation(npy: Path) -> None:
+    res = runner.invoke(
+        app, ["describe", "--points", str(npy), "--observed", str(N_OBSERVED), "--local", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["described_class"] == "parabolic" and out["backend_used"] == "analytic"
+    assert out["score"]["accurate"] and out["score"]["normalized_rmse"] < 1e-6
+
+
+def test_describe_json_object_via_branch_reports_the_fallback(tmp_path: Path) -> None:
+    tr = make_trajectory("circular", 2)
+    path = tmp_path / "req.json"
+    path.write_text(json.dumps({"observed": tr.observed.tolist(), "predicted_class": "circular"}))
+    res = runner.invoke(app, ["describe", "-p", str(path), "--branch", "b4", "--local"])
+    assert res.exit_code == 0, res.output
+    assert "Circular motion" in res.output
+    assert "fallback to analytic: not_configured" in res.output
+    assert "x(t) = " in res.output
+
+
+def test_bad_input_exits_with_a_message(tmp_path: Path, npy: Path) -> None:
+    res = runner.invoke(app, ["describe", "--points", str(npy), "--backend", "nope", "--local"])
+    assert res.exit_code == 1 and "unknown backend 'nope'" in res.output
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((5, 2)))
+    res = runner.invoke(app, ["describe", "--points", str(bad), "--local"])
+    assert res.exit_code != 0 and "(N, 3) or (N, 4)" in res.output
+    two = tmp_path / "two.json"
+    two.write_text("[[0, 0, 5], [1, 0, 5]]")
+    res = runner.invoke(app, ["describe", "--points", str(two), "--local"])
+    assert res.exit_code == 1 and "at least 3 points" in res.output
+
+
+def test_backends_lists_every_backend_and_branch_default() -> None:
+    res = runner.invoke(app, ["backends", "--local", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert {b["name"] for b in out["backends"]} >= {"analytic", "openai:gpt-4", "tgi:mistral", "tgi:phi-2"}
+    assert out["branch_defaults"]["b3"] == "tgi:mistral"
