@@ -281,7 +281,7 @@ def build_dataset(
 
     A directory holding a verified dataset of the same config is reused as it is. One
     holding a dataset of another config or a corrupt one is refused with a
-    :class:`DatasetError` unless ``force`` (then it is rebuilt in place).
+    :class:`DatasetError`. ``force`` rebuilds in place whatever the directory holds.
     """
     return build_dataset_detailed(config, out_dir, progress, force=force, workers=workers).path
 
@@ -304,13 +304,10 @@ def build_dataset_detailed(
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out):
         if (out / MANIFEST).exists():
-            try:
-                ds = load_dataset(out, expected_config=config)
-            except DatasetError:
-                if not force:
-                    raise
-                log.warning("rebuilding the dataset in %s (--force)", out)
+            if force:
+                log.warning("rebuilding the dataset in %s (force)", out)
             else:
+                ds = load_dataset(out, expected_config=config)  # raises if corrupt or another config
                 log.info("reusing the dataset cache in %s", out)
                 counts = {s: len(ds.split(s)) for s in SPLITS}
                 return BuildResult(out, True, time.perf_counter() - t0, sum(counts.values()), counts)

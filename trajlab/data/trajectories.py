@@ -62,23 +62,23 @@ def _r(x: float) -> float:
 
 
 def _num(x: float) -> str:
-    return repr(_r(x))
+    """Shortest repr of an already rounded number (``+ 0.0`` turns -0.0 into 0.0)."""
+    return repr(float(x) + 0.0)
 
 
 def _plus(coef: float, body: str) -> str:
-    """`` + coef*body`` or `` - |coef|*body``; empty for a zero coefficient."""
-    c = _r(coef)
-    if c == 0:
+    """`` + coef*body`` or `` - |coef|*body``; empty for a zero coefficient (already rounded)."""
+    if coef == 0:
         return ""
-    sign = "-" if c < 0 else "+"
-    return f" {sign} {_num(abs(c))}*{body}"
+    if coef < 0:
+        return f" - {_num(-coef)}*{body}"
+    return f" + {_num(coef)}*{body}"
 
 
 def _cos_arg(w: float, phase: float) -> str:
-    p = _r(phase)
-    if p == 0:
+    if phase == 0:
         return f"{_num(w)}*t"
-    return f"{_num(w)}*t {'-' if p < 0 else '+'} {_num(abs(p))}"
+    return f"{_num(w)}*t {'-' if phase < 0 else '+'} {_num(abs(phase))}"
 
 
 def _unit_from_tilt(tilt: float, azimuth: float) -> np.ndarray:
@@ -302,26 +302,30 @@ class TrajectoryGenerator:
         cam = self.camera
         f = cam.focal_px
         r_px = f * self.sphere_radius / z
-        centre = [0.0, 0.0, cz]
-        for axis, half in ((0, cam.width / 2.0), (1, cam.height / 2.0)):
-            # |coord| <= z (half - r - margin) / f at every frame: a linear bound on the centre.
-            h = z * (half - r_px - self.margin_px) / f
-            lo, hi = float((-h - rel[:, axis]).max()) + _TOL, float((h - rel[:, axis]).min()) - _TOL
-            if lo >= hi:
-                return None
-            centre[axis] = _r(_lerp(u[axis], lo, hi))
-        return np.array(centre)
+        # |x| <= z (W/2 - r - margin) / f at every frame (and y with H): linear bounds on the centre.
+        half = np.array([cam.width / 2.0, cam.height / 2.0]) - self.margin_px
+        h = z[:, None] * (half[None, :] - r_px[:, None]) / f  # (N, 2)
+        lo_xy = (-h - rel[:, :2]).max(axis=0) + _TOL
+        hi_xy = (h - rel[:, :2]).min(axis=0) - _TOL
+        if (lo_xy >= hi_xy).any():
+            return None
+        cx, cy = (lo_xy + (hi_xy - lo_xy) * u[:2]).tolist()
+        return np.array([_r(cx), _r(cy), cz])
 
     def _equations(self, idx: int, centre: np.ndarray, k: dict[str, np.ndarray]) -> tuple[str, str, str]:
+        c = centre.tolist()
+        v = k["v"].tolist() if "v" in k else None
+        amp = k["amp"].tolist() if "amp" in k else None
+        ph = k["ph"].tolist() if "ph" in k else None
         eqs = []
         for a in range(3):
-            s = _num(centre[a])
-            if idx in (0, 2, 3):
-                s += _plus(float(k["v"][a]), "t")
+            s = _num(c[a])
+            if v is not None:
+                s += _plus(v[a], "t")
             if idx == 3 and a == 1:
                 s += _plus(-float(k["h"]), "t**2")
-            if idx in (1, 2):
-                s += _plus(float(k["amp"][a]), f"cos({_cos_arg(float(k['w']), float(k['ph'][a]))})")
+            if amp is not None and ph is not None:
+                s += _plus(amp[a], f"cos({_cos_arg(float(k['w']), ph[a])})")
             eqs.append(s)
         return eqs[0], eqs[1], eqs[2]
 
