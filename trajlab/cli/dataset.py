@@ -105,7 +105,8 @@ def register(app: typer.Typer) -> None:
         console.print(
             f"clips: {clip_shape} uint8, {len(ds.train.times)} positions per clip (observed + horizon)"
         )
-        console.print(f"manifest sha256: {ds.manifest_sha256}" + ("" if verify else " (files not verified)"))
+        # Plain echo: rich would wrap the 64-character hash on a narrow terminal.
+        typer.echo(f"manifest sha256: {ds.manifest_sha256}" + ("" if verify else " (files not verified)"))
 
     @ds_app.command("preview")
     def preview(

@@ -92,6 +92,16 @@ class Split:
         """Observed frames per clip (T)."""
         return int(self.clips.shape[1])
 
+    @property
+    def observed(self) -> np.ndarray:
+        """Positions on the observed frames: (N, T, 3)."""
+        return self.positions[:, : self.frames]
+
+    @property
+    def future(self) -> np.ndarray:
+        """Positions on the frames to forecast: (N, horizon, 3)."""
+        return self.positions[:, self.frames :]
+
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(CLASS_NAMES))
         return {name: int(counts[i]) for i, name in enumerate(CLASS_NAMES)}

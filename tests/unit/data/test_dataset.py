@@ -54,6 +54,8 @@ def test_api_shapes_types_and_contents(small_dataset_dir: Path) -> None:
         assert sp.clips.shape == (n, 8, 24, 24, 3) and sp.clips.dtype == np.uint8
         assert sp.labels.shape == (n,) and sp.labels.dtype == np.int64
         assert sp.positions.shape == (n, 12, 3) and sp.positions.dtype == np.float32
+        assert np.array_equal(sp.observed, sp.positions[:, :8])
+        assert np.array_equal(sp.future, sp.positions[:, 8:])
         assert sp.times.dtype == np.float32
         np.testing.assert_allclose(sp.times, np.arange(12) / cfg.fps)
         assert sp.extent.dtype == np.float32
