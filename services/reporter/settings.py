@@ -61,7 +61,7 @@ class ReporterSettings(ServerSettings):
     prometheus_timeout_seconds: float = 5.0  # HTTP timeout of each Prometheus query, seconds
     # After the served-model evaluation, wait up to this long (seconds) for Prometheus to scrape the
     # encoder's counters so the latency figures include the evaluation's calls; 0 = do not wait.
-    prometheus_settle_seconds: float = 0.0
+    prometheus_settle_seconds: float = 20.0
     # Encoder latency histogram (seconds, labelled by branch) read for p50/p99.
     encoder_latency_metric: str = "trajlab_encoder_inference_seconds"
     # Compose trigger: build one report as soon as every trainer is DONE (or FAILED), then keep serving.

@@ -213,7 +213,10 @@ class PrometheusSource:
             out[str(q)] = value * 1000.0 if math.isfinite(value) else None
         count = self.request_count(branch)
         if out["0.5"] is None or not count:
-            raise PrometheusError(f"no {self.latency_metric} observations for branch {branch}")
+            raise PrometheusError(
+                f"no {self.latency_metric} observations for branch {branch} in Prometheus "
+                "(not scraped yet, or the encoder is not a scrape target)"
+            )
         return Latency(
             p50_ms=out["0.5"],
             p99_ms=out["0.99"],
