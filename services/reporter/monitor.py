@@ -6,6 +6,8 @@ In-process use (``trajlab run`` draws the same table inside its own progress vie
     mon.start()                      # one thread per trainer, reconnecting while it is down
     table = render_table(mon.snapshot())
     mon.stop()
+    # or, from statuses polled elsewhere ({branch: TrainingStatus or None when unreachable}):
+    table = render_table(views_from_statuses(statuses))
 
 A trainer that cannot be reached is a row that says "unreachable" with the reason,
 never an exception.
@@ -89,6 +91,17 @@ def poll_once(targets: dict[str, str], *, timeout_seconds: float = 3.0) -> list[
         return []
     with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
         return list(pool.map(one, targets.items()))
+
+
+def views_from_statuses(
+    statuses: dict[str, trainer_pb2.TrainingStatus | None], targets: dict[str, str] | None = None
+) -> list[BranchView]:
+    """Views from statuses polled elsewhere (e.g. ``trajlab run``'s own loop); None = unreachable."""
+    targets = targets or {}
+    return [
+        BranchView(b, targets.get(b, ""), st, "" if st is not None else "unreachable")
+        for b, st in statuses.items()
+    ]
 
 
 class Monitor:

@@ -61,3 +61,18 @@ def test_live_view_redraws_until_every_trainer_finished(world: kit.FakeWorld) ->
     finally:
         mon.stop()
     assert "b1" in buf.getvalue() and "done" in buf.getvalue()
+
+
+def test_table_from_statuses_polled_elsewhere(world: kit.FakeWorld) -> None:
+    import io
+
+    from rich.console import Console
+
+    from services.reporter.monitor import poll_once, views_from_statuses
+
+    polled = poll_once({"b2": world.trainers["b2"].target})
+    views = views_from_statuses({"b2": polled[0].status, "b7": None})
+    buf = io.StringIO()
+    Console(file=buf, width=160).print(render_table(views))
+    out = buf.getvalue()
+    assert "b2" in out and "done" in out and "b7" in out and "unreachable" in out
