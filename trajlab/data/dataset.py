@@ -343,6 +343,9 @@ def _build(
         n_workers = 1
     T, H, W = config.frames, config.height, config.width
     n_pos = config.frames + config.horizon
+    # Temp files a crashed build left behind (we hold the lock: nobody else is writing).
+    for stale in [*out.glob(".*.tmp-*"), *(f for s in SPLITS for f in (out / s).glob(".*.tmp-*"))]:
+        stale.unlink(missing_ok=True)
 
     clip_tmp: dict[str, Path] = {}
     clips: dict[str, np.ndarray] = {}
@@ -571,21 +574,13 @@ def load_dataset(
     times = (np.arange(config.frames + config.horizon, dtype=np.float64) / config.fps).astype(np.float32)
     splits = {}
     for s in SPLITS:
-        d = p / s
-        meta = json.loads((d / "meta.json").read_text())
-        positions = np.load(d / "positions.npy", allow_pickle=False)
-        extent = np.ptp(positions.astype(np.float64), axis=1).max(axis=1).astype(np.float32)
-        splits[s] = Split(
-            name=s,
-            clips=np.load(d / "clips.npy", mmap_mode="r", allow_pickle=False),
-            labels=np.load(d / "labels.npy", allow_pickle=False),
-            positions=positions,
-            times=times,
-            extent=extent,
-            equations=[tuple(e) for e in meta["equations"]],  # type: ignore[misc]
-            params=meta["params"],
-            sample_ids=np.asarray(meta["sample_ids"], dtype=np.int64),
-        )
+        try:
+            splits[s] = _load_split(p / s, s, times)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Only reachable with verify=False (a verified cache has exactly the files it wrote).
+            raise DatasetError(
+                f"dataset in {p} is unreadable ({s}: {exc}); {_rebuild_hint(p, expected_config or config)}"
+            ) from None
     return Dataset(
         path=p,
         config=config,
@@ -593,6 +588,27 @@ def load_dataset(
         val=splits["val"],
         manifest=manifest,
         manifest_sha256=manifest_sha,
+    )
+
+
+def _load_split(d: Path, name: str, times: np.ndarray) -> Split:
+    meta = json.loads((d / "meta.json").read_text())
+    positions = np.load(d / "positions.npy", allow_pickle=False)
+    labels = np.load(d / "labels.npy", allow_pickle=False)
+    clips = np.load(d / "clips.npy", mmap_mode="r", allow_pickle=False)
+    if not len(clips) == len(labels) == len(positions) == len(meta["equations"]):
+        raise ValueError("clips, labels, positions and equations differ in length")
+    extent = np.ptp(positions.astype(np.float64), axis=1).max(axis=1).astype(np.float32)
+    return Split(
+        name=name,
+        clips=clips,
+        labels=labels,
+        positions=positions,
+        times=times,
+        extent=extent,
+        equations=[tuple(e) for e in meta["equations"]],  # type: ignore[misc]
+        params=meta["params"],
+        sample_ids=np.asarray(meta["sample_ids"], dtype=np.int64),
     )
 
 

@@ -135,6 +135,15 @@ def test_truncated_file_is_refused(small_dataset_dir: Path, tmp_path: Path) -> N
         load_dataset(d)
 
 
+def test_unverified_load_of_a_broken_cache_still_says_how_to_rebuild(
+    small_dataset_dir: Path, tmp_path: Path
+) -> None:
+    d = _copy(small_dataset_dir, tmp_path / "broken")
+    (d / "val" / "labels.npy").write_bytes(b"not an npy file")
+    with pytest.raises(DatasetError, match="--force"):
+        load_dataset(d, verify=False)
+
+
 def test_cache_of_another_config_is_refused_naming_the_fields(small_dataset_dir: Path) -> None:
     want = small_config(samples=48, clutter=2)
     with pytest.raises(DatasetError) as err:
