@@ -42,7 +42,8 @@ def branch_colors(names: list[str]) -> dict[str, str]:
 
 
 def _save(fig, path: Path) -> None:  # type: ignore[no-untyped-def]
-    # A layout engine set at creation, not bbox_inches="tight", which draws every figure twice.
+    # Figures are made with layout="constrained", which keeps labels on the canvas (bench/bench_reporter.py:
+    # no faster than bbox_inches="tight", but the canvas size stays the one asked for).
     fig.savefig(path, dpi=DPI, facecolor="white")
     _plt().close(fig)
 
