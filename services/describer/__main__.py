@@ -16,7 +16,7 @@ def main() -> int:
     from services.describer.settings import DescriberSettings
 
     try:
-        settings = load_settings(DescriberSettings, section="describer")
+        settings = load_settings(DescriberSettings)
     except ConfigError as exc:
         setup_logging("INFO")
         log.error("%s", exc)
@@ -37,11 +37,12 @@ def main() -> int:
         log.error("%s", exc)
         return 2
     registry = BackendRegistry(settings, {name: b.describer_backend for name, b in branches.items()})
-    for name, backend in registry.branch_defaults.items():
+    checks = [(f"branches: {name}.describer_backend", b) for name, b in registry.branch_defaults.items()]
+    for where, backend in [*checks, ("default_backend", settings.default_backend)]:
         try:
             registry.resolve(backend)
         except Exception as exc:
-            log.error("branches: %s has describer_backend %r: %s", name, backend, exc)
+            log.error("%s = %r: %s", where, backend, exc)
             return 2
     router = Router(registry)
     for st in registry.statuses():

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from trajlab.config import ServerSettings
@@ -59,6 +59,21 @@ class DescriberSettings(ServerSettings):
     breaker_failures: int = Field(3, ge=1, le=100)  # consecutive failures that open a backend's circuit
     breaker_reset_seconds: float = Field(30.0, gt=0)  # open -> half-open (one probe) after this pause
     fallback_reserve_seconds: float = Field(0.25, ge=0.0, le=5.0)  # deadline kept for the fallback + reply
+
+    @field_validator("tgi_endpoints")
+    @classmethod
+    def _urls(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, url in v.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"endpoint of {name!r} must be an http(s):// URL, got {url!r}")
+        return v
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _base_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s):// URL, got {v!r}")
+        return v
 
     def resolve_openai_key(self) -> SecretStr | None:
         """The OpenAI key from file, setting or OPENAI_API_KEY; None when there is none."""

@@ -89,7 +89,7 @@ def _describe_local(fields: dict[str, Any], backend: str, branch: str, timeout: 
     from trajlab.config import load_settings
     from trajlab.profiles import load_branches
 
-    settings = load_settings(DescriberSettings, section="describer")
+    settings = load_settings(DescriberSettings)
     branches = {n: b.describer_backend for n, b in load_branches(settings.branches_file).items()}
     router = Router(BackendRegistry(settings, branches))
     req = describe_request(backend=backend, branch=branch, **fields)
@@ -187,7 +187,7 @@ def backends(
         from trajlab.config import load_settings
         from trajlab.profiles import load_branches
 
-        settings = load_settings(DescriberSettings, section="describer")
+        settings = load_settings(DescriberSettings)
         reg = BackendRegistry(
             settings, {n: b.describer_backend for n, b in load_branches(settings.branches_file).items()}
         )
