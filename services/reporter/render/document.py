@@ -167,6 +167,7 @@ def _summary(data: ReportData, figs: dict[str, FigureRef]) -> Section:
         ),
         Para(f"**Winner: {w.winner or 'none'}.** Rule: {w.rule_text} (`{w.rule}`)."),
         Para(w.justification),
+        Para(_criteria_sentence(data)),
     ]
     rows = []
     for b in data.branches.values():
@@ -209,6 +210,31 @@ def _summary(data: ReportData, figs: dict[str, FigureRef]) -> Section:
     src_rows = [[k, v] for k, v in data.sources.items()]
     blocks.append(Table(["source", "where"], src_rows, caption="Sources queried for this report."))
     return Section("Summary", "summary", blocks)
+
+
+def _criteria_sentence(data: ReportData) -> str:
+    meet, fail, none = [], [], []
+    for b in data.branches.values():
+        r = b.results
+        if r is None:
+            none.append(b.name)
+            continue
+        why = []
+        if not r.accuracy > ACCURACY_CRITERION:
+            why.append("accuracy")
+        if not r.forecast_mae_pct < MAE_PCT_CRITERION:
+            why.append("forecast MAE")
+        if why:
+            fail.append(f"{b.name} ({' and '.join(why)})")
+        else:
+            meet.append(b.name)
+    clauses = [f"met by {', '.join(meet)}" if meet else "met by no branch"]
+    if fail:
+        clauses.append(f"missed by {', '.join(fail)}")
+    if none:
+        clauses.append(f"not checked for {', '.join(none)} (no results)")
+    head = f"Success criteria (accuracy > {ACCURACY_CRITERION * 100:.0f} %, MAE < {MAE_PCT_CRITERION:.0f} %)"
+    return f"{head}: {'; '.join(clauses)}."
 
 
 def _criteria(data: ReportData) -> Section:
@@ -681,7 +707,8 @@ def _equations(data: ReportData, figs: dict[str, FigureRef]) -> Section:
                 continue
             eq = "; ".join(f"{a}(t) = {e}" for a, e in zip("xyz", s.equations, strict=True))
             used = s.backend_used + (f" ({s.model})" if s.model else "")
-            fb = f"yes: {s.fallback_reason}" if s.fallback_used else "no"
+            # The reason is in the per-backend table; repeating it on every row buries the equations.
+            fb = "yes" if s.fallback_used else "no"
             nr = pct(s.normalized_rmse) if s.normalized_rmse is not None else (s.score_error or MISSING)
             rows.append(
                 [
