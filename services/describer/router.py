@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$")
 MIN_ATTEMPT_SECONDS = 0.05  # below this budget a remote call is not worth starting
+MAX_RETRY_WAIT_SECONDS = 5.0  # a server asking for a longer pause gets none: fall back now
+MAX_OPENAI_MODELS = 16  # distinct "openai:<model>" names served (each has a client, breaker, metrics)
 _STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.HALF_OPEN: 2}
 
 
@@ -102,7 +104,12 @@ class BackendRegistry:
             model = model or self.settings.openai_model
             if not _MODEL_NAME.match(model):
                 raise NotFound(f"backend: {raw!r} does not name a valid OpenAI model")
-            return f"openai:{model}"
+            name = f"openai:{model}"
+            with self._lock:
+                known_models = sum(1 for b in self._backends if b.startswith("openai:"))
+                if name not in self._backends and known_models >= MAX_OPENAI_MODELS:
+                    raise NotFound(f"backend: {raw!r}: already serving {MAX_OPENAI_MODELS} OpenAI models")
+            return name
         if kind == "tgi" and model in self.tgi_models():
             return f"tgi:{model}"
         known = ["analytic", "openai", "openai:<model>", *(f"tgi:{m}" for m in self.tgi_models())]
@@ -271,10 +278,10 @@ class Router:
             return None, BackendError(FailureKind.NOT_CONFIGURED, detail)
         br = self.registry.breaker(name)
         if not br.allow():
+            wait = br.seconds_until_probe()
+            when = f"next probe in {wait:.1f} s" if wait > 0 else "a probe is in flight"
             return None, BackendError(
-                FailureKind.CIRCUIT_OPEN,
-                f"{name} failed {br.consecutive_failures} times in a row; "
-                f"next probe in {br.seconds_until_probe():.1f} s",
+                FailureKind.CIRCUIT_OPEN, f"{name} failed {br.consecutive_failures} times in a row; {when}"
             )
         reserve = self.registry.settings.fallback_reserve_seconds
         attempts = 1 + self.registry.settings.retries
@@ -315,8 +322,11 @@ class Router:
                     if failure.retry_after is not None
                     else self.registry.settings.retry_backoff_seconds
                 )
-                if time.monotonic() + wait + MIN_ATTEMPT_SECONDS + reserve > deadline:
-                    break  # no time left to wait and try again
+                if (
+                    wait > MAX_RETRY_WAIT_SECONDS
+                    or time.monotonic() + wait + MIN_ATTEMPT_SECONDS + reserve > deadline
+                ):
+                    break  # no time left (or asked to wait too long) to try again
                 self._sleep(wait)
         finally:
             if failure is not None and not attempted:

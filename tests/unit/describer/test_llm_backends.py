@@ -291,3 +291,23 @@ def test_tgi_timeout(tg: Env, trajectory: Trajectory) -> None:
 def test_tgi_without_endpoint_is_not_configured(make_router: RouterFactory, trajectory: Trajectory) -> None:
     res = make_router().describe(trajectory, branch="b3")
     assert res.fallback_kind == "not_configured" and "tgi:mistral" in res.fallback_reason
+
+
+def test_a_long_retry_after_falls_back_at_once(oa: Env, trajectory: Trajectory) -> None:
+    slow = openai_error(429, "Rate limit reached", "requests", "rate_limit_exceeded", {"retry-after": "30"})
+    srv = oa.script(slow, openai_ok(GOOD))
+    res = oa.router.describe(trajectory, backend="openai")
+    assert res.fallback_kind == "rate_limited" and len(srv.requests) == 1 and oa.sleeps == []
+
+
+def test_distinct_openai_models_are_bounded(make_router: RouterFactory) -> None:
+    from services.describer.router import MAX_OPENAI_MODELS
+    from trajlab.errors import NotFound
+
+    reg = make_router().registry
+    for i in range(MAX_OPENAI_MODELS - 1):  # openai:gpt-4 may already count
+        reg.get(reg.resolve(f"openai:model-{i}"))
+    with pytest.raises(NotFound, match="OpenAI models"):
+        for i in range(MAX_OPENAI_MODELS, MAX_OPENAI_MODELS + 2):
+            reg.get(reg.resolve(f"openai:model-{i}"))
+    assert reg.resolve("openai:model-0") == "openai:model-0"  # known names still resolve
