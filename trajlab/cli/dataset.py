@@ -162,7 +162,9 @@ def write_contact_sheet(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.patches import Circle
 
+    from trajlab.data import Camera
     from trajlab.profiles import CLASS_NAMES
 
     sp = ds.split(split)
@@ -170,17 +172,21 @@ def write_contact_sheet(
     T = sp.frames
     cols = np.unique(np.linspace(0, T - 1, min(frames, T)).round().astype(int))
     H, W = ds.config.height, ds.config.width
+    focal = Camera(W, H, ds.config.fov_degrees).focal_px
     fig, axes = plt.subplots(
         len(rows), len(cols), figsize=(1.3 * len(cols) + 2.6, 1.35 * len(rows)), squeeze=False
     )
     for r, idx in enumerate(rows):
         u, v = _pixels(ds, sp.positions[idx].astype(np.float64))
+        r_px = focal * ds.config.sphere_radius / sp.positions[idx, :, 2].astype(np.float64)
         for c, t in enumerate(cols):
             ax = axes[r, c]
             ax.imshow(sp.clips[idx, t], interpolation="nearest", extent=(0, W, H, 0))
             ax.plot(u[:T], v[:T], "-", color="white", lw=0.7, alpha=0.8)
             ax.plot(u[T - 1 :], v[T - 1 :], "--", color="yellow", lw=0.9)
-            ax.plot([u[t]], [v[t]], "o", ms=7, mfc="none", mec="cyan", mew=0.8)
+            # A ring just outside the sphere's disc (data units), so the sphere itself stays visible.
+            ring = r_px[t] + max(1.5, 0.06 * W)
+            ax.add_patch(Circle((u[t], v[t]), ring, fill=False, ec="cyan", lw=0.6, alpha=0.8))
             ax.set_xlim(0, W)
             ax.set_ylim(H, 0)
             ax.set_xticks([])
@@ -233,9 +239,10 @@ def write_gif(ds: Dataset, path: Path, *, per_class: int = 2, split: str = "val"
             frame = Image.fromarray(np.asarray(sp.clips[idx, t])).resize((W, H), Image.Resampling.NEAREST)
             draw = ImageDraw.Draw(frame)
             draw.line(paths[k][: t + 1], fill=(255, 255, 255), width=1)
-            draw.line(paths[k][T - 1 :], fill=(255, 220, 0), width=1)  # the future to forecast
+            draw.line(paths[k][T - 1 :], fill=(255, 220, 0), width=2)  # the future to forecast
             canvas.paste(frame, cells[k])
-        images.append(canvas)
+        # An adaptive palette per frame: GIF's default web palette greys out the sphere colours.
+        images.append(canvas.quantize(colors=255, method=Image.Quantize.MEDIANCUT))
     duration_ms = round(1000.0 / ds.config.fps)
     images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
     return path

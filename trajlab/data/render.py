@@ -2,14 +2,14 @@
 
 What a clip shows (all through the pinhole :class:`~trajlab.data.camera.Camera`):
 
-- a static textured background: a dark tint, a vertical gradient, two sinusoidal
+- a static textured background: a dark, nearly grey tint, a vertical gradient, two sinusoidal
   gratings and uniform noise of standard deviation ``background_noise`` grey levels
   (uniform rather than Gaussian: it is four times cheaper to draw and the models do
   not care);
 - static clutter drawn into that background: flat coloured squares and shaded grey
   spheres;
 - the moving sphere: Lambertian shading (light from the upper left, behind the
-  camera, ambient 0.25), apparent radius ``f * R / z`` pixels and brightness
+  camera, ambient 0.35), apparent radius ``f * R / z`` pixels and brightness
   ``sqrt(4 / z)`` of its full colour, so both size and brightness tell the depth;
   its edge is anti-aliased by pixel coverage, so the coverage-weighted centroid of
   its pixels is its projected centre;
@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 _LIGHT = np.array([-0.45, 0.55, 0.70]) / np.linalg.norm([-0.45, 0.55, 0.70])  # (right, up, to camera)
-_AMBIENT = 0.25  # share of a colour seen on the unlit side
+_AMBIENT = 0.35  # share of a colour seen on the unlit side
 _Z_REF = 4.0  # world units: depth at which brightness is the full colour
 _MAX_CLUTTER = 16  # table sizes drawn every clip (= DatasetConfig's upper bounds)
 _MAX_TRANSIENTS = 8
@@ -227,7 +227,7 @@ def _pixel_colours(colour: np.ndarray, valid: np.ndarray) -> np.ndarray:
 class _Tables:
     """A clip's random numbers, drawn in a fixed order with fixed sizes."""
 
-    misc: np.ndarray  # (8,) tint, colour, gradient, gratings
+    misc: np.ndarray  # (12,) tint, gradient, gratings, sphere colour, grey level
     jitter: np.ndarray  # (T, 2) standard normal
     transients: np.ndarray  # (_MAX_TRANSIENTS, 10)
     clutter: np.ndarray  # (_MAX_CLUTTER, 8)
@@ -235,7 +235,7 @@ class _Tables:
 
 
 def _draw_tables(rng: np.random.Generator, frames: int, settings: RenderSettings) -> _Tables:
-    n_misc, n_tr, n_cl = 8, _MAX_TRANSIENTS * 10, _MAX_CLUTTER * 8
+    n_misc, n_tr, n_cl = 12, _MAX_TRANSIENTS * 10, _MAX_CLUTTER * 8
     flat = rng.random(n_misc + n_tr + n_cl)
     jit = rng.standard_normal((frames, 2)) if settings.camera_jitter > 0 else np.zeros((frames, 2))
     hp = settings.camera.height + 2 * settings.jitter_margin
@@ -297,7 +297,9 @@ def _render_batch(
         noise = np.stack([tb.noise for tb in tables])  # type: ignore[misc]
         # Uniform on [-a, a] has std a / sqrt(3).
         lum = lum + (noise - np.float32(0.5)) * np.float32(2.0 * math.sqrt(3.0) * settings.background_noise)
-    tint = np.float32(35.5) + np.float32(50.0) * m32[:, 0:3, 0, 0]  # + 0.5: round, not truncate
+    # A dark, nearly grey tint (grey 40-80, +-8 per channel), so the coloured sphere stands out.
+    grey = np.float32(40.5) + np.float32(40.0) * m32[:, 10, 0, 0]  # + 0.5: round, not truncate
+    tint = grey[:, None] + np.float32(16.0) * (m32[:, 0:3, 0, 0] - np.float32(0.5))
     bg = lum[..., None] + tint[:, None, None, :]
     np.maximum(bg, 0.0, out=bg)
     np.minimum(bg, 255.0, out=bg)
@@ -347,7 +349,7 @@ def _render_batch(
     u = u + shifts[:, :, 0].ravel()
     v = v + shifts[:, :, 1].ravel()
     r = f * settings.sphere_radius / z
-    colour = _hsv_rows(misc[:, 0], 0.55 + 0.35 * misc[:, 1], 1.0)  # (N, 3)
+    colour = _hsv_rows(misc[:, 8], 0.6 + 0.35 * misc[:, 9], 1.0)  # (N, 3): a saturated, bright hue
     per_frame = np.repeat(colour, T, axis=0) * np.sqrt(np.minimum(_Z_REF / z, 1.0))[:, None]
 
     # Transients: frames, paths, depths; drawn behind or in front of the sphere per frame.
