@@ -65,6 +65,12 @@ ALLOWED_NAMES: frozenset[str] = frozenset({"t", *_CONSTANTS})
 _ALLOWED_CHARS = re.compile(r"^[A-Za-z0-9\s.+\-*/()^]*$")
 # A leading "x(t) =" or "z =" is tolerated: models often write the left-hand side.
 _LHS = re.compile(r"^\s*[xyzXYZ]\s*(\(\s*t\s*\))?\s*=\s*")
+# Typographic symbols models like to write, mapped to their ASCII operators.
+_TYPOGRAPHY = str.maketrans({"π": "(pi)", "−": "-", "×": "*", "·": "*", "⋅": "*"})
+# Implicit multiplication, as in "2t", "1.5cos(t)", "2(t + 1)", "(t + 1)(t - 1)", "2 pi":
+# a number or ")" followed by a letter or "(" gets a "*". A float exponent ("1e-3",
+# "2E5") is left alone. Only inserts "*": it cannot make anything the checker refuses pass.
+_IMPLICIT = re.compile(r"(\d\.?|\))\s*(?=[A-Za-z(])(?![eE][+-]?\d)")
 
 _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: lambda a, b: a + b,
@@ -106,14 +112,14 @@ def parse_equation(text: str) -> Equation:
         raise UnsafeEquation(f"equation must be a string, got {type(text).__name__}")
     if len(text) > MAX_CHARS:
         raise UnsafeEquation(f"equation is {len(text)} characters long; the limit is {MAX_CHARS}")
-    src = _LHS.sub("", text.strip(), count=1)
+    src = _LHS.sub("", text.strip().translate(_TYPOGRAPHY), count=1)
     if not src:
         raise UnsafeEquation("equation is empty")
     if not _ALLOWED_CHARS.match(src):
         bad = sorted({c for c in src if not _ALLOWED_CHARS.match(c)})
         raise UnsafeEquation(f"equation contains characters that are not allowed: {''.join(bad)!r}")
     # '^' is the power operator in most people's notation (and in sympy's convert_xor).
-    src = src.replace("^", "**")
+    src = _IMPLICIT.sub(r"\1*", src.replace("^", "**"))
     depth = 0
     for c in src:
         depth += (c == "(") - (c == ")")

@@ -23,6 +23,12 @@ GOOD = [
     ("-t^2 + exp(-0.5*t)", lambda t: -(t**2) + np.exp(-0.5 * t)),
     ("3", lambda t: 3.0 + 0 * t),
     ("Abs(t - 1) + abs(-t)", lambda t: np.abs(t - 1) + np.abs(-t)),
+    # What language models write: implicit products, typographic symbols, float exponents.
+    ("x(t) = 2.5cos(1.7t + 0.3) - 2(t - 1)", lambda t: 2.5 * np.cos(1.7 * t + 0.3) - 2 * (t - 1)),
+    (
+        "2πt − 1e-3 × t + 2.5e-2sin(t)(t + 1)",
+        lambda t: 2 * math.pi * t - 1e-3 * t + 2.5e-2 * np.sin(t) * (t + 1),
+    ),
 ]
 
 
