@@ -56,7 +56,7 @@ FORMAT = "trajlab-dataset"
 FORMAT_VERSION = 1  # layout of the directory and manifest
 # Bump whenever the generator or renderer would produce other bytes for the same config:
 # a cache built by another generator version is refused, not silently reused.
-GENERATOR_VERSION = 2  # 2: greyer backgrounds, brighter sphere (ambient 0.35)
+GENERATOR_VERSION = 3  # 2: greyer backgrounds, brighter sphere; 3: transients stay on screen
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val")
 _CHUNK = 48  # clips rendered per batch (and per task in the worker pool)
