@@ -217,3 +217,54 @@ def test_no_encoder_and_no_describer_are_missing_sections(
     assert "encoder at" in sections["served model"] and "unreachable" in sections["served model"]
     assert "describer at" in sections["equations"]
     assert result.winner == "b2"  # the rule uses the trainers' figures, which are all there
+
+
+class _StubPrometheus(PrometheusSource):
+    """A Prometheus that holds only some epochs of b1 and a drifted curve of b3 (no network)."""
+
+    def __init__(self, world: kit.FakeWorld) -> None:
+        self.world = world
+        self.latency_metric = "trajlab_encoder_inference_seconds"
+
+        class _Client:
+            base_url = "http://stub"
+
+            def ready(self) -> None:
+                return None
+
+        self.client = _Client()  # type: ignore[assignment]
+
+    def training_curves(self, branch: str):  # type: ignore[no-untyped-def]
+        from services.reporter.build import _history_curves
+
+        spec = next(s for s in self.world.specs if s.name == branch)
+        hist = kit.FakeTrainer(spec, self.world.val).history
+        curves = _history_curves(hist if branch != "b1" else hist[:2])
+        curves.source = "prometheus"
+        if branch == "b3":
+            curves.series["val_accuracy"] = [v * 1.1 for v in curves.series["val_accuracy"]]
+        return curves
+
+    def latency(self, branch: str):  # type: ignore[no-untyped-def]
+        from services.reporter.model import Latency
+
+        return Latency(p50_ms=1.5, p99_ms=4.0, requests=24, source="stub")
+
+    def request_count(self, branch: str) -> float | None:
+        self.counted = getattr(self, "counted", 0.0) + 1000.0  # scraped at once: the settle wait ends
+        return self.counted
+
+
+def test_partial_or_drifting_prometheus_curves_are_flagged(
+    world: kit.FakeWorld, make_sources: Callable[..., ReportSources], settings: ReporterSettings
+) -> None:
+    result = build_report(make_sources(prometheus=_StubPrometheus(world)), settings)
+    doc = json.loads(result.json_path.read_text())
+    b1 = doc["branches"]["b1"]["curves"]
+    assert b1["source"] == "trainer GetHistory" and "Prometheus sampled 2 of 5 epochs" in b1["note"]
+    assert doc["branches"]["b2"]["curves"]["source"] == "prometheus"
+    assert any(n.startswith("b3: training curves from Prometheus differ") for n in doc["notes"])
+    md = result.markdown_path.read_text()
+    assert _row(md, "b2", "## Model cost and serving latency")[0] == "b2"
+    lat = _row(md.split("Serving latency per branch", 1)[1], "b2", "")
+    assert lat[1:4] == ["1.50", "4.00", "24"]
