@@ -40,6 +40,10 @@ class ModelArgs:
     pool_grid: tuple[int, int, int] = (4, 4, 4)  # adaptive-pool output (T', H', W'); keeps where/when
     alpha: int = 4  # dual pathway: the context pathway sees every alpha-th frame
     motion_channel_ratio: int = 2  # dual pathway: motion pathway is this many times thinner
+    # "background_subtraction": the encoder sees each frame and each frame minus the
+    # clip's temporal mean (static background and clutter cancel, the moving object
+    # stays); "none": raw frames only.
+    stem: str = "background_subtraction"
     text_dim: int = 0  # text-embedding width (text alignment only)
     text_encoder: str = ""  # name of the text encoder whose embeddings are baked in
 
@@ -62,6 +66,26 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel: tuple[int, int, int] = (3, 3, 3
         nn.BatchNorm3d(c_out),
         nn.ReLU(inplace=True),
     )
+
+
+class BackgroundSubtraction(nn.Module):
+    """(N, C, T, H, W) -> (N, 2C, T, H, W): the frames, and the frames minus their temporal mean.
+
+    Part of the model (and so of the exported graph), not of the preprocessing, so
+    trainer and encoder still share one ``to_model_input``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x - x.mean(dim=2, keepdim=True)], dim=1)
+
+
+def create_stem(*, kind: str = "background_subtraction") -> tuple[nn.Module, int]:
+    """The input stem and its channel multiplier: ``background_subtraction`` (x2) or ``none`` (x1)."""
+    if kind == "background_subtraction":
+        return BackgroundSubtraction(), 2
+    if kind == "none":
+        return nn.Identity(), 1
+    raise ValueError(f"stem: unknown {kind!r}; expected 'background_subtraction' or 'none'")
 
 
 class I3DEncoder(nn.Module):
@@ -365,9 +389,11 @@ class BranchModel(nn.Module):
         heads: nn.ModuleDict,
         compression: CompressionAutoencoder | None = None,
         alignment: TextAlignment | None = None,
+        stem: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.args = args
+        self.stem = stem if stem is not None else nn.Identity()
         self.encoder = encoder
         self.heads = heads
         self.compression = compression
@@ -382,7 +408,7 @@ class BranchModel(nn.Module):
         self.forecast_std.copy_(std.reshape(self.args.horizon, 3).clamp_min(1e-6))
 
     def forward(self, clip: torch.Tensor) -> BranchOutput:
-        features = self.encoder(clip)
+        features = self.encoder(self.stem(clip))
         head_in = features
         recon = text_logits = None
         embedding = features
@@ -426,8 +452,9 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
     a zero tensor of the right shape when the weights are about to be loaded from a
     checkpoint, whose buffer holds the real embeddings).
     """
+    stem, multiplier = create_stem(kind=args.stem)
     common = dict(
-        in_channels=args.in_channels,
+        in_channels=args.in_channels * multiplier,
         channels=args.channels,
         frames=args.frames,
         height=args.height,
@@ -464,7 +491,7 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
             f"enhancement: unknown {args.enhancement!r}; expected 'compression', 'text_alignment' or 'none'"
         )
     heads = create_heads(in_dim=head_dim, num_classes=args.num_classes, horizon=args.horizon)
-    return BranchModel(args, encoder, heads, compression, alignment)
+    return BranchModel(args, encoder, heads, compression, alignment, stem)
 
 
 # Thin presets: the four seed branches of DESIGN.md.

@@ -276,7 +276,8 @@ class Trainer:
         from trajlab.data import build_dataset, load_dataset
 
         ds_path = build_dataset(cfg.profile.dataset, cfg.data_dir, progress=self._progress_enabled())
-        ds = load_dataset(ds_path)
+        # build_dataset has just verified (or written) every file; skip a second sha256 pass.
+        ds = load_dataset(ds_path, expected_config=cfg.profile.dataset, verify=False)
         train, val = ds.train, ds.val
         frames = cfg.profile.dataset.frames
         log.info(
@@ -439,7 +440,7 @@ class Trainer:
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
-                loss_sum += float(loss) * len(idx)
+                loss_sum += float(loss.detach()) * len(idx)
                 correct += int((out.logits.argmax(1) == y).sum())
                 seen += len(idx)
                 bar.update(1)

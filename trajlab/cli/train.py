@@ -1,9 +1,119 @@
-"""CLI commands: train (filled in by its issue)."""
+"""CLI: ``trajlab train`` runs one branch's training loop in the foreground, without the server.
+
+Same loop as the trainer service (services.trainer.training.Trainer): it resumes
+from the run directory's newest good checkpoint, shows a progress bar on a
+terminal, and publishes the ONNX model to the model repository.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+
+    @app.command("train")
+    def train(
+        branch: str = typer.Option("b1", "--branch", "-b", help="Branch name from the branches file."),
+        profile: str = typer.Option(
+            "quick", "--profile", "-p", help="Profile name (quick, seed) or YAML path."
+        ),
+        data: Path | None = typer.Option(
+            None, "--data", help="Dataset cache dir (default: ./data/<profile>)."
+        ),
+        run_dir: Path | None = typer.Option(
+            None, "--run-dir", help="Checkpoints/results (default: ./runs/<branch>)."
+        ),
+        model_repo: Path = typer.Option(Path("models"), "--model-repo", help="Model repository root."),
+        branches_file: Path | None = typer.Option(
+            None, "--branches", help="Branches YAML (default: seed branches)."
+        ),
+        threads: int | None = typer.Option(
+            None, "--threads", min=0, help="torch threads (default: profile's)."
+        ),
+        text_encoder: str = typer.Option(
+            "auto", "--text-encoder", help="auto, minilm or open_clip:<arch>:<weights>."
+        ),
+        text_cache: Path = typer.Option(
+            Path("cache/text"), "--text-cache", help="Class-embedding cache dir."
+        ),
+        export: bool = typer.Option(True, "--export/--no-export", help="Export and publish the ONNX model."),
+        json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    ) -> None:
+        """Train one branch on a profile (resuming from a checkpoint if present), evaluate, export."""
+        import json
+
+        from rich.console import Console
+        from rich.table import Table
+
+        from services.trainer.training import RunConfig, Trainer, TrainingFailed
+        from trajlab.errors import ConfigError
+        from trajlab.profiles import load_branches, load_profile
+
+        branches = load_branches(branches_file)
+        if branch not in branches:
+            raise ConfigError(f"--branch: unknown branch {branch!r}; known: {sorted(branches)}")
+        prof = load_profile(profile)
+        cfg = RunConfig(
+            branch=branches[branch],
+            profile=prof,
+            data_dir=data if data is not None else Path("data") / prof.name,
+            run_dir=run_dir if run_dir is not None else Path("runs") / branch,
+            model_repo=model_repo,
+            text_encoder=text_encoder,
+            text_cache_dir=text_cache,
+            threads=threads,
+            publish=export,
+        )
+        console = Console()
+        try:
+            results = Trainer(cfg).run()
+        except TrainingFailed as exc:
+            console.print(f"[red]training failed:[/red] {exc}")
+            raise typer.Exit(1) from None
+        if json_out:
+            typer.echo(json.dumps({k: v for k, v in results.items() if k != "history"}, indent=2))
+            return
+        table = Table(
+            title=f"branch {branch} on profile {prof.name} (validation, {results['samples']} clips)"
+        )
+        table.add_column("predictor")
+        table.add_column("accuracy", justify="right")
+        table.add_column("MAE (world)", justify="right")
+        table.add_column("MAE % extent", justify="right")
+        table.add_column("ADE", justify="right")
+        table.add_column("FDE", justify="right")
+
+        def fmt(v: float, spec: str) -> str:
+            return "-" if v < 0 else format(v, spec)
+
+        table.add_row(
+            f"model ({branches[branch].encoder}+{branches[branch].enhancement})",
+            fmt(results["accuracy"], ".3f"),
+            fmt(results["forecast_mae"], ".3f"),
+            fmt(results["forecast_mae_pct"], ".2f"),
+            fmt(results["ade"], ".3f"),
+            fmt(results["fde"], ".3f"),
+        )
+        for b in results["baselines"]:
+            table.add_row(
+                b["name"],
+                fmt(b["accuracy"], ".3f"),
+                fmt(b["forecast_mae"], ".3f"),
+                fmt(b["forecast_mae_pct"], ".2f"),
+                fmt(b["ade"], ".3f"),
+                fmt(b["fde"], ".3f"),
+            )
+        console.print(table)
+        if results.get("zero_shot_accuracy", -1) >= 0:
+            console.print(
+                f"zero-shot accuracy (nearest class description): {results['zero_shot_accuracy']:.3f} "
+                f"with {results['text_encoder']}"
+            )
+        for w in results.get("warnings", []):
+            console.print(f"[yellow]warning:[/yellow] {w}")
+        if results.get("model_version"):
+            console.print(f"published model version {results['model_version']} at {results.get('model_dir')}")

@@ -1,0 +1,145 @@
+"""The training loop: learns, resumes bit-for-bit after a crash, fails loudly on NaN, publishes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from services.trainer import checkpoint as ckpt
+from services.trainer.training import Trainer, TrainingFailed
+from tests.unit.trainer import kit
+from trajlab.data import load_dataset
+from trajlab.modelrepo import ModelMetadata, list_versions, read_metadata, sha256_file
+from trajlab.preprocess import to_model_input
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def _weights(t: Trainer) -> dict[str, torch.Tensor]:
+    assert t.model is not None
+    return {k: v.detach().clone() for k, v in t.model.state_dict().items()}
+
+
+def test_loss_decreases_on_a_tiny_set(tmp_path: Path, tiny_data: Path) -> None:
+    t = Trainer(kit.run_config(tmp_path, tiny_data, "b4", epochs=4, lr=2e-3))
+    res = t.run()
+    losses = [h["train_loss"] for h in res["history"]]
+    assert len(losses) == 4
+    assert losses[-1] < losses[0], losses
+    for h in res["history"]:
+        for key in (
+            "val_loss",
+            "val_accuracy",
+            "forecast_mae",
+            "forecast_rmse",
+            "forecast_mae_pct",
+            "ade",
+            "fde",
+        ):
+            assert np.isfinite(h[key]), key
+        assert h["clips_per_second"] > 0
+
+
+@pytest.mark.parametrize("corrupt_newest", [False, True])
+def test_resume_after_a_crash_reaches_bit_identical_weights(
+    tmp_path: Path, tiny_data: Path, corrupt_newest: bool
+) -> None:
+    straight = Trainer(kit.run_config(tmp_path, tiny_data, "b1", run="straight"))
+    straight.run()
+
+    def crash_after_2(epoch: int) -> None:
+        if epoch == 2:
+            raise Crash("simulated crash after the epoch-2 checkpoint")
+
+    crashed = Trainer(kit.run_config(tmp_path, tiny_data, "b1", run="crashed"), on_epoch_end=crash_after_2)
+    with pytest.raises(TrainingFailed):
+        crashed.run()
+    if corrupt_newest:
+        newest = ckpt.list_checkpoints(crashed.ckpt_dir)[-1][1]
+        newest.write_bytes(b"not a checkpoint")
+
+    resumed = Trainer(kit.run_config(tmp_path, tiny_data, "b1", run="crashed"))
+    resumed.run()
+    assert resumed.status.resumed_from_epoch == (1 if corrupt_newest else 2)
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"weights differ after resume: {different[:5]}"
+    assert [h["train_loss"] for h in straight.history] == [h["train_loss"] for h in resumed.history]
+
+
+def test_nan_loss_stops_the_run_and_publishes_nothing(
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.trainer import training
+
+    real = training.combined_loss
+
+    def poisoned(*args, **kwargs):  # type: ignore[no-untyped-def]
+        total, parts = real(*args, **kwargs)
+        return total * float("nan"), parts
+
+    monkeypatch.setattr(training, "combined_loss", poisoned)
+    cfg = kit.run_config(tmp_path, tiny_data, "b4", publish=True)
+    t = Trainer(cfg)
+    with pytest.raises(TrainingFailed, match="loss is nan"):
+        t.run()
+    assert t.status.state == "failed" and "loss is nan" in t.status.error
+    status = json.loads((cfg.run_dir / "status.json").read_text())
+    assert status["state"] == "failed"
+    assert list_versions(cfg.model_repo, "b4") == []
+    assert not (cfg.run_dir / "results.json").exists()
+
+
+@pytest.mark.usefixtures("fake_text_encoder")
+def test_published_model_metadata_and_onnx_outputs(tmp_path: Path, tiny_data: Path) -> None:
+    cfg = kit.run_config(tmp_path, tiny_data, "b3", publish=True, epochs=2)
+    t = Trainer(cfg)
+    res = t.run()
+    assert res["model_version"] == 1 and res["zero_shot_accuracy"] >= 0 and "MiniLM" in res["text_encoder"]
+    assert list_versions(cfg.model_repo, "b3") == [1]
+    assert not [p for p in (cfg.model_repo / "b3").iterdir() if p.name.startswith(".tmp")]
+    vdir = cfg.model_repo / "b3" / "1"
+    meta = read_metadata(vdir, root=cfg.model_repo)
+    raw = json.loads((vdir / "metadata.json").read_text())
+    assert set(raw) == set(ModelMetadata.model_fields)  # every field present
+    ds = load_dataset(tiny_data)
+    assert meta.dataset_manifest_sha256 == ds.manifest_sha256
+    assert meta.model_sha256 == sha256_file(vdir / "model.onnx")
+    assert meta.opset >= 17 and meta.profile == "tiny" and meta.forecast_horizon == 4
+    assert (meta.input.frames, meta.input.height, meta.input.width) == (8, 24, 24)
+    assert [o.name for o in meta.outputs] == ["probabilities", "forecast", "embedding"]
+    assert meta.branch_config["encoder"] == "i3d" and meta.branch_config["enhancement"] == "text_alignment"
+    for key in ("accuracy", "mean_class_accuracy", "forecast_mae", "forecast_mae_pct", "ade", "fde"):
+        assert key in meta.validation_metrics
+
+    sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["clip"]
+    assert sess.get_inputs()[0].shape[0] == "batch"
+    x = to_model_input(ds.val.clips, meta.input.mean, meta.input.std)
+    probs, forecast, emb = sess.run(None, {"clip": x})
+    n = len(x)
+    assert probs.shape == (n, 4) and forecast.shape == (n, 4, 3) and emb.shape == (n, meta.embedding_dim)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    # The exported forecast is in world units: it matches the PyTorch model's world forecast.
+    ref = t.predict(t.model, ds.val.clips)  # type: ignore[arg-type]
+    np.testing.assert_allclose(forecast, ref["forecast"], atol=1e-4)
+    np.testing.assert_allclose(probs.argmax(1), ref["logits"].argmax(1))
+
+
+def test_a_completed_run_is_not_retrained(tmp_path: Path, tiny_data: Path) -> None:
+    cfg = kit.run_config(tmp_path, tiny_data, "b4", publish=True, epochs=1)
+    first = Trainer(cfg).run()
+    again = Trainer(cfg)
+    assert again.status.state == "done" and again.status.model_version == 1
+    assert again.run()["created_at"] == first["created_at"]
+    assert list_versions(cfg.model_repo, "b4") == [1]
+    stamped = list(cfg.run_dir.glob("results-*Z.json"))
+    assert len(stamped) == 1

@@ -1,0 +1,145 @@
+"""Shapes of every model and preset, and one forward/backward step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from services.trainer.models import (
+    CODE_DIM,
+    FEATURE_DIM,
+    PRESETS,
+    ModelArgs,
+    create_branch_model,
+    create_compression_autoencoder,
+    create_dual_pathway_encoder,
+    create_i3d_encoder,
+    create_text_alignment,
+)
+
+ENCODERS = ("i3d", "dual_pathway")
+ENHANCEMENTS = ("compression", "text_alignment", "none")
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+@pytest.mark.parametrize("size", [(8, 24, 24), (16, 32, 32), (12, 40, 48)])
+def test_encoders_map_any_clip_size_to_512_features(encoder: str, size: tuple[int, int, int]) -> None:
+    t, h, w = size
+    build = create_i3d_encoder if encoder == "i3d" else create_dual_pathway_encoder
+    enc = build(channels=(4, 8, 8), frames=t, height=h, width=w)
+    assert enc(torch.randn(3, 3, t, h, w)).shape == (3, FEATURE_DIM)
+
+
+def test_dual_pathway_sees_every_frame_and_every_fourth_frame() -> None:
+    enc = create_dual_pathway_encoder(channels=(8, 8, 8), frames=16, height=32, width=32)
+    seen: dict[str, tuple[int, ...]] = {}
+    enc.motion_stages[0].register_forward_hook(
+        lambda _m, i, _o: seen.__setitem__("motion", tuple(i[0].shape))
+    )
+    enc.context_stages[0].register_forward_hook(
+        lambda _m, i, _o: seen.__setitem__("context", tuple(i[0].shape))
+    )
+    enc(torch.randn(2, 3, 16, 32, 32))
+    assert seen["motion"] == (2, 3, 16, 32, 32)  # all frames, full resolution
+    assert seen["context"] == (2, 3, 4, 16, 16)  # every 4th frame, half resolution
+
+
+def test_compression_autoencoder_shapes() -> None:
+    ae = create_compression_autoencoder()
+    code, recon = ae(torch.randn(5, FEATURE_DIM))
+    assert code.shape == (5, CODE_DIM) and recon.shape == (5, FEATURE_DIM)
+    widths = [m.out_features for m in ae.modules() if isinstance(m, torch.nn.Linear)]
+    assert widths == [256, 128, 256, 512]
+
+
+def test_text_alignment_logits_are_scaled_cosines() -> None:
+    text = torch.randn(4, 384)
+    al = create_text_alignment(class_text=text)
+    z, logits = al(torch.randn(6, FEATURE_DIM))
+    assert z.shape == (6, 384) and logits.shape == (6, 4)
+    assert torch.allclose(z.norm(dim=1), torch.ones(6), atol=1e-5)
+    cos = logits / al.logit_scale.exp()
+    assert cos.abs().max() <= 1.0 + 1e-5
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+@pytest.mark.parametrize("enhancement", ENHANCEMENTS)
+def test_branch_model_outputs_and_backward(encoder: str, enhancement: str) -> None:
+    args = ModelArgs(
+        encoder=encoder,
+        enhancement=enhancement,
+        frames=8,
+        height=24,
+        width=24,
+        horizon=4,
+        channels=(4, 8, 8),
+        text_dim=16,
+    )
+    model = create_branch_model(args, class_text=torch.randn(4, 16))
+    out = model(torch.randn(3, 3, 8, 24, 24))
+    assert out.logits.shape == (3, 4)
+    assert out.forecast.shape == (3, 4, 3)
+    assert out.embedding.shape == (3, model.embedding_dim)
+    assert (
+        model.embedding_dim
+        == {"compression": CODE_DIM, "text_alignment": 16, "none": FEATURE_DIM}[enhancement]
+    )
+    assert (out.reconstruction is not None) == (enhancement == "compression")
+    assert (out.text_logits is not None) == (enhancement == "text_alignment")
+    loss = out.logits.sum() + out.forecast.sum()
+    if out.reconstruction is not None:
+        loss = loss + out.reconstruction.sum()
+    if out.text_logits is not None:
+        loss = loss + out.text_logits.sum()
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"parameters without gradient: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_seed_presets_at_seed_clip_size(name: str) -> None:
+    kw = {"class_text": torch.randn(4, 384)} if name == "b3" else {}
+    model = PRESETS[name](**kw).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 16, 64, 64))
+    assert out.logits.shape == (2, 4) and out.forecast.shape == (2, 4, 3)
+    expected = {
+        "b1": ("i3d", "compression"),
+        "b2": ("dual_pathway", "compression"),
+        "b3": ("i3d", "text_alignment"),
+        "b4": ("dual_pathway", "none"),
+    }[name]
+    assert (model.args.encoder, model.args.enhancement) == expected
+
+
+def test_model_args_round_trip_rebuilds_the_same_model() -> None:
+    args = ModelArgs(encoder="i3d", enhancement="compression", frames=8, height=24, width=24, horizon=4)
+    again = ModelArgs.from_dict(args.to_dict())
+    assert again == args
+    a, b = create_branch_model(args), create_branch_model(again)
+    assert a.state_dict().keys() == b.state_dict().keys()
+
+
+def test_forecast_statistics_are_undone_in_world_units() -> None:
+    args = ModelArgs(encoder="i3d", enhancement="none", frames=8, height=24, width=24, horizon=2)
+    m = create_branch_model(args)
+    m.set_forecast_stats(torch.full((2, 3), 5.0), torch.full((2, 3), 2.0))
+    assert torch.equal(m.to_world(torch.ones(1, 2, 3)), torch.full((1, 2, 3), 7.0))
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(encoder="resnet", enhancement="none"), "encoder"),
+        (dict(encoder="i3d", enhancement="magic"), "enhancement"),
+        (dict(encoder="i3d", enhancement="text_alignment"), "text"),
+    ],
+)
+def test_bad_model_args_are_refused_with_the_field_named(kw: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        create_branch_model(ModelArgs(frames=8, height=24, width=24, horizon=4, **kw))
