@@ -39,8 +39,11 @@ class DescriberSettings(ServerSettings):
     openai_api_key: SecretStr | None = None  # prefer openai_api_key_file or OPENAI_API_KEY
     openai_api_key_file: Path | None = None  # file holding the key (Docker secret)
     openai_timeout_seconds: float = Field(30.0, gt=0)  # per call, capped by the request deadline
-    openai_structured_output: Literal["json_schema", "json_object"] = "json_schema"  # json_object for
-    #   models without structured outputs (the answer is checked against the schema either way)
+    # How the JSON answer is requested: "json_schema" (structured outputs), "json_object"
+    # (JSON mode), "none" (schema in the prompt only), or "auto": json_schema, except
+    # "none" for OpenAI's own legacy models that refuse response_format (gpt-4, gpt-4-0613,
+    # gpt-4-32k, gpt-3.5-turbo-0613). The answer is checked against the schema either way.
+    openai_structured_output: Literal["auto", "json_schema", "json_object", "none"] = "auto"
     openai_max_tokens: int = Field(600, ge=64, le=8192)  # completion tokens per answer
 
     # text-generation-inference containers, by model name.

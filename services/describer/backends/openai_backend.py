@@ -10,7 +10,9 @@ router's budget, which follows the gRPC deadline.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +33,23 @@ def _openai_schema() -> dict[str, Any]:
         for k, v in ANSWER_SCHEMA["properties"].items()
     }  # type: ignore[union-attr]
     return {**ANSWER_SCHEMA, "properties": props}
+
+
+# OpenAI's own models that reject any response_format (they predate JSON mode).
+_LEGACY_MODELS = re.compile(r"^(gpt-4(-0314|-0613)?|gpt-4-32k.*|gpt-3\.5-turbo-(0301|0613|16k.*))$")
+
+
+def structured_output_mode(setting: str, *, model: str, base_url: str | None) -> str:
+    """The response_format mode for a model: see ``DescriberSettings.openai_structured_output``.
+
+    "auto" only downgrades on api.openai.com (no base_url): vLLM, Ollama and TGI enforce
+    a json_schema for any model they serve.
+    """
+    if setting != "auto":
+        return setting
+    if base_url is None and _LEGACY_MODELS.match(model):
+        return "none"
+    return "json_schema"
 
 
 def _retry_after(exc: Any) -> float | None:
@@ -59,7 +78,7 @@ class OpenAIBackend:
         model: str,
         base_url: str | None,
         api_key: Callable[[], SecretStr | None],
-        structured_output: str = "json_schema",
+        structured_output: str = "auto",
         max_tokens: int = 600,
         prompt_version: str = "v1",
     ) -> None:
@@ -68,7 +87,7 @@ class OpenAIBackend:
         self.endpoint = base_url or "https://api.openai.com/v1"
         self._base_url = base_url
         self._api_key = api_key
-        self._structured_output = structured_output
+        self.structured_output = structured_output_mode(structured_output, model=model, base_url=base_url)
         self._max_tokens = max_tokens
         self._prompt_version = prompt_version
         self._lock = threading.Lock()
@@ -84,7 +103,7 @@ class OpenAIBackend:
                 False,
                 "no OPENAI_API_KEY (set it, TRAJLAB_DESCRIBER_OPENAI_API_KEY or openai_api_key_file)",
             )
-        return True, f"model {self.model} at {self.endpoint}"
+        return True, f"model {self.model} at {self.endpoint}, response format {self.structured_output}"
 
     def _get_client(self, key: SecretStr) -> Any:
         import openai
@@ -107,21 +126,26 @@ class OpenAIBackend:
             raise BackendError(FailureKind.NOT_CONFIGURED, "no OPENAI_API_KEY")
         client = self._get_client(key)
         prompt = render_prompt("openai", trajectory, self._prompt_version)
-        if self._structured_output == "json_schema":
-            response_format: dict[str, Any] = {
+        system = prompt.system
+        extra: dict[str, Any] = {}
+        if self.structured_output == "json_schema":
+            extra["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "trajectory_description", "strict": True, "schema": _openai_schema()},
             }
         else:
-            response_format = {"type": "json_object"}
+            # Without a schema-enforcing response_format the model sees the schema in the prompt.
+            system += "\nThe JSON object must match this JSON schema: " + json.dumps(ANSWER_SCHEMA)
+            if self.structured_output == "json_object":
+                extra["response_format"] = {"type": "json_object"}
         try:
             resp = client.chat.completions.create(
                 model=self.model,
                 messages=[
-                    {"role": "system", "content": prompt.system},
+                    {"role": "system", "content": system},
                     {"role": "user", "content": prompt.user},
                 ],
-                response_format=response_format,
+                **extra,
                 temperature=0,
                 max_tokens=self._max_tokens,
                 timeout=timeout_s,

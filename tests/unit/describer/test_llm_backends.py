@@ -311,3 +311,27 @@ def test_distinct_openai_models_are_bounded(make_router: RouterFactory) -> None:
         for i in range(MAX_OPENAI_MODELS, MAX_OPENAI_MODELS + 2):
             reg.get(reg.resolve(f"openai:model-{i}"))
     assert reg.resolve("openai:model-0") == "openai:model-0"  # known names still resolve
+
+
+def test_structured_output_mode_for_legacy_openai_models() -> None:
+    from services.describer.backends.openai_backend import structured_output_mode as mode
+
+    assert mode("auto", model="gpt-4", base_url=None) == "none"  # gpt-4 refuses response_format
+    assert mode("auto", model="gpt-4-0613", base_url=None) == "none"
+    assert mode("auto", model="gpt-4o", base_url=None) == "json_schema"
+    assert mode("auto", model="gpt-4-turbo", base_url=None) == "json_schema"
+    assert mode("auto", model="gpt-4", base_url="http://vllm:8000/v1") == "json_schema"  # any model there
+    assert mode("json_object", model="gpt-4o", base_url=None) == "json_object"
+
+
+def test_prompt_only_mode_puts_the_schema_in_the_prompt(
+    make_router: RouterFactory, trajectory: Trajectory
+) -> None:
+    with scripted(openai_ok(GOOD)) as srv:
+        res = _openai_router(make_router, srv.url, openai_structured_output="none").describe(
+            trajectory, backend="openai"
+        )
+    assert not res.fallback_used
+    body = srv.requests[0].body
+    assert "response_format" not in body
+    assert '"required": ["x", "y", "z", "motion", "description"]' in body["messages"][0]["content"]

@@ -46,4 +46,7 @@ def test_key_sources_in_order_and_never_in_repr(tmp_path: Path, monkeypatch: pyt
     s = load_settings(DescriberSettings, openai_api_key="sk-setting", openai_api_key_file=f)
     assert s.resolve_openai_key().get_secret_value() == "sk-file"
     monkeypatch.delenv("OPENAI_API_KEY")
-    assert load_settings(DescriberSettings, openai_api_key_file=tmp_path / "missing").resolve_openai_key() is None
+    assert (
+        load_settings(DescriberSettings, openai_api_key_file=tmp_path / "missing").resolve_openai_key()
+        is None
+    )
