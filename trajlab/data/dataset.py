@@ -216,7 +216,7 @@ def _default_workers(config: DatasetConfig) -> int:
             return max(1, int(env))
         except ValueError:
             raise ConfigError(f"TRAJLAB_DATASET_WORKERS must be an integer, got {env!r}") from None
-    return max(1, min(2, os.cpu_count() or 1))
+    return max(1, min(2, len(os.sched_getaffinity(0))))
 
 
 # -- files -----------------------------------------------------------------------------------
@@ -397,6 +397,7 @@ def _build(
     task_id = None
     with contextlib.ExitStack() as stack:
         if progress:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
             bar = stack.enter_context(
@@ -405,6 +406,7 @@ def _build(
                     BarColumn(),
                     MofNCompleteColumn(),
                     TimeRemainingColumn(),
+                    console=Console(stderr=True),  # stdout stays for results
                     transient=True,
                 )
             )
