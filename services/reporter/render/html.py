@@ -13,15 +13,20 @@ from markupsafe import Markup
 from services.reporter.render.document import Bullets, Document, Figure, Para, Table
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
-_CODE = re.compile(r"`([^`]+)`")
 
 
 def inline(text: str) -> Markup:
-    """Escape, then turn the two inline markdown forms the document uses (**bold**, `code`) into tags."""
-    s = html.escape(text)
-    s = _CODE.sub(r"<code>\1</code>", s)
-    s = _BOLD.sub(r"<strong>\1</strong>", s)
-    return Markup(s)
+    """Escape, then turn the two inline markdown forms the document uses (**bold**, `code`) into tags.
+
+    Code spans are cut out first: an equation such as ``t**2 + t**3`` must not turn bold.
+    """
+    out = []
+    for i, part in enumerate(re.split(r"(`[^`]+`)", text)):
+        if i % 2:  # a code span
+            out.append(f"<code>{html.escape(part[1:-1])}</code>")
+        else:
+            out.append(_BOLD.sub(r"<strong>\1</strong>", html.escape(part)))
+    return Markup("".join(out))
 
 
 def _data_uri(path: Path) -> str:
