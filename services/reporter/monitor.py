@@ -158,9 +158,7 @@ class Monitor:
                 if finished:
                     return
             except grpc.FutureTimeoutError:
-                self._set(
-                    branch, error=f"unreachable: no connection to {target} within {self.connect_timeout:g} s"
-                )
+                self._set(branch, error=f"no connection within {self.connect_timeout:g} s")
             except grpc.RpcError as exc:
                 if self._stop.is_set() or exc.code() == grpc.StatusCode.CANCELLED:
                     return
