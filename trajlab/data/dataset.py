@@ -396,6 +396,12 @@ def _build(
     bar = None
     task_id = None
     with contextlib.ExitStack() as stack:
+        pool = None
+        if n_workers > 1:
+            # Fork before the progress bar starts its refresh thread.
+            ctx = multiprocessing.get_context("fork")
+            init = (config, {s: str(p) for s, p in clip_tmp.items()})
+            pool = stack.enter_context(ctx.Pool(n_workers, initializer=_worker_init, initargs=init))
         if progress:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -411,15 +417,12 @@ def _build(
                 )
             )
             task_id = bar.add_task("rendering clips", total=total)
-        if n_workers <= 1:
+        if pool is None:
             for split, start, ids in tasks:
                 absorb(_render_chunk(config, clips[split], split, start, ids))
         else:
-            ctx = multiprocessing.get_context("fork")
-            init = (config, {s: str(p) for s, p in clip_tmp.items()})
-            with ctx.Pool(n_workers, initializer=_worker_init, initargs=init) as pool:
-                for res in pool.imap(_worker_task, tasks):
-                    absorb(res)
+            for res in pool.imap(_worker_task, tasks):
+                absorb(res)
 
     files: dict[str, dict[str, Any]] = {}
     for split in SPLITS:
