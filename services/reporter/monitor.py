@@ -235,7 +235,7 @@ def render_table(
             state = Text(
                 "unreachable" if v.error and v.error != "connecting" else "connecting", style="bold red"
             )
-            note = v.error if v.error != "connecting" else v.target
+            note = f"{v.error} ({v.target})" if v.error != "connecting" else v.target
             t.add_row(v.branch, state, "-", "-", "-", "-", "-", "-", "-", note)
             continue
         name, style = _STATE.get(st.state, ("?", ""))
