@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module")
 def slow_tgi() -> Iterator[ScriptedServer]:
-    """A TGI that answers correctly, but only after 3 s."""
-    srv = ScriptedServer([Reply(delay=3.0, body=tgi_ok(answer_json()).body)])
+    """A TGI that answers correctly, but only after 20 s (the service's TGI timeout is 60 s)."""
+    srv = ScriptedServer([Reply(delay=20.0, body=tgi_ok(answer_json()).body)])
     yield srv
     srv.close()
 
@@ -91,12 +91,12 @@ def test_branch_without_key_says_it_fell_back(client: DescriberClient) -> None:
 
 def test_request_deadline_bounds_the_backend_call(client: DescriberClient, slow_tgi: ScriptedServer) -> None:
     tr = make_trajectory("circular", 0)
-    start = time.monotonic()
-    r = client.describe(tr.observed, tr.observed_times, branch="b3", timeout=1.5)
-    elapsed = time.monotonic() - start
+    # An answer at all proves it came within the caller's 3 s deadline (else DEADLINE_EXCEEDED):
+    # the backend got what was left of it, not its own 60 s, and analytic answered in time.
+    r = client.describe(tr.observed, tr.observed_times, branch="b3", timeout=3.0)
     assert r.backend_requested == "tgi:mistral" and r.fallback_used
     assert r.fallback_reason.startswith("timeout:")
-    assert elapsed < 3.0  # answered (by analytic) within the caller's deadline, not the backend's 60 s
+    assert r.described_class == "circular"
     assert len(slow_tgi.requests) >= 1
 
 
