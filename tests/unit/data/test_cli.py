@@ -33,7 +33,7 @@ def profile(tmp_path: Path) -> Path:
 def test_build_show_preview(profile: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "data"
-    res = runner.invoke(app, ["dataset", "build", "--profile", str(profile), "--out", str(out)])
+    res = runner.invoke(app, ["dataset", "build", "--profile", str(profile), "--out", str(out), "--progress"])
     assert res.exit_code == 0, res.output
     assert "built 16 clips (train 12 / val 4)" in res.output and "clips/s" in res.output
     assert (out / "manifest.json").is_file() and (out / "train" / "clips.npy").is_file()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trajlab.data import Camera, TrajectoryGenerator, evaluate_equations, project
 from trajlab.profiles import CLASS_NAMES
@@ -86,3 +88,29 @@ def test_unknown_label_is_refused(gen: TrajectoryGenerator) -> None:
         gen.sample(7, np.random.default_rng(0))
     with pytest.raises(ValueError):
         gen.sample("spiral", np.random.default_rng(0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    label=st.integers(0, 3),
+    size=st.sampled_from([16, 24, 32, 64, 96]),
+    fov=st.sampled_from([45.0, 60.0, 90.0]),
+    frames=st.integers(4, 24),
+    fps=st.sampled_from([4.0, 8.0, 15.0]),
+)
+def test_any_seed_any_camera_stays_in_view_and_is_exact(
+    seed: int, label: int, size: int, fov: float, frames: int, fps: float
+) -> None:
+    cam = Camera(size, size, fov)
+    gen = TrajectoryGenerator(frames=frames, horizon=4, fps=fps, camera=cam)
+    tr = gen.sample(label, np.random.default_rng(seed))
+    z = tr.positions[:, 2]
+    assert z.min() >= 4.0 and z.max() <= 10.0
+    u, v = project(tr.positions, cam)
+    r = cam.focal_px * gen.sphere_radius / z
+    assert (np.minimum(u, v) - r >= 1.0 - 1e-6).all() and (np.maximum(u, v) + r <= size - 1.0 + 1e-6).all()
+    # The equations are the positions: evaluate them with Python's own float arithmetic.
+    env = {"cos": np.cos, "t": tr.times}
+    for a in range(3):
+        np.testing.assert_allclose(eval(tr.equations[a], env), tr.positions[:, a], atol=1e-9)
