@@ -38,6 +38,7 @@ RSS_FLOOR_REL = 1e-5  # RMS residual floor as a fraction of the extent (float32 
 PRIOR_BONUS = 6.0  # score bonus of the predicted class ("strong evidence" on the BIC scale)
 OMEGA_GRID = 96  # grid points of the ω scan
 ZOOM_LEVELS = 4  # each shrinks the ω bracket 8x (to ~1e-5 of ω), then a parabola refines
+MAX_RADIUS_OVER_EXTENT = 20.0  # periodic fits with a larger radius are not credible
 MIN_TURN_FRACTION = 1 / 8  # slowest ω considered: 1/8 turn over the observed window
 
 
@@ -174,7 +175,14 @@ def fit_motion(times: np.ndarray, positions: np.ndarray, predicted: str | None =
         # A family needs more points than coefficients per axis (+1 to pin ω down).
         if n <= _N_BASIS[fam] + (1 if fam in _PERIODIC else 0):
             continue
-        fits[fam] = fit_family(fam, t, p, extent)
+        ff = fit_family(fam, t, p, extent)
+        if fam in _PERIODIC:
+            a, b = ff.coefs[-2], ff.coefs[-1]
+            if math.sqrt((a @ a + b @ b) / 2) > MAX_RADIUS_OVER_EXTENT * max(extent, 1e-12):
+                # A "circle" far larger than the points it passes is a few points overfitted
+                # (or a line/parabola in disguise), not circular motion.
+                continue
+        fits[fam] = ff
     scores = {f: ff.score - (PRIOR_BONUS if f == predicted else 0.0) for f, ff in fits.items()}
     best = min(scores, key=lambda f: (scores[f], FAMILIES.index(f)))
     chosen = fits[best]

@@ -38,39 +38,49 @@ def _join(terms: list[tuple[float, str, int]], extent: float, span: float) -> st
     return " ".join(parts) if parts else "0"
 
 
+SHIFT_AFTER_SECONDS = 100.0  # beyond this, equations use (t - t0): t**2 of big t needs big numbers
+
+
 def equations_from_fit(fit: MotionFit, t_max: float) -> tuple[str, str, str]:
-    """Canonical equations in absolute time t (seconds), one per axis.
+    """Canonical equations in time t (seconds), one per axis.
 
     Polynomials are expanded in t; periodic parts are written as R*cos(ω*t + φ) per
-    axis. All parse under :func:`trajlab.equations.parse_equation`.
+    axis. When the window lies far from t = 0 (more than SHIFT_AFTER_SECONDS), ``t`` is
+    replaced by ``(t - t0)`` with t0 near the window's middle, so no coefficient (and no
+    rounding of ω times a large t) blows up. All parse under
+    :func:`trajlab.equations.parse_equation`.
     """
     ff = fit.fit
-    c, tc, w = ff.coefs, ff.tc, ff.omega
+    c, w = ff.coefs, ff.omega
+    t0 = 0.0 if abs(ff.tc) <= SHIFT_AFTER_SECONDS else round(ff.tc, 3)
+    tv = "t" if t0 == 0.0 else f"(t - {t0:.3f})" if t0 > 0 else f"(t + {-t0:.3f})"
+    d = ff.tc - t0  # the fit's coefficients are in τ = t - tc = (t - t0) - d
+    span = max(abs(t_max - t0), 1.0)
     out: list[str] = []
     for axis in range(3):
         terms: list[tuple[float, str, int]] = []
         if ff.family in ("linear", "parabolic"):
             a0, a1 = c[0, axis], c[1, axis]
             a2 = c[2, axis] if ff.family == "parabolic" else 0.0
-            # expand a0 + a1 (t - tc) + a2 (t - tc)^2
-            terms = [(a0 - a1 * tc + a2 * tc * tc, "", 0), (a1 - 2 * a2 * tc, "t", 1)]
+            # expand a0 + a1 (u - d) + a2 (u - d)^2 in u = t - t0
+            terms = [(a0 - a1 * d + a2 * d * d, "", 0), (a1 - 2 * a2 * d, tv, 1)]
             if ff.family == "parabolic":
-                terms.append((a2, "t**2", 2))
+                terms.append((a2, f"{tv}**2", 2))
         else:
             if ff.family == "circular":
                 c0, drift, ca, sb = c[0, axis], 0.0, c[1, axis], c[2, axis]
             else:
                 c0, drift, ca, sb = c[0, axis], c[1, axis], c[2, axis], c[3, axis]
             amp = math.hypot(ca, sb)
-            # ca cos(wτ) + sb sin(wτ) = amp cos(wτ - atan2(sb, ca)) with τ = t - tc
-            phase = math.remainder(-w * tc - math.atan2(sb, ca), 2 * math.pi)
-            terms = [(c0 - drift * tc, "", 0), (drift, "t", 1)]
+            # ca cos(wτ) + sb sin(wτ) = amp cos(wτ - atan2(sb, ca)), τ = u - d
+            phase = math.remainder(-w * d - math.atan2(sb, ca), 2 * math.pi)
+            terms = [(c0 - drift * d, "", 0), (drift, tv, 1)]
             if amp >= 1e-7 * max(fit.extent, 1e-12):
                 ph = f" + {_num(phase)}" if phase >= 0 else f" - {_num(-phase)}"
                 if abs(phase) < 1e-7:  # rounding noise of the fit
                     ph = ""
-                terms.append((amp, f"cos({_num(w)}*t{ph})", 0))
-        out.append(_join(terms, fit.extent, max(abs(t_max), 1.0)))
+                terms.append((amp, f"cos({_num(w)}*{tv}{ph})", 0))
+        out.append(_join(terms, fit.extent, span))
     return out[0], out[1], out[2]
 
 
