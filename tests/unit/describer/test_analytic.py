@@ -166,3 +166,12 @@ def test_three_points_still_answer() -> None:
     d = AnalyticBackend().describe(Trajectory(p, t))
     assert d.described_class == "linear"
     assert score_equations(d.equations, t, p).accurate
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_windows_far_from_time_zero_keep_equations_small_and_exact(kind: str) -> None:
+    tr = make_trajectory(kind, 1)
+    t = tr.times + 86_400.0  # a day into a recording
+    d = AnalyticBackend().describe(Trajectory(tr.observed, t[:N_OBSERVED]))
+    assert all("(t - 86400.938)" in eq or "t" not in eq for eq in d.equations), d.equations
+    assert score_equations(d.equations, t, tr.positions).normalized_rmse < 1e-4

@@ -1,0 +1,1 @@
+"""Prompt templates (data files; a package only so that wheels ship them)."""
