@@ -95,6 +95,12 @@ def timeit(fn: Any, seconds: float, min_runs: int = 10) -> list[float]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds a process has used (Linux /proc): robust to a busy machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.array(xs), q))
 
@@ -209,6 +215,36 @@ def torch_phase(out: Path, secs: float) -> None:
     out.write_text(json.dumps(res))
 
 
+def direct_worker(conn: Any, onnx_path: str, cores: int) -> None:
+    """A process of its own, like the server's, calling onnxruntime directly on request.
+
+    Receives a duration in seconds, answers the latencies of back-to-back
+    preprocess + run calls at batch 1 for that long; None ends it.
+    """
+    import onnxruntime as ort
+
+    from services.encoder.runtime import SessionConfig, session_options
+    from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
+
+    sess = ort.InferenceSession(
+        onnx_path, sess_options=session_options(SessionConfig(intra_op_threads=cores)),
+        providers=["CPUExecutionProvider"],
+    )
+    clips = np.random.default_rng(0).integers(0, 256, size=(16, T, H, W, C), dtype=np.uint8)
+    k = [0]
+
+    def call() -> None:
+        c = clips[k[0] % len(clips)]
+        k[0] += 1
+        sess.run(None, {"clip": to_model_input(c, DEFAULT_MEAN, DEFAULT_STD)})
+
+    for _ in range(3):
+        call()
+    conn.send("ready")
+    while (secs := conn.recv()) is not None:
+        conn.send(timeit(call, secs))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=6.0, help="seconds per configuration (over all rounds)")
@@ -223,9 +259,9 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from services.encoder.runtime import SessionConfig, cpu_count, session_options
+    from services.encoder.runtime import cpu_count
     from trajlab.modelrepo import publish_version
-    from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
+    from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD
     from trajlab.profiles import CLASS_NAMES
 
     cores = cpu_count()
@@ -237,14 +273,6 @@ def main() -> None:
     res.update(json.loads((tmp / "torch.json").read_text()))
     print(f"model: {res['model']}; clip {T}x{H}x{W}x{C}; {cores} cores; onnxruntime {ort.__version__}, torch {res['torch']}")
     onnx_path = Path(res["onnx"])
-    sess = ort.InferenceSession(
-        str(onnx_path), sess_options=session_options(SessionConfig(intra_op_threads=cores)),
-        providers=["CPUExecutionProvider"],
-    )
-    clips = np.random.default_rng(0).integers(0, 256, size=(16, T, H, W, C), dtype=np.uint8)
-    for _ in range(3):
-        sess.run(None, {"clip": to_model_input(clips[0], DEFAULT_MEAN, DEFAULT_STD)})
-
     metadata = {
         "branch": "b1", "branch_config": {"name": "b1"}, "profile": "bench",
         "input": {"name": "clip", "layout": "NCTHW", "frames": T, "height": H, "width": W, "channels": C,
@@ -257,48 +285,62 @@ def main() -> None:
     }
     repo = tmp / "models"
     publish_version(repo, "b1", onnx_path, metadata)
+    clips = np.random.default_rng(0).integers(0, 256, size=(16, T, H, W, C), dtype=np.uint8)
 
-    # 2. Direct onnxruntime as a user would call it in-process (preprocess + run, batch 1),
-    # and the served model with batching off and on at 1, 4, 8 and 16 clients. Both
-    # servers run at once (idle ones use no CPU: spinning is off) and the measurements
+    # 2. Direct onnxruntime as a user would call it (preprocess + run, batch 1) in a
+    # process of its own like the server's, and the served model with batching off and
+    # on at 1, 4, 8 and 16 clients. Both servers run at once (idle ones use no CPU: spinning is off) and the measurements
     # are interleaved in rounds, so load from other work on this shared machine falls
     # on every configuration alike instead of on whichever ran at a bad moment.
-    k = [0]
+    import multiprocessing as mp
 
-    def direct() -> None:
-        c = clips[k[0] % len(clips)]
-        k[0] += 1
-        sess.run(None, {"clip": to_model_input(c, DEFAULT_MEAN, DEFAULT_STD)})
-
+    ctx = mp.get_context("spawn")
+    here, there = ctx.Pipe()
+    worker = ctx.Process(target=direct_worker, args=(there, str(onnx_path), cores), daemon=True)
+    worker.start()
+    assert here.recv() == "ready"
     servers = {mode: start_server(repo, mode == "on") for mode in ("off", "on")}
     configs = [("direct", 1)] + [(m, n) for m in ("off", "on") for n in (1, 4, 8, 16)]
     lat: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
     busy: dict[tuple[str, int], float] = dict.fromkeys(configs, 0.0)
     count: dict[tuple[str, int], int] = dict.fromkeys(configs, 0)
+    cpu: dict[tuple[str, int], float] = dict.fromkeys(configs, 0.0)  # CPU s of the answering process
     chunk = secs / args.rounds
+    rounds: dict[str, list[float]] = {}  # p50 ms of each round, to see the machine's noise
+    res["p50_ms_per_round"] = rounds
     try:
         for _ in range(args.rounds):
             for mode, n in configs:
+                pid = worker.pid if mode == "direct" else servers[mode][0].pid
+                assert pid is not None
+                cpu0 = cpu_seconds(pid)
                 if mode == "direct":
-                    xs_lat = timeit(direct, chunk)
+                    here.send(chunk)
+                    xs_lat = here.recv()
                     lat[(mode, n)] += xs_lat
+                    rounds.setdefault(f"{mode}@{n}", []).append(round(pct(xs_lat, 50) * 1e3, 1))
                     busy[(mode, n)] += sum(xs_lat)
                     count[(mode, n)] += len(xs_lat)
                 else:
                     r = load_test(servers[mode][1], clips, n, chunk)
                     lat[(mode, n)] += r["lat"]
+                    rounds.setdefault(f"{mode}@{n}", []).append(round(pct(r["lat"], 50) * 1e3, 1))
                     busy[(mode, n)] += r["wall"]
                     count[(mode, n)] += len(r["lat"])
                     res.setdefault("errors", 0)
                     res["errors"] += r["errors"]
+                cpu[(mode, n)] += cpu_seconds(pid) - cpu0
     finally:
         for proc, _port in servers.values():
             stop_server(proc)
+        here.send(None)
+        worker.join(10)
     summary = {
         f"{m}@{n}": {
             "throughput": count[(m, n)] / busy[(m, n)],
             "p50_ms": pct(lat[(m, n)], 50) * 1e3,
             "p99_ms": pct(lat[(m, n)], 99) * 1e3,
+            "cpu_ms_per_clip": cpu[(m, n)] / count[(m, n)] * 1e3,
         }
         for m, n in configs
     }
@@ -308,24 +350,36 @@ def main() -> None:
     res["ratio_p50_grpc_vs_direct"] = summary["off@1"]["p50_ms"] / d["p50_ms"]
     res["ratio_tput8_vs_direct"] = summary["off@8"]["throughput"] / d["throughput"]
     res["ratio_tput8_batching_vs_direct"] = summary["on@8"]["throughput"] / d["throughput"]
+    res["ratio_cpu_per_clip_served1_vs_direct"] = summary["off@1"]["cpu_ms_per_clip"] / d["cpu_ms_per_clip"]
+    res["ratio_cpu_per_clip_served8_vs_direct"] = summary["off@8"]["cpu_ms_per_clip"] / d["cpu_ms_per_clip"]
 
     print()
     for bs in (1, 8):
         o, p = res[f"ort_b{bs}_ms"], res[f"torch_b{bs}_ms"]
         print(f"batch {bs}: onnxruntime {o:.2f} ms, PyTorch eager {p:.2f} ms -> onnxruntime {p / o:.2f}x faster")
-    print(f"direct onnxruntime (preprocess + run, batch 1): p50 {d['p50_ms']:.2f} ms, {d['throughput']:.1f} clips/s")
+    print(
+        f"direct onnxruntime (preprocess + run, batch 1): p50 {d['p50_ms']:.2f} ms, {d['throughput']:.1f} clips/s, "
+        f"{d['cpu_ms_per_clip']:.1f} CPU-ms per clip"
+    )
     print()
-    print("| batching | clients | clips/s | p50 ms | p99 ms |")
-    print("|---|---:|---:|---:|---:|")
+    print("| batching | clients | clips/s | p50 ms | p99 ms | server CPU-ms per clip |")
+    print("|---|---:|---:|---:|---:|---:|")
     for m, n in configs[1:]:
         r = summary[f"{m}@{n}"]
-        print(f"| {m} | {n} | {r['throughput']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")
+        print(
+            f"| {m} | {n} | {r['throughput']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['cpu_ms_per_clip']:.1f} |"
+        )
     print(f"failed calls: {res.get('errors', 0)}")
+    print("p50 ms per round (noise check):", json.dumps(rounds))
     print()
     print(f"Classify p50 over gRPC / direct onnxruntime: {res['ratio_p50_grpc_vs_direct']:.3f}x (target <= 1.15x)")
     print(
         f"8-client throughput / direct throughput: {res['ratio_tput8_vs_direct']:.1%} batching off, "
         f"{res['ratio_tput8_batching_vs_direct']:.1%} on (target >= 85 %)"
+    )
+    print(
+        f"server CPU per clip / direct CPU per clip: {res['ratio_cpu_per_clip_served1_vs_direct']:.3f}x at 1 client, "
+        f"{res['ratio_cpu_per_clip_served8_vs_direct']:.3f}x at 8 (the load-independent serving overhead)"
     )
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))

@@ -34,7 +34,7 @@ def test_sigterm_finishes_in_flight_calls_then_exits_cleanly(
         # A long batching window keeps a call in flight while SIGTERM arrives.
         "TRAJLAB_ENCODER_BATCHING": "true",
         "TRAJLAB_ENCODER_MAX_BATCH_SIZE": "64",
-        "TRAJLAB_ENCODER_MAX_QUEUE_DELAY_MS": "1500",
+        "TRAJLAB_ENCODER_MAX_QUEUE_DELAY_MS": "3000",
         "TRAJLAB_ENCODER_GRACE_SECONDS": "10",
     }
     proc = subprocess.Popen(
@@ -67,7 +67,7 @@ def test_sigterm_finishes_in_flight_calls_then_exits_cleanly(
 
             req = encoder_pb2.ClassifyRequest(model={"branch": "b1"}, clip=enc._clip(clip, 0.0))
             in_flight = enc._stub.Classify.future(req, timeout=20)
-            time.sleep(0.4)  # the call is now waiting in the batch queue
+            time.sleep(1.0)  # the call is now waiting in the 3 s batch window
             proc.send_signal(signal.SIGTERM)
             resp = in_flight.result()
             assert resp.model.version == 1 and resp.class_name
