@@ -50,7 +50,7 @@ for svc in "${services[@]}"; do
       target=$svc
       [[ $svc == trainer ]] && target=trainer-b1
       echo "images: building $svc ($variant, base $base)"
-      docker compose "${files[@]}" build --progress "${TRAJLAB_BUILD_PROGRESS:-quiet}" "$target"
+      docker compose --progress "${TRAJLAB_BUILD_PROGRESS:-quiet}" "${files[@]}" build "$target"
       image=trajlab/$svc:$variant ;;
     *) echo "images: unknown image $svc (known: ${all[*]} prometheus)" >&2; exit 2 ;;
   esac

@@ -27,6 +27,11 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "reporter": ("reporter",),
     "all": ("encoder", "trainer", "dataset", "describer", "reporter"),
 }
+# Packages of an extra that only the command line uses, never the service: left out of
+# the image (the encoder extra carries the video readers of `trajlab classify`).
+CLI_ONLY: dict[str, frozenset[str]] = {
+    "encoder": frozenset({"imageio", "imageio-ffmpeg"}),
+}
 
 
 def _name(req: str) -> str:
@@ -42,6 +47,8 @@ def requirements(pyproject: Path, service: str, variant: str) -> list[str]:
     seen: set[str] = set()
     for req in reqs:
         name = _name(req)
+        if name in CLI_ONLY.get(service, frozenset()):
+            continue
         if variant == "gpu" and name == "onnxruntime":
             # The CUDA and cuDNN runtime libraries come as pip packages with this extra.
             req, name = "onnxruntime-gpu[cuda,cudnn]>=1.20,<2", "onnxruntime-gpu"

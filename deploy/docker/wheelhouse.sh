@@ -30,8 +30,9 @@ if cmp -s <(cat "$req" "$cons") "$out/.stamp" && ls "$out"/*.whl >/dev/null 2>&1
 fi
 echo "wheelhouse: building $out"
 # pip wheel = download wheels and build any sdist into a wheel, so --no-index works later.
+# (Hosts whose pip config names local index folders warn once per package: filtered.)
 "$PY" -m pip wheel -q --disable-pip-version-check --prefer-binary -w "$out" --find-links "$out" \
-  -c "$cons" -r "$req"
+  -c "$cons" -r "$req" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 cp "$cons" "$out/constraints.txt"
 cat "$req" "$cons" >"$out/.stamp"
 echo "wheelhouse: $out has $(ls "$out"/*.whl | wc -l) wheels ($(du -sh "$out" | cut -f1))"

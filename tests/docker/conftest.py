@@ -24,7 +24,10 @@ _built: dict[str, str] = {}
 
 
 def build_image(service: str) -> str:
-    """Build (or refresh from cache) trajlab/<service>:cpu and return its name."""
+    """Build (or refresh from cache) trajlab/<service>:cpu and return its name.
+
+    "prometheus" builds Debian's Prometheus as trajlab/prometheus:debian (no registry needed).
+    """
     if service not in _built:
         start = time.monotonic()
         proc = subprocess.run(
@@ -37,7 +40,7 @@ def build_image(service: str) -> str:
         )
         if proc.returncode != 0:
             pytest.fail(f"building the {service} image failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-        _built[service] = f"trajlab/{service}:cpu"
+        _built[service] = "trajlab/prometheus:debian" if service == "prometheus" else f"trajlab/{service}:cpu"
         print(f"[docker] {service} image ready in {time.monotonic() - start:.0f} s")
     return _built[service]
 

@@ -37,9 +37,10 @@ class ServiceContainer(DockerContainer):  # type: ignore[misc]
 
     def __init__(self, image: str | None = None, **env: str) -> None:
         super().__init__(image or f"trajlab/{self.service}:cpu")
-        # ("127.0.0.1",) = loopback, any free host port: nothing listens on the network.
-        self.with_bind_ports(self.grpc_port, ("127.0.0.1",))  # type: ignore[arg-type]
-        self.with_bind_ports(METRICS_PORT, ("127.0.0.1",))  # type: ignore[arg-type]
+        # docker-py's ("127.0.0.1",) = loopback, any free host port: nothing listens on the
+        # network (with_bind_ports only takes a port number, which would bind 0.0.0.0).
+        self.ports[f"{self.grpc_port}/tcp"] = ("127.0.0.1",)
+        self.ports[f"{METRICS_PORT}/tcp"] = ("127.0.0.1",)
         for key, value in env.items():
             self.with_env(key, value)
         self._channel: grpc.Channel | None = None

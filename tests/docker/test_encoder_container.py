@@ -53,6 +53,13 @@ def test_runs_as_non_root_with_the_repository_read_only(encoder: EncoderContaine
     assert attrs["Config"]["User"] == "trajlab"
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
     assert mounts["/models"]["RW"] is False
+    bindings = [b for bs in attrs["HostConfig"]["PortBindings"].values() for b in bs]
+    assert bindings and {b["HostIp"] for b in bindings} == {"127.0.0.1"}
+
+
+def test_the_image_carries_onnxruntime_and_no_torch(encoder: EncoderContainer) -> None:
+    code, out = encoder.exec(["python", "-c", "import importlib.util as u; print(bool(u.find_spec('torch')), bool(u.find_spec('onnxruntime')))"])
+    assert code == 0 and out.decode().split() == ["False", "True"]
 
 
 def test_every_rpc_answers_with_the_contract_shapes(encoder: EncoderContainer) -> None:
