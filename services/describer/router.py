@@ -16,6 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,7 +55,7 @@ class BackendStatus:
     kind: str
     model: str
     endpoint: str
-    health: str  # "healthy", "not_configured", "circuit_open", "probing"
+    health: str  # "healthy", "not_configured", "circuit_open", "probing", "unreachable"
     detail: str
     consecutive_failures: int
 
@@ -180,9 +181,18 @@ class BackendRegistry:
         names += [f"tgi:{m}" for m in self.tgi_models()]
         with self._lock:
             names += list(self._backends)
+        unique = list(dict.fromkeys(names))
+        backends = {name: self.get(name) for name in unique}
+        # Health probes (TGI's GET /health) run side by side: ListBackends waits ~1 s at most.
+        probes: dict[str, tuple[bool, str]] = {}
+        probing = [n for n, b in backends.items() if hasattr(b, "probe") and b.configured()[0]]
+        if probing:
+            with ThreadPoolExecutor(max_workers=len(probing)) as pool:
+                for n, res in zip(probing, pool.map(lambda n: backends[n].probe(), probing), strict=True):
+                    probes[n] = res
         out = []
-        for name in dict.fromkeys(names):
-            backend = self.get(name)
+        for name in unique:
+            backend = backends[name]
             ok, detail = backend.configured()
             br = self.breaker(name)
             state = br.state()
@@ -193,6 +203,9 @@ class BackendRegistry:
                 detail = f"{detail}; circuit open, next probe in {br.seconds_until_probe():.1f} s"
             elif state == BreakerState.HALF_OPEN:
                 health = "probing"
+            elif name in probes and not probes[name][0]:
+                health = "unreachable"
+                detail = f"{detail}; {probes[name][1]}"
             else:
                 health = "healthy"
             out.append(

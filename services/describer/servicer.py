@@ -23,6 +23,7 @@ _HEALTH = {
     "not_configured": describer_pb2.BACKEND_HEALTH_NOT_CONFIGURED,
     "circuit_open": describer_pb2.BACKEND_HEALTH_CIRCUIT_OPEN,
     "probing": describer_pb2.BACKEND_HEALTH_PROBING,
+    "unreachable": describer_pb2.BACKEND_HEALTH_UNREACHABLE,
 }
 
 

@@ -31,6 +31,7 @@ _HEALTH_NAMES = {
     describer_pb2.BACKEND_HEALTH_NOT_CONFIGURED: "not_configured",
     describer_pb2.BACKEND_HEALTH_CIRCUIT_OPEN: "circuit_open",
     describer_pb2.BACKEND_HEALTH_PROBING: "probing",
+    describer_pb2.BACKEND_HEALTH_UNREACHABLE: "unreachable",
 }
 
 ArrayLike = np.ndarray | Sequence[Sequence[float]]
@@ -74,7 +75,7 @@ class BackendInfo:
     kind: str
     model: str
     endpoint: str
-    health: str  # healthy, not_configured, circuit_open, probing, unknown
+    health: str  # healthy, not_configured, circuit_open, probing, unreachable, unknown
     detail: str
     consecutive_failures: int
 

@@ -10,11 +10,16 @@ of its own; the router's retry layer applies.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from services.describer.backends.base import BackendError, Description, FailureKind, Trajectory
 from services.describer.backends.llm import ANSWER_SCHEMA, check_answer, render_prompt
 
 log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT_SECONDS = 1.0  # GET /health must answer within this
+HEALTH_CACHE_SECONDS = 10.0  # a probe result is reused this long (ListBackends may be polled)
 
 
 class TGIBackend:
@@ -31,9 +36,28 @@ class TGIBackend:
         self.endpoint = endpoint.rstrip("/")
         self._max_new_tokens = max_new_tokens
         self._prompt_version = prompt_version
+        self._probe_lock = threading.Lock()
+        self._probe_cache: tuple[float, tuple[bool, str]] | None = None
         if self.endpoint:
             # Import the client now, not inside a request's budget.
             import text_generation  # noqa: F401
+
+    def probe(self) -> tuple[bool, str]:
+        """(reachable, detail) from TGI's GET /health, cached for HEALTH_CACHE_SECONDS."""
+        import requests
+
+        now = time.monotonic()
+        with self._probe_lock:
+            if self._probe_cache is not None and now - self._probe_cache[0] < HEALTH_CACHE_SECONDS:
+                return self._probe_cache[1]
+        try:
+            r = requests.get(f"{self.endpoint}/health", timeout=HEALTH_TIMEOUT_SECONDS)
+            result = (r.status_code == 200, f"GET /health: HTTP {r.status_code}")
+        except requests.exceptions.RequestException as exc:
+            result = (False, f"GET /health failed ({exc.__class__.__name__})")
+        with self._probe_lock:
+            self._probe_cache = (now, result)
+        return result
 
     def configured(self) -> tuple[bool, str]:
         if not self.endpoint:

@@ -113,6 +113,8 @@ class ScriptedServer:
     def __init__(self, replies: list[Reply]) -> None:
         self.replies = list(replies)
         self.requests: list[Recorded] = []
+        self.health_status = 200  # what GET /health answers
+        self.health_checks = 0  # GET /health requests seen (not in ``requests``)
         self._lock = threading.Lock()
         outer = self
 
@@ -150,6 +152,22 @@ class ScriptedServer:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout tests)
+
+            def do_GET(self) -> None:
+                # TGI's GET /health: 200 when ready, 503 {"error": ..., "error_type": "healthcheck"}.
+                with outer._lock:
+                    outer.health_checks += 1
+                status = outer.health_status
+                data = (
+                    b""
+                    if status == 200
+                    else json.dumps({"error": "unhealthy", "error_type": "healthcheck"}).encode()
+                )
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def log_message(self, format: str, *args: Any) -> None:  # silence stderr
                 return

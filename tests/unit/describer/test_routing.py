@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY
@@ -91,14 +93,24 @@ def test_backend_names_and_branch_defaults(make_router: RouterFactory, trajector
 
 
 def test_list_backends_reports_config_and_health(make_router: RouterFactory) -> None:
-    router = make_router(tgi_endpoints={"mistral": "http://127.0.0.1:9"}, openai_api_key="sk-x")
-    st = {s.name: s for s in router.registry.statuses()}
-    assert set(st) == {"analytic", "openai:gpt-4", "tgi:mistral", "tgi:phi-2"}
-    assert st["analytic"].health == "healthy"
-    assert st["openai:gpt-4"].health == "healthy" and st["openai:gpt-4"].model == "gpt-4"
-    assert st["tgi:mistral"].endpoint == "http://127.0.0.1:9" and st["tgi:mistral"].health == "healthy"
-    assert st["tgi:phi-2"].health == "not_configured" and "TGI_ENDPOINTS" in st["tgi:phi-2"].detail
-    assert all("sk-x" not in s.detail for s in st.values())
+    with scripted(tgi_ok(answer_json())) as up, socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # a port nobody listens on
+        down = f"http://127.0.0.1:{s.getsockname()[1]}"
+        router = make_router(tgi_endpoints={"mistral": up.url, "phi-2": down}, openai_api_key="sk-x")
+        st = {s.name: s for s in router.registry.statuses()}
+        assert up.health_checks == 1
+        assert set(st) == {"analytic", "openai:gpt-4", "tgi:mistral", "tgi:phi-2"}
+        assert st["analytic"].health == "healthy"
+        assert st["openai:gpt-4"].health == "healthy" and st["openai:gpt-4"].model == "gpt-4"
+        assert st["tgi:mistral"].endpoint == up.url and st["tgi:mistral"].health == "healthy"
+        assert st["tgi:phi-2"].health == "unreachable" and "GET /health failed" in st["tgi:phi-2"].detail
+        assert all("sk-x" not in s.detail for s in st.values())
+        # A TGI that answers 503 (still loading the model) is reported, once the cache expires.
+        up.health_status = 503
+        fresh = make_router(tgi_endpoints={"mistral": up.url})
+        st = {s.name: s for s in fresh.registry.statuses()}
+        assert st["tgi:mistral"].health == "unreachable" and "HTTP 503" in st["tgi:mistral"].detail
+        assert st["tgi:phi-2"].health == "not_configured" and "TGI_ENDPOINTS" in st["tgi:phi-2"].detail
 
 
 def test_deadline_too_short_falls_back_without_calling(
