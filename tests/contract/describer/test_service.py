@@ -42,8 +42,10 @@ def slow_tgi() -> Iterator[ScriptedServer]:
 
 @pytest.fixture(scope="module")
 def target(slow_tgi: ScriptedServer) -> Iterator[str]:
-    for var in ("OPENAI_API_KEY", "TRAJLAB_DESCRIBER_OPENAI_API_KEY"):
-        os.environ.pop(var, None)
+    # The key is read per request: keep a developer's real one away for the whole module.
+    mp = pytest.MonkeyPatch()
+    for var in ("OPENAI_API_KEY", "TRAJLAB_DESCRIBER_OPENAI_API_KEY", "TRAJLAB_CONFIG"):
+        mp.delenv(var, raising=False)
     settings = load_settings(DescriberSettings, tgi_endpoints={"mistral": slow_tgi.url}, port=0)
     branches = {n: b.describer_backend for n, b in load_branches().items()}
     servicer = DescriberServicer(Router(BackendRegistry(settings, branches)))
@@ -55,6 +57,7 @@ def target(slow_tgi: ScriptedServer) -> Iterator[str]:
     )
     yield f"127.0.0.1:{port}"
     server.stop(0)
+    mp.undo()
 
 
 @pytest.fixture
