@@ -88,18 +88,20 @@ def _vec(v: np.ndarray, digits: int = 2) -> str:
     return "(" + ", ".join(f"{x:.{digits}f}" for x in v) + ")"
 
 
+# Camera coordinates of trajlab.data: x right, y up, z depth along the viewing direction.
+_WORDS = (("right", "left"), ("up", "down"), ("away from the camera", "toward the camera"))
+
+
 def _direction_words(v: np.ndarray) -> str:
-    """Dominant direction of a vector in words; the camera looks along +z."""
+    """Dominant direction of a vector in words (x right, y up, camera looking along +z)."""
     n = float(np.linalg.norm(v))
     if n == 0:
         return "no particular direction"
     u = v / n
     axis = int(np.argmax(np.abs(u)))
-    sign = "+" if u[axis] >= 0 else "-"
-    extra = ""
-    if axis == 2:
-        extra = " (away from the camera)" if u[axis] >= 0 else " (toward the camera)"
-    return f"mostly along {sign}{'xyz'[axis]}{extra}, unit direction {_vec(u)}"
+    positive = bool(u[axis] >= 0)
+    word = _WORDS[axis][0 if positive else 1]
+    return f"mostly {word} ({'+' if positive else '-'}{'xyz'[axis]}), unit direction {_vec(u)}"
 
 
 def describe_fit(fit: MotionFit, trajectory: Trajectory) -> str:
@@ -119,6 +121,14 @@ def describe_fit(fit: MotionFit, trajectory: Trajectory) -> str:
             f"{_direction_words(a)}; speed {p['speed_at_t0']:.3g} units/s at t = 0 s from "
             f"{_vec(np.asarray(p['position_at_t0']))}."
         )
+        a_mag = float(p["acceleration_magnitude"])  # type: ignore[arg-type]
+        if a_mag > 0:
+            # The apex: where the velocity's component along the acceleration is zero.
+            t_apex = -float(np.dot(np.asarray(p["velocity_at_t0"]), a)) / (a_mag * a_mag)
+            apex = fit.fit.predict(np.array([t_apex]))[0]
+            text += (
+                f" Its apex (turning point against the acceleration) is at t = {t_apex:.3g} s, {_vec(apex)}."
+            )
     elif fam == "circular":
         text = (
             f"Circular motion: radius {p['radius']:.3g} units, period {p['period']:.3g} s "

@@ -175,3 +175,16 @@ def test_windows_far_from_time_zero_keep_equations_small_and_exact(kind: str) ->
     d = AnalyticBackend().describe(Trajectory(tr.observed, t[:N_OBSERVED]))
     assert all("(t - 86400.938)" in eq or "t" not in eq for eq in d.equations), d.equations
     assert score_equations(d.equations, t, tr.positions).normalized_rmse < 1e-4
+
+
+def test_parabolic_description_gives_direction_words_and_the_apex() -> None:
+    tr = make_trajectory("parabolic", 2)
+    v, g = tr.params["velocity"], tr.params["acceleration"]
+    t_apex = -float(np.dot(v, g)) / float(np.dot(g, g))
+    d = AnalyticBackend().describe(Trajectory(tr.observed, tr.observed_times))
+    assert f"apex (turning point against the acceleration) is at t = {t_apex:.3g} s" in d.description
+    axis = int(np.argmax(np.abs(g)))
+    word = (("right", "left"), ("up", "down"), ("away from the camera", "toward the camera"))[axis][
+        int(g[axis] < 0)
+    ]
+    assert f"units/s² mostly {word}" in d.description
