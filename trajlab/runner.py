@@ -33,6 +33,7 @@ class RunPlan:
     """Where everything goes and which ports everything listens on."""
 
     profile: Profile
+    profile_ref: str  # what services are given: a profile name, or an absolute YAML path
     branches: list[str]
     workdir: Path  # runs/<profile>/: trainer run dirs, logs, prometheus data
     data_dir: Path
@@ -72,6 +73,8 @@ def make_plan(
     threads_per_trainer: int | None,
 ) -> RunPlan:
     profile = load_profile(profile_name)
+    as_path = Path(profile_name)
+    profile_ref = str(as_path.resolve()) if as_path.suffix else profile_name
     known = load_branches()
     chosen = branches or sorted(known)
     unknown = [b for b in chosen if b not in known]
@@ -82,6 +85,7 @@ def make_plan(
     workdir = root / "runs" / profile.name
     plan = RunPlan(
         profile=profile,
+        profile_ref=profile_ref,
         branches=chosen,
         workdir=workdir,
         data_dir=root / "data" / profile.name,
@@ -160,7 +164,7 @@ def start_services(plan: RunPlan, sup: Supervisor, fresh: bool) -> None:
         env = _service_env(plan, name, "TRAJLAB_TRAINER_")
         env.update(
             TRAJLAB_TRAINER_BRANCH=b,
-            TRAJLAB_TRAINER_PROFILE=plan.profile.name,
+            TRAJLAB_TRAINER_PROFILE=plan.profile_ref,
             TRAJLAB_TRAINER_DATA_DIR=str(plan.data_dir),
             TRAJLAB_TRAINER_RUN_DIR=str(run_dir),
             TRAJLAB_TRAINER_MODEL_REPO=str(plan.model_repo),
@@ -178,7 +182,7 @@ def start_services(plan: RunPlan, sup: Supervisor, fresh: bool) -> None:
         TRAJLAB_REPORTER_DESCRIBER_TARGET=plan.target("describer"),
         TRAJLAB_REPORTER_REPORTS_DIR=str(plan.reports_dir),
         TRAJLAB_REPORTER_DATA_DIR=str(plan.data_dir),
-        TRAJLAB_REPORTER_PROFILE=plan.profile.name,
+        TRAJLAB_REPORTER_PROFILE=plan.profile_ref,
         TRAJLAB_REPORTER_PROMETHEUS_URL=(
             f"http://127.0.0.1:{plan.ports['prometheus']}" if plan.use_prometheus else ""
         ),
