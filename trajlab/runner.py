@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from trajlab.clients.reporter import Report, ReporterClient
 from trajlab.profiles import Profile, load_branches, load_profile
 from trajlab.supervisor import Supervisor, free_port
 
@@ -55,12 +56,7 @@ class RunPlan:
 
 @dataclass
 class RunOutcome:
-    report_dir: str
-    markdown_path: str
-    winner: str
-    winner_rule: str
-    summary: list[dict[str, object]]
-    missing: list[tuple[str, str]]
+    report: Report
     failed_branches: list[str]
 
 
@@ -247,32 +243,9 @@ def wait_for_models(plan: RunPlan, branches: list[str], sup: Supervisor, timeout
             time.sleep(0.5)
 
 
-def build_report(plan: RunPlan, timeout: float) -> RunOutcome:
-    from trajlab.reporter.v1 import reporter_pb2, reporter_pb2_grpc
-
-    with grpc.insecure_channel(plan.target("reporter")) as ch:
-        resp = reporter_pb2_grpc.ReporterServiceStub(ch).BuildReport(
-            reporter_pb2.BuildReportRequest(branches=plan.branches), timeout=timeout
-        )
-    return RunOutcome(
-        report_dir=resp.report_dir,
-        markdown_path=resp.markdown_path,
-        winner=resp.winner,
-        winner_rule=resp.winner_rule,
-        summary=[
-            {
-                "branch": r.branch,
-                "accuracy": r.accuracy,
-                "forecast_mae_pct": r.forecast_mae_pct,
-                "meets_criteria": r.meets_criteria,
-                "equation_accuracy": r.equation_accuracy,
-                "missing_reason": r.missing_reason,
-            }
-            for r in resp.summary
-        ],
-        missing=[(m.section, m.reason) for m in resp.missing],
-        failed_branches=[],
-    )
+def build_report(plan: RunPlan, timeout: float) -> Report:
+    with ReporterClient(plan.target("reporter"), timeout=timeout) as client:
+        return client.build_report(branches=plan.branches)
 
 
 def run_pipeline(
@@ -311,9 +284,7 @@ def run_pipeline(
         failed = [b for b in plan.branches if b not in done]
         if done:
             wait_for_models(plan, done, sup, timeout=120)
-        outcome = build_report(plan, timeout=900)
-        outcome.failed_branches = failed
-        return outcome
+        return RunOutcome(report=build_report(plan, timeout=900), failed_branches=failed)
     finally:
         sup.stop_all()
 

@@ -75,8 +75,8 @@ def test_quick_run_succeeds_and_prints_the_winner_and_report(quick_run) -> None:
     root, proc = quick_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rdir = _report_dir(root)
-    assert f"report: {rdir / 'PARALLEL_RESULTS_COMPARISON.md'}" in proc.stdout.replace("\n", "")
-    assert re.search(r"winner: b[1-4]", proc.stdout)
+    assert f"Report: {rdir / 'PARALLEL_RESULTS_COMPARISON.md'}" in proc.stdout.replace("\n", "")
+    assert re.search(r"Winner: b[1-4]", proc.stdout)
     for b in ("b1", "b2", "b3", "b4"):
         assert b in proc.stdout
 
@@ -116,7 +116,7 @@ def test_winner_follows_the_rule(quick_run) -> None:
         b: json.loads((root / "runs" / "quick" / b / "results.json").read_text()) for b in ("b1", "b2", "b3", "b4")
     }
     best = max(results, key=lambda b: (results[b]["accuracy"], -results[b]["forecast_mae_pct"]))
-    assert f"winner: {best}" in proc.stdout
+    assert f"Winner: {best};" in proc.stdout
     md = (_report_dir(root) / "PARALLEL_RESULTS_COMPARISON.md").read_text()
     assert f"**Winner: {best}.**" in md
 

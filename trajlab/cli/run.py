@@ -40,7 +40,7 @@ def run(
     )
     try:
         with Live(console=console, refresh_per_second=2, transient=False) as live:
-            outcome = run_pipeline(plan, fresh=fresh, on_status=lambda s: live.update(status_table(s)))
+            outcome = run_pipeline(plan, fresh=fresh, on_status=lambda s: live.update(_live_table(s)))
     except ChildFailed as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
@@ -50,57 +50,14 @@ def run(
     except TimeoutError as exc:
         console.print(f"[red]error:[/] {exc}; logs in {plan.log_dir}")
         raise typer.Exit(1) from None
-    _print_outcome(outcome)
+    from trajlab.cli.pipeline import print_report_summary
 
-
-def status_table(statuses: dict[str, object]):  # type: ignore[no-untyped-def]
-    from rich.table import Table
-
-    from trajlab.trainer.v1 import trainer_pb2
-
-    t = Table(title="training", expand=False)
-    for col in ("branch", "state", "epoch", "loss", "val acc", "MAE %", "clips/s", "ETA"):
-        t.add_column(col, justify="right" if col not in ("branch", "state") else "left")
-    for b, s in statuses.items():
-        if s is None:
-            t.add_row(b, "[red]unreachable[/]", *[""] * 6)
-            continue
-        state = trainer_pb2.TrainingState.Name(s.state).removeprefix("TRAINING_STATE_").lower()  # type: ignore[attr-defined]
-        eta = f"{s.eta_seconds:.0f} s" if s.eta_seconds >= 0 else "-"  # type: ignore[attr-defined]
-        t.add_row(
-            b,
-            state,
-            f"{s.epoch}/{s.total_epochs}",  # type: ignore[attr-defined]
-            f"{s.train_loss:.3f}" if s.epoch else "-",  # type: ignore[attr-defined]
-            f"{100 * s.val_accuracy:.1f} %" if s.epoch else "-",  # type: ignore[attr-defined]
-            f"{s.forecast_mae_pct:.1f}" if s.epoch else "-",  # type: ignore[attr-defined]
-            f"{s.clips_per_second:.0f}",  # type: ignore[attr-defined]
-            eta,
-        )
-    return t
-
-
-def _print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
-    from rich.console import Console
-    from rich.table import Table
-
-    out = Console()
-    t = Table(title="comparison")
-    for col in ("branch", "accuracy", "MAE % extent", "criteria", "equation acc.", "missing"):
-        t.add_column(col)
-    for row in outcome.summary:
-        t.add_row(
-            str(row["branch"]),
-            f"{100 * row['accuracy']:.1f} %" if row["accuracy"] >= 0 else "missing",
-            f"{row['forecast_mae_pct']:.1f}" if row["forecast_mae_pct"] >= 0 else "missing",
-            "met" if row["meets_criteria"] else "not met",
-            f"{100 * row['equation_accuracy']:.0f} %" if row["equation_accuracy"] >= 0 else "missing",
-            str(row["missing_reason"]),
-        )
-    out.print(t)
-    out.print(f"winner: [bold]{outcome.winner or 'none'}[/] ({outcome.winner_rule})")
-    for section, reason in outcome.missing:
-        out.print(f"[yellow]missing[/] {section}: {reason}")
+    print_report_summary(outcome.report)
     if outcome.failed_branches:
-        out.print(f"[red]failed branches:[/] {', '.join(outcome.failed_branches)}")
-    out.print(f"report: {outcome.markdown_path}")
+        console.print(f"[red]failed branches:[/] {', '.join(outcome.failed_branches)}; see {plan.log_dir}")
+
+
+def _live_table(statuses: dict[str, object]):  # type: ignore[no-untyped-def]
+    from services.reporter.monitor import render_table, views_from_statuses
+
+    return render_table(views_from_statuses(statuses))  # type: ignore[arg-type]
