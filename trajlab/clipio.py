@@ -6,8 +6,9 @@ rate in frames per second (0.0 when the file does not say). Nothing is resized:
 the encoder refuses clips of another size than its model's, naming the expected
 shape, so a wrong file is noticed rather than silently stretched.
 
-GIF is read with Pillow (through imageio); MP4 and other videos need the
-``imageio-ffmpeg`` package, which ships its own ffmpeg binary (no system ffmpeg).
+GIF is read with Pillow; MP4 and other videos with PyAV (the ``av`` package, which
+ships FFmpeg's libraries: no system ffmpeg, and no ffmpeg subprocess, so reading and
+writing videos is safe in a process that also runs gRPC threads, where fork() is not).
 """
 
 from __future__ import annotations
@@ -132,10 +133,10 @@ def load_video(path: Path) -> tuple[np.ndarray, float]:
     if path.suffix.lower() == ".gif":
         return load_gif(path)
     try:
-        frames = iio.imread(path, index=None, plugin="FFMPEG")
-        meta = iio.immeta(path, plugin="FFMPEG")
+        frames = iio.imread(path, index=None, plugin="pyav")
+        meta = iio.immeta(path, plugin="pyav")
     except ImportError as exc:
-        raise InvalidClip(f"reading {path.suffix} files needs the imageio-ffmpeg package: {exc}") from None
+        raise InvalidClip(f"reading {path.suffix} files needs the av (PyAV) package: {exc}") from None
     return frames, float(meta.get("fps") or 0.0)
 
 
@@ -184,7 +185,11 @@ def save_clip(path: str | Path, clip: np.ndarray, fps: float = 8.0) -> Path:
     elif suffix == ".gif":
         iio.imwrite(p, clip, duration=1000.0 / fps, loop=0)
     elif suffix in VIDEO_SUFFIXES:
-        iio.imwrite(p, clip, fps=fps, plugin="FFMPEG", codec="libx264", macro_block_size=1)
+        if clip.shape[1] % 2 or clip.shape[2] % 2:
+            raise InvalidClip(
+                f"H.264 (yuv420p) needs an even height and width, got {clip.shape[1]}x{clip.shape[2]}"
+            )
+        iio.imwrite(p, clip, fps=fps, plugin="pyav", codec="libx264")
     elif suffix == "":
         p.mkdir(parents=True, exist_ok=True)
         width = max(4, len(str(len(clip))))

@@ -30,7 +30,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 # Packages of an extra that only the command line uses, never the service: left out of
 # the image (the encoder extra carries the video readers of `trajlab classify`).
 CLI_ONLY: dict[str, frozenset[str]] = {
-    "encoder": frozenset({"imageio", "imageio-ffmpeg"}),
+    "encoder": frozenset({"imageio", "imageio-ffmpeg", "av"}),
 }
 
 

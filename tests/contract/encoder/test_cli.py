@@ -28,7 +28,12 @@ def served(start_server, repo: Path, onnx_models: dict[str, Path]) -> str:
 
 def _run(*args: str) -> tuple[int, str]:
     res = CliRunner().invoke(app, list(args))
-    return res.exit_code, res.output
+    out = res.output
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        import traceback
+
+        out += "".join(traceback.format_exception(res.exception))
+    return res.exit_code, out
 
 
 @pytest.mark.parametrize("fmt", ["npy", "npz", "png", "gif", "mp4"])
