@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -64,6 +65,15 @@ def test_sigterm_finishes_in_flight_calls_then_exits_cleanly(
         with EncoderClient(f"127.0.0.1:{port}", timeout=20, retries=False) as enc:
             enc.wait_until_serving(30)
             from trajlab.encoder.v1 import encoder_pb2
+
+            assert enc.classify(clip, branch="b1").version == 1
+            # What the reporter and Prometheus scrape: per-branch latency, calls by code, loaded models.
+            mport = int(re.search(r"metrics on http://[\d.]+:(\d+)/metrics", "".join(lines)).group(1))  # type: ignore[union-attr]
+            body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
+            assert 'trajlab_encoder_inference_seconds_count{branch="b1"} 1.0' in body
+            assert 'trajlab_encoder_requests_total{branch="b1",code="OK",method="Classify"} 1.0' in body
+            assert 'trajlab_encoder_models_loaded{branch="b1"} 1.0' in body
+            assert 'trajlab_encoder_batch_size_bucket{branch="b1",le="1.0"} 1.0' in body
 
             req = encoder_pb2.ClassifyRequest(model={"branch": "b1"}, clip=enc._clip(clip, 0.0))
             in_flight = enc._stub.Classify.future(req, timeout=20)
