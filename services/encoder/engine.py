@@ -4,7 +4,8 @@ Clips must have exactly the shape the model was trained on: a clip of another
 size is refused (INVALID_ARGUMENT) with the expected shape in the message. We
 chose refusing over resizing because a silent resize changes what the model
 sees (aspect, object size, motion per pixel) and so its answers; a caller who
-wants a resize does it knowingly before sending (``trajlab.clipio`` can).
+wants a resize does it knowingly before sending. ListModels tells the expected
+shape of every loaded version.
 Preprocessing is ``trajlab.preprocess.to_model_input`` with the mean/std from
 the model's metadata: the very function the trainer used.
 """
