@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -136,6 +136,38 @@ def load_settings(
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
+class TlsSettings(BaseModel):
+    """Optional TLS for a gRPC server, by PEM file paths. All None (the default) = plaintext.
+
+    Set from the environment as e.g. ``TRAJLAB_ENCODER_TLS__CERT_FILE=/certs/encoder.pem``.
+    The files are checked at start, so a wrong path stops the process naming the field.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    cert_file: Path | None = None  # server certificate chain (PEM); with key_file, turns TLS on
+    key_file: Path | None = None  # private key of cert_file (PEM)
+    # CA bundle (PEM): when set, every client must present a certificate it signed (mutual TLS)
+    client_ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _check_files(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be set together (or neither, for plaintext)")
+        if self.client_ca_file is not None and self.cert_file is None:
+            raise ValueError("client_ca_file (mutual TLS) needs cert_file and key_file too")
+        for name in ("cert_file", "key_file", "client_ca_file"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name}: {path} is not a readable file")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """True when the server should listen with TLS."""
+        return self.cert_file is not None
+
+
 class ServerSettings(TrajlabSettings):
     """What every gRPC server shares. Subclasses set their own default port."""
 
@@ -149,3 +181,4 @@ class ServerSettings(TrajlabSettings):
     grace_seconds: float = 10.0  # seconds in-flight RPCs get to finish after SIGTERM
     log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
     json_logs: bool = False  # one JSON object per log line
+    tls: TlsSettings = Field(default_factory=TlsSettings)  # optional (mutual) TLS; default plaintext

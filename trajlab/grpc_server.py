@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
+from trajlab.config import TlsSettings
 from trajlab.errors import TrajlabError
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ def create_server(
     max_concurrent_rpcs: int | None = 64,
     max_message_bytes: int = 16 * 1024 * 1024,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
+    tls: TlsSettings | None = None,
 ) -> tuple[grpc.Server, int]:
     """Build and start a gRPC server on ``address`` ("host:port"; port 0 = any free port).
 
@@ -148,6 +150,8 @@ def create_server(
     their servicers; ``service_names`` are the full service names, registered for
     reflection and health. With ``serving=False`` health says NOT_SERVING until the
     caller flips it through ``health_servicer`` (e.g. the encoder, until a model loads).
+    With ``tls`` holding a certificate and key the port speaks TLS only; with its
+    ``client_ca_file`` too, clients must present a certificate that CA signed (mutual TLS).
     """
     from concurrent import futures
 
@@ -178,12 +182,29 @@ def create_server(
     reflection.enable_server_reflection(
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    port = server.add_insecure_port(address)
+    if tls is not None and tls.enabled:
+        port = server.add_secure_port(address, server_credentials(tls))
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind gRPC server to {address}")
     server.start()
     log.info("gRPC server listening on %s (port %d)", address, port)
+    if tls is not None and tls.enabled:
+        log.info("gRPC TLS on: certificate %s, client certificates %s", tls.cert_file,
+                 f"required (CA {tls.client_ca_file})" if tls.client_ca_file else "not required")
     return server, port
+
+
+def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
+    """gRPC server credentials from PEM files; mutual TLS when ``tls.client_ca_file`` is set."""
+    assert tls.cert_file is not None and tls.key_file is not None
+    ca = tls.client_ca_file.read_bytes() if tls.client_ca_file is not None else None
+    return grpc.ssl_server_credentials(
+        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
 
 
 def set_serving(hs: health.HealthServicer, names: Iterable[str], serving: bool) -> None:

@@ -59,6 +59,7 @@ def main() -> int:
         max_workers=settings.max_workers,
         max_concurrent_rpcs=settings.max_concurrent_rpcs,
         max_message_bytes=settings.max_message_bytes,
+        tls=settings.tls,
     )
     mport = start_metrics_server(settings.metrics_host, settings.metrics_port)
     log.info("describer serving on %s:%d (metrics port %s)", settings.host, port, mport)

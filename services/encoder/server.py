@@ -67,6 +67,7 @@ class EncoderServer:
             max_workers=s.max_workers,
             max_concurrent_rpcs=s.max_concurrent_rpcs,
             max_message_bytes=s.max_message_bytes,
+            tls=s.tls,
         )
         log.info(
             "encoder on port %d: repository %s (poll %.1f s, keep %d), batching %s, providers %s, "

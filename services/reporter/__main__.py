@@ -44,6 +44,7 @@ def main() -> None:
         max_workers=settings.max_workers,
         max_concurrent_rpcs=settings.max_concurrent_rpcs,
         max_message_bytes=settings.max_message_bytes,
+        tls=settings.tls,
     )
     start_metrics_server(settings.metrics_host, settings.metrics_port)
     log.info(

@@ -5,18 +5,73 @@ a hand-written loop: the library replays a call that failed with UNAVAILABLE
 (server starting, restarting or draining) with exponential backoff, within the
 call's deadline. Only methods listed as idempotent get a retry policy, because a
 retried non-idempotent call (e.g. StartTraining) could run twice.
+
+TLS is optional: ``open_channel(..., tls=ClientTls(ca_file=...))``, or, for every
+client at once without touching its code, the environment variables
+``TRAJLAB_TLS_CA_FILE`` (root CA, PEM), ``TRAJLAB_TLS_CERT_FILE`` and
+``TRAJLAB_TLS_KEY_FILE`` (client certificate for mutual TLS) and
+``TRAJLAB_TLS_SERVER_NAME`` (expected name in the server certificate, when it
+differs from the target's host). None of them set = plaintext, as before.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # bytes; equal to the servers' default
 DEFAULT_TIMEOUT_SECONDS = 30.0  # per-call deadline when the caller gives none
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """TLS for a client channel, by PEM file paths.
+
+    ``ca_file`` None uses the system's root certificates. ``cert_file`` and
+    ``key_file`` (together) present a client certificate, for servers that
+    require mutual TLS. ``server_name`` overrides the name checked in the
+    server's certificate (e.g. a certificate issued for ``encoder`` reached as
+    ``127.0.0.1:50051``).
+    """
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("ClientTls: cert_file and key_file must be given together")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ClientTls | None:
+        """``TRAJLAB_TLS_*`` variables as a ClientTls; None when none is set (plaintext)."""
+        e = os.environ if env is None else env
+
+        def path(name: str) -> Path | None:
+            v = e.get(name, "").strip()
+            return Path(v) if v else None
+
+        tls = cls(
+            ca_file=path("TRAJLAB_TLS_CA_FILE"),
+            cert_file=path("TRAJLAB_TLS_CERT_FILE"),
+            key_file=path("TRAJLAB_TLS_KEY_FILE"),
+            server_name=e.get("TRAJLAB_TLS_SERVER_NAME", "").strip() or None,
+        )
+        return tls if any((tls.ca_file, tls.cert_file, tls.server_name)) else None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca_file.read_bytes() if self.ca_file else None,
+            private_key=self.key_file.read_bytes() if self.key_file else None,
+            certificate_chain=self.cert_file.read_bytes() if self.cert_file else None,
+        )
 
 
 def service_config(
@@ -75,9 +130,17 @@ def open_channel(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     idempotent: Sequence[tuple[str, str | None]] = (),
     retries: bool = True,
+    tls: ClientTls | None = None,
 ) -> grpc.Channel:
-    """An insecure channel to ``host:port`` with the options above (trajlab runs on a private network)."""
-    return grpc.insecure_channel(
-        target,
-        options=channel_options(max_message_bytes=max_message_bytes, idempotent=idempotent, retries=retries),
-    )
+    """A channel to ``host:port`` with the options above.
+
+    Plaintext by default (trajlab runs on a private network); TLS with ``tls``, or
+    with the ``TRAJLAB_TLS_*`` environment variables when ``tls`` is None.
+    """
+    options = channel_options(max_message_bytes=max_message_bytes, idempotent=idempotent, retries=retries)
+    tls = tls if tls is not None else ClientTls.from_env()
+    if tls is None:
+        return grpc.insecure_channel(target, options=options)
+    if tls.server_name:
+        options.append(("grpc.ssl_target_name_override", tls.server_name))
+    return grpc.secure_channel(target, tls.credentials(), options=options)

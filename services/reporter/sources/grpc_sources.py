@@ -20,6 +20,7 @@ from services.reporter.model import (
     ServedEvaluation,
     ValidationSet,
 )
+from trajlab.clients._channel import ClientTls
 from trajlab.codec import array_to_clip
 from trajlab.common.v1 import common_pb2
 from trajlab.describer.v1 import describer_pb2, describer_pb2_grpc
@@ -53,7 +54,14 @@ def rpc_reason(exc: grpc.RpcError) -> str:
 
 
 def open_channel(target: str) -> grpc.Channel:
-    return grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+    # TLS when TRAJLAB_TLS_* names certificates (see trajlab.clients._channel), else plaintext.
+    tls = ClientTls.from_env()
+    if tls is None:
+        return grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+    opts = list(_CHANNEL_OPTIONS)
+    if tls.server_name:
+        opts.append(("grpc.ssl_target_name_override", tls.server_name))
+    return grpc.secure_channel(target, tls.credentials(), options=opts)
 
 
 @dataclass
