@@ -47,6 +47,10 @@ class RunPlan:
     metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @property
+    def endpoints_path(self) -> Path:
+        return self.workdir / "endpoints.json"
+
+    @property
     def log_dir(self) -> Path:
         return self.workdir / "logs" / self.stamp
 
@@ -186,6 +190,25 @@ def start_services(plan: RunPlan, sup: Supervisor, fresh: bool) -> None:
     sup.python_module("reporter", "services.reporter", rep_env)
 
 
+def write_endpoints(plan: RunPlan) -> Path:
+    """Write where every service of this run listens, for `trajlab monitor`, `trajlab classify` etc."""
+    import json
+
+    data = {
+        "stamp": plan.stamp,
+        "trainers": {b: plan.target(f"trainer-{b}") for b in plan.branches},
+        "encoder": plan.target("encoder"),
+        "describer": plan.target("describer"),
+        "reporter": plan.target("reporter"),
+        "prometheus": f"http://127.0.0.1:{plan.ports['prometheus']}" if plan.use_prometheus else "",
+        "metrics": {n: f"http://127.0.0.1:{p}/metrics" for n, p in plan.metrics_ports.items()},
+        "logs": str(plan.log_dir),
+    }
+    path = plan.endpoints_path
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
 def wait_healthy(target: str, sup: Supervisor, timeout: float, what: str) -> None:
     """Wait until the gRPC health check at ``target`` answers SERVING."""
     deadline = time.monotonic() + timeout
@@ -263,6 +286,7 @@ def run_pipeline(
     sup = Supervisor(plan.log_dir, grace_seconds=15.0)
     try:
         start_services(plan, sup, fresh)
+        write_endpoints(plan)
         for name in ("describer", "reporter", *(f"trainer-{b}" for b in plan.branches)):
             wait_healthy(plan.target(name), sup, timeout=120, what=name)
         deadline = time.monotonic() + training_timeout

@@ -160,6 +160,15 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
         return status.exists() and "training" in status.read_text().lower()
 
     _wait_for(training, 240, "b4 to train")
+    # `trajlab monitor --once` against the real trainers of this run, found through endpoints.json.
+    endpoints = json.loads((tmp_path / "runs" / "tiny" / "endpoints.json").read_text())
+    spec = ",".join(f"{b}={t}" for b, t in endpoints["trainers"].items())
+    mon = subprocess.run([*TRAJLAB, "monitor", "--once", "--trainers", spec], capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert mon.returncode == 0, mon.stderr
+    rows = {line.split()[1]: line for line in mon.stdout.splitlines() if re.match(r"^\S\s+b[14]\s", line)}
+    assert set(rows) == {"b1", "b4"}, mon.stdout
+    assert "training" in rows["b4"] and "/200" in rows["b4"], mon.stdout
     children = _children_of(proc.pid)
     assert len(children) >= 5, children  # describer, encoder, reporter, two trainers
     proc.send_signal(signal.SIGINT)

@@ -36,7 +36,8 @@ def run(
     )
     console.print(
         f"[bold]trajlab run[/] profile={plan.profile.name} branches={','.join(plan.branches)} "
-        f"logs={plan.log_dir} prometheus={'on' if plan.use_prometheus else 'off (not installed)'}"
+        f"prometheus={'on' if plan.use_prometheus else 'off (not installed)'}\n"
+        f"logs: {plan.log_dir}\nendpoints (for trajlab monitor/classify while it runs): {plan.endpoints_path}"
     )
     try:
         with Live(console=console, refresh_per_second=2, transient=False) as live:
