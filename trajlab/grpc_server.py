@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
 from trajlab.config import TlsSettings
-from trajlab.errors import TrajlabError
+from trajlab.errors import InvalidArgument, TrajlabError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
             return None
         service, method = _split_method(handler_call_details.method)
         if service in ("Health", "ServerReflection"):
-            return handler
+            return _guard_undecodable(handler)
 
         def finish(context: grpc.ServicerContext, start: float) -> None:
             code = context.code() if hasattr(context, "code") else None
@@ -87,6 +87,8 @@ class ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
 
             def unary_unary(request, context):  # type: ignore[no-untyped-def]
                 start = time.perf_counter()
+                if isinstance(request, _Undecodable):
+                    fail(context, request.as_error(method), start)
                 try:
                     resp = inner(request, context)
                 except Exception as exc:
@@ -99,7 +101,7 @@ class ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
@@ -107,6 +109,8 @@ class ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
 
             def unary_stream(request, context):  # type: ignore[no-untyped-def]
                 start = time.perf_counter()
+                if isinstance(request, _Undecodable):
+                    fail(context, request.as_error(method), start)
                 try:
                     yield from inner_s(request, context)
                 except Exception as exc:
@@ -118,10 +122,58 @@ class ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes are not a valid message of the method's type.
+
+    grpc answers a deserializer that raises with INTERNAL ("Exception deserializing
+    request!") and logs a traceback per call; a hostile or broken client would then
+    look like a server bug. The interceptor answers this INVALID_ARGUMENT instead.
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+    def as_error(self, method: str) -> InvalidArgument:
+        return InvalidArgument(f"the request is not a valid {method} request message: {self.error}")
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # protobuf DecodeError (bad wire format, bad UTF-8, ...)
+            return _Undecodable(str(exc)[:200])
+
+    return parse
+
+
+def _guard_undecodable(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """grpc's own unary services (health): undecodable requests get INVALID_ARGUMENT, no metrics."""
+    if not handler.unary_unary:
+        return handler
+    inner = handler.unary_unary
+
+    def unary_unary(request, context):  # type: ignore[no-untyped-def]
+        if isinstance(request, _Undecodable):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(request.as_error("health check")))
+        return inner(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(
+        unary_unary,
+        request_deserializer=_tolerant(handler.request_deserializer),
+        response_serializer=handler.response_serializer,
+    )
 
 
 def _is_abort(exc: BaseException) -> bool:
