@@ -119,6 +119,25 @@ class OpenAIBackend:
             return self._client
 
     def describe(self, trajectory: Trajectory, timeout_s: float) -> Description:
+        try:
+            return self._describe(trajectory, timeout_s)
+        except BackendError as exc:
+            # An upstream error body may echo the key in full (a proxy or gateway that
+            # quotes the Authorization header); the detail goes to answers, reports and logs.
+            key = self._api_key()
+            secret = key.get_secret_value() if key is not None else ""
+            if not secret or secret not in exc.detail:
+                raise
+            raise BackendError(
+                exc.kind,
+                exc.detail.replace(secret, "[redacted key]"),
+                retry_after=exc.retry_after,
+                retryable=exc.retryable,
+                prompt_tokens=exc.prompt_tokens,
+                completion_tokens=exc.completion_tokens,
+            ) from None
+
+    def _describe(self, trajectory: Trajectory, timeout_s: float) -> Description:
         import openai
 
         key = self._api_key()
