@@ -2,8 +2,8 @@
 
 What a clip shows (all through the pinhole :class:`~trajlab.data.camera.Camera`):
 
-- a static textured background: a dark, nearly grey tint, a vertical gradient, two sinusoidal
-  gratings and uniform noise of standard deviation ``background_noise`` grey levels
+- a static textured background: a dark, nearly grey tint, a vertical gradient, two
+  sinusoidal gratings and uniform noise of standard deviation ``background_noise`` grey levels
   (uniform rather than Gaussian: it is four times cheaper to draw and the models do
   not care);
 - static clutter drawn into that background: flat coloured squares and shaded grey
@@ -13,17 +13,20 @@ What a clip shows (all through the pinhole :class:`~trajlab.data.camera.Camera`)
   ``sqrt(4 / z)`` of its full colour, so both size and brightness tell the depth;
   its edge is anti-aliased by pixel coverage, so the coverage-weighted centroid of
   its pixels is its projected centre;
-- transient objects (flat squares or discs of a bright colour) that appear at a
-  frame >= 1, drift across the image and vanish before the last frame; each has a
-  depth, and is drawn in front of the sphere on the frames where it is nearer;
+- transient objects (flat squares or discs of a bright colour, size ``f * S / depth``)
+  that appear at a frame >= 1, move in a straight line between two points in the
+  central 80 % of the image (so they are on screen whenever present) and vanish
+  before the last frame; each has a depth in [4, 10], and is drawn in front of the
+  sphere on the frames where it is nearer;
 - optional camera jitter: a whole-pixel shift of the entire view per frame,
   ``round(N(0, camera_jitter))``, applied to background, clutter and objects alike.
 
-Each object is rasterised inside its bounding box only, for all frames of the clip
-at once (one ``(frames, box, box)`` grid); pixels are gathered and scattered through
-flat indices. :func:`render_clip_fullframe` draws the same scene over every pixel of
-every frame, the straightforward way, and gives identical bytes: it exists so tests
-and the benchmark can compare against it.
+Each object is rasterised inside its bounding box only, for all frames of a batch of
+clips at once (one ``(items, box, box)`` grid); the covered pixels are selected first,
+and only they are shaded, gathered and scattered (through flat byte indices).
+:func:`render_clip_fullframe` draws the same scene over every pixel of every frame, the
+straightforward way, and gives identical bytes: it exists so tests and the benchmark
+can compare against it.
 
 Random draws come in a fixed order with fixed sizes (the tables of clutter and
 transients are always drawn for their maximum counts), so changing the number of
