@@ -10,7 +10,7 @@ PROFILE ?= quick
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup proto lint test run bench images clean
+.PHONY: help setup proto lint test run bench images clean audit lock
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,15 @@ run: setup ## Run the pipeline on the embedded default profile (PROFILE=quick)
 
 bench: setup ## Run the benchmarks in bench/ and print their ratios
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+audit: setup ## pip-audit the venv against PyPI's advisories; fails on a finding or a package it cannot audit
+	$(VENV)/bin/pip-audit --local --strict --progress-spinner off $(AUDIT_ARGS)
+
+lock: setup ## Record the venv's exact versions in requirements.lock (see docs/RELIABILITY.md)
+	@{ echo "# Exact versions of the dev venv (make lock; $$($(PY) --version), $$(uname -m))."; \
+	   echo "# Use as a constraints file: pip install -c requirements.lock -e '.[...]'"; \
+	   $(PIP) freeze --exclude-editable --all | LC_ALL=C sort -f; } > requirements.lock
+	@echo "requirements.lock: $$(grep -vc '^#' requirements.lock) packages"
 
 images: ## Build the service images (VARIANT=cpu|gpu; works without a registry, see docs/CONTAINERS.md)
 	TRAJLAB_VARIANT=$(or $(VARIANT),cpu) bash deploy/docker/build-images.sh $(IMAGES)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# Needs log level INFO or lower (the default): the port is only known from this line.
 PORT_LINE = re.compile(r"gRPC server listening on \S+ \(port (\d+)\)")
 
 
