@@ -67,6 +67,9 @@ class TrainingConfig(_Strict):
     # its motion pathway is half as wide). Smaller profiles may use thinner models.
     channels: tuple[int, int, int] = (16, 32, 64)
     parity_clips: int = Field(32, ge=1, le=4096)  # validation clips checked ONNX vs PyTorch
+    # Mirror half the training clips left-right (and negate the targets' x): exact, as the
+    # camera's principal point is the image centre and no motion class depends on x's sign.
+    augment_flip: bool = True
 
 
 class Profile(_Strict):

@@ -5,7 +5,9 @@ it produces. The four seed branches of DESIGN.md are thin presets over
 :func:`create_branch_model`; a checkpoint stores the :class:`ModelArgs` it was built
 with, so export and resume rebuild the exact model without the original config.
 
-Input everywhere: ``clip`` float32 (N, C, T, H, W) from :func:`trajlab.preprocess.to_model_input`.
+Input everywhere: ``clip`` float32 (N, 3, T, H, W) from :func:`trajlab.preprocess.to_model_input`.
+A branch model first applies its stem (by default :class:`BackgroundSubtraction`, 3 -> 8
+channels), so the encoders' ``in_channels`` (C below) is the stem's output width.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ class ModelArgs:
     pool_grid: tuple[int, int, int] = (4, 4, 4)  # adaptive-pool output (T', H', W'); keeps where/when
     alpha: int = 4  # dual pathway: the context pathway sees every alpha-th frame
     motion_channel_ratio: int = 2  # dual pathway: motion pathway is this many times thinner
-    # "background_subtraction": the encoder sees each frame and each frame minus the
-    # clip's temporal mean (static background and clutter cancel, the moving object
-    # stays); "none": raw frames only.
+    # "background_subtraction": the encoder sees each frame, each frame minus the clip's
+    # temporal mean (static background and clutter cancel) and two pixel-coordinate
+    # planes; "none": raw frames only.
     stem: str = "background_subtraction"
     text_dim: int = 0  # text-embedding width (text alignment only)
     text_encoder: str = ""  # name of the text encoder whose embeddings are baked in
@@ -69,22 +71,38 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel: tuple[int, int, int] = (3, 3, 3
 
 
 class BackgroundSubtraction(nn.Module):
-    """(N, C, T, H, W) -> (N, 2C, T, H, W): the frames, and the frames minus their temporal mean.
+    """(N, C, T, H, W) -> (N, 2C + 2, T, H, W): frames, frames minus their temporal mean, u, v.
 
-    Part of the model (and so of the exported graph), not of the preprocessing, so
-    trainer and encoder still share one ``to_model_input``.
+    Static background and clutter cancel in the difference, the moving object stays;
+    the two coordinate planes (u, v in [-1, 1], as in CoordConv, Liu et al. 2018) let
+    convolutions, which are translation-equivariant, tell *where* that object is, which
+    the absolute 3D forecast needs. Part of the model (and of the exported graph), not
+    of the preprocessing, so trainer and encoder still share one ``to_model_input``.
     """
 
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__()
+        v, u = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+        self.register_buffer("coords", torch.stack([u, v])[None, :, None], persistent=False)  # (1,2,1,H,W)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, x - x.mean(dim=2, keepdim=True)], dim=1)
+        n, _, t, h, w = x.shape
+        coords = self.coords.expand(n, 2, t, h, w)
+        return torch.cat([x, x - x.mean(dim=2, keepdim=True), coords], dim=1)
 
 
-def create_stem(*, kind: str = "background_subtraction") -> tuple[nn.Module, int]:
-    """The input stem and its channel multiplier: ``background_subtraction`` (x2) or ``none`` (x1)."""
+def create_stem(
+    *, kind: str = "background_subtraction", in_channels: int = 3, height: int = 64, width: int = 64
+) -> tuple[nn.Module, int]:
+    """The input stem and the channels it outputs.
+
+    ``background_subtraction``: 2 * in_channels + 2 (see :class:`BackgroundSubtraction`);
+    ``none``: the raw frames.
+    """
     if kind == "background_subtraction":
-        return BackgroundSubtraction(), 2
+        return BackgroundSubtraction(height, width), 2 * in_channels + 2
     if kind == "none":
-        return nn.Identity(), 1
+        return nn.Identity(), in_channels
     raise ValueError(f"stem: unknown {kind!r}; expected 'background_subtraction' or 'none'")
 
 
@@ -96,9 +114,12 @@ class I3DEncoder(nn.Module):
         self.blocks = blocks
         self.pool = pool
         self.proj = proj
+        # Keeps the 512 features at unit scale whatever the grid size, so the heads'
+        # first steps do not blow up the loss (seen as a CE spike without it).
+        self.norm = nn.LayerNorm(proj.out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(torch.flatten(self.pool(self.blocks(x)), 1))
+        return self.norm(self.proj(torch.flatten(self.pool(self.blocks(x)), 1)))
 
 
 def create_i3d_encoder(
@@ -124,7 +145,7 @@ def create_i3d_encoder(
           -> Conv3d 3x3x3 -> BN -> ReLU -> MaxPool (2,2,2)    (N, c2, T/2, H/4, W/4)
           -> Conv3d 3x3x3 -> BN -> ReLU -> MaxPool (2,2,2)    (N, c3, T/4, H/8, W/8)
           -> adaptive average pool to pool_grid               (N, c3, t', h', w')
-          -> flatten -> Linear                                (N, feature_dim)
+          -> flatten -> Linear -> LayerNorm                   (N, feature_dim)
     """
     if len(channels) != 3:
         raise ValueError(f"channels must have 3 entries (one per block), got {list(channels)}")
@@ -191,6 +212,7 @@ class DualPathwayEncoder(nn.Module):
         self.motion_pool = motion_pool
         self.context_pool = context_pool
         self.proj = proj
+        self.norm = nn.LayerNorm(proj.out_features)  # as in I3DEncoder
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         motion = x
@@ -205,7 +227,7 @@ class DualPathwayEncoder(nn.Module):
             context = torch.cat([context, lateral(motion)], dim=1)
         m = torch.flatten(self.motion_pool(motion), 1)
         c = torch.flatten(self.context_pool(context), 1)
-        return self.proj(torch.cat([m, c], dim=1))
+        return self.norm(self.proj(torch.cat([m, c], dim=1)))
 
 
 def create_dual_pathway_encoder(
@@ -235,7 +257,7 @@ def create_dual_pathway_encoder(
           stage 1: conv -> (N, m1, T, H/2, W/2)     conv -> (N, c1, T/a, H/2, W/2) ++ lateral(2*m1)
           stage 2: conv -> (N, m2, T, H/4, W/4)     conv+pool -> (N, c2, T/a, H/4, W/4) ++ lateral(2*m2)
           stage 3: conv -> (N, m3, T, H/8, W/8)     conv+pool -> (N, c3, T/a, H/8, W/8) ++ lateral(2*m3)
-          pool to grid, flatten, concatenate -> Linear -> (N, feature_dim)
+          pool to grid, flatten, concatenate -> Linear -> LayerNorm -> (N, feature_dim)
     """
     if len(channels) != 3:
         raise ValueError(f"channels must have 3 entries (one per stage), got {list(channels)}")
@@ -452,9 +474,11 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
     a zero tensor of the right shape when the weights are about to be loaded from a
     checkpoint, whose buffer holds the real embeddings).
     """
-    stem, multiplier = create_stem(kind=args.stem)
+    stem, stem_channels = create_stem(
+        kind=args.stem, in_channels=args.in_channels, height=args.height, width=args.width
+    )
     common = dict(
-        in_channels=args.in_channels * multiplier,
+        in_channels=stem_channels,
         channels=args.channels,
         frames=args.frames,
         height=args.height,

@@ -408,7 +408,9 @@ class Trainer:
         frames = self.cfg.profile.dataset.frames
         n = len(train.labels)
         # The data order and every random draw of epoch e depend on (seed, e) only.
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(t.seed * 100_003 + epoch)).numpy()
+        gen = torch.Generator().manual_seed(t.seed * 100_003 + epoch)
+        order = torch.randperm(n, generator=gen).numpy()
+        flips = (torch.rand(n, generator=gen) < 0.5).numpy() if t.augment_flip else np.zeros(n, bool)
         torch.manual_seed(t.seed * 100_003 + epoch)
         model.train()
         started = time.monotonic()
@@ -425,9 +427,16 @@ class Trainer:
                 if self._stop.is_set():
                     raise TrainingStopped("stop requested")
                 idx = np.sort(order[step * t.batch_size : (step + 1) * t.batch_size])
-                x = torch.from_numpy(to_model_input(train.clips[idx]))
+                clips = np.asarray(train.clips[idx])
+                future = np.array(train.positions[idx, frames:], np.float32)
+                flip = flips[idx]
+                if flip.any():
+                    # Mirror image columns; in world units that is x -> -x (camera at the origin).
+                    clips[flip] = clips[flip][:, :, :, ::-1]
+                    future[flip, :, 0] *= -1.0
+                x = torch.from_numpy(to_model_input(clips))
                 y = torch.from_numpy(np.asarray(train.labels[idx], np.int64))
-                target = self._normalised_target(model, train.positions[idx, frames:])
+                target = self._normalised_target(model, future)
                 out = model(x)
                 loss, _parts = combined_loss(
                     out, y, target, forecast_weight=t.forecast_weight, aux_weight=t.aux_weight
