@@ -33,6 +33,12 @@ echo "wheelhouse: building $out"
 # (Hosts whose pip config names local index folders warn once per package: filtered.)
 "$PY" -m pip wheel -q --disable-pip-version-check --prefer-binary -w "$out" --find-links "$out" \
   -c "$cons" -r "$req" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
-cp "$cons" "$out/constraints.txt"
+# Keep only the pins of packages this image actually has wheels for: a package installed
+# in .venv for something else must not change the image's inputs (and bust its cache).
+have=$(ls "$out" | sed -n 's/^\([^-]*\)-.*\.whl$/\1/p' | tr 'A-Z_.' 'a-z--' | sort -u)
+while IFS= read -r line; do
+  name=$(echo "${line%%==*}" | tr 'A-Z_.' 'a-z--')
+  if grep -qx -- "$name" <<<"$have"; then echo "$line"; fi
+done <"$cons" | sort >"$out/constraints.txt"
 cat "$req" "$cons" >"$out/.stamp"
 echo "wheelhouse: $out has $(ls "$out"/*.whl | wc -l) wheels ($(du -sh "$out" | cut -f1))"

@@ -18,7 +18,8 @@ from tests.docker.containers import DescriberContainer
 from trajlab.common.v1 import common_pb2
 from trajlab.describer.v1 import describer_pb2
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# Generous: the first test of a session may build its image from scratch (minutes on 2 cores).
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ from trajlab.codec import array_to_clip
 from trajlab.common.v1 import common_pb2
 from trajlab.encoder.v1 import encoder_pb2
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# Generous: the first test of a session may build its image from scratch (minutes on 2 cores).
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
