@@ -165,9 +165,17 @@ def _alive(target: str) -> None:
         assert r.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def _fuzz_one(target: str, path: str, cls: type[Message], streaming: bool, n: int, seen: set[str]) -> None:
+def _fuzz_one(
+    target: str,
+    path: str,
+    cls: type[Message],
+    streaming: bool,
+    n: int,
+    seen: set[str],
+    overrides: dict[str, Any] | None = None,
+) -> None:
     @settings(FUZZ, max_examples=n)
-    @given(req=messages(cls.DESCRIPTOR, cls, overrides=_OVERRIDES))
+    @given(req=messages(cls.DESCRIPTOR, cls, overrides=_OVERRIDES if overrides is None else overrides))
     def check(req: Message) -> None:
         code = _call(target, path, req, streaming)
         assert code in DOCUMENTED, f"{path}: {code} for {req!r}"
