@@ -456,6 +456,7 @@ def _build(
         "format_version": FORMAT_VERSION,
         "generator_version": GENERATOR_VERSION,
         "trajlab_version": trajlab.__version__,
+        "numpy_version": np.__version__,  # the random streams are numpy's: provenance
         "config": config.model_dump(mode="json"),
         "config_sha256": _config_sha(config),
         "seed": config.seed,
