@@ -46,6 +46,9 @@ class ModelArgs:
     # temporal mean (static background and clutter cancel) and two pixel-coordinate
     # planes; "none": raw frames only.
     stem: str = "background_subtraction"
+    # Add the per-frame soft-argmax track (KeypointReadout) to the features. Off by default:
+    # in a 6-epoch quick-profile trial it did not lower the forecast loss (bench/RESULTS.md).
+    keypoints: bool = False
     text_dim: int = 0  # text-embedding width (text alignment only)
     text_encoder: str = ""  # name of the text encoder whose embeddings are baked in
 
@@ -106,20 +109,52 @@ def create_stem(
     raise ValueError(f"stem: unknown {kind!r}; expected 'background_subtraction' or 'none'")
 
 
+class KeypointReadout(nn.Module):
+    """Per-frame soft-argmax of a learned saliency map: (N, C, T, H, W) -> (N, 2T) image coordinates.
+
+    Pooled conv features say *what* moves but blur *where*; a spatial softmax
+    (Levine et al., "End-to-End Training of Deep Visuomotor Policies", 2016) turns a
+    saliency map into the expected (u, v) of the object in each frame, in [-1, 1], a
+    quantity the forecast head can map to 3D almost linearly.
+    """
+
+    def __init__(self, in_channels: int, height: int, width: int) -> None:
+        super().__init__()
+        self.saliency = nn.Conv3d(in_channels, 1, kernel_size=1)
+        v, u = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+        self.register_buffer("uv", torch.stack([u.reshape(-1), v.reshape(-1)], dim=1), persistent=False)
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        n, _, t, h, w = feat.shape
+        weights = torch.softmax(self.saliency(feat).reshape(n, t, h * w), dim=-1)  # (N, T, HW)
+        return (weights @ self.uv).reshape(n, t * 2)
+
+
 class I3DEncoder(nn.Module):
     """Three Conv3d-BN-ReLU blocks with 3D max pooling, adaptive average pooling, linear to D."""
 
-    def __init__(self, blocks: nn.Sequential, pool: nn.Module, proj: nn.Linear) -> None:
+    def __init__(
+        self,
+        blocks: nn.Sequential,
+        pool: nn.Module,
+        proj: nn.Linear,
+        keypoints: KeypointReadout | None = None,
+    ) -> None:
         super().__init__()
         self.blocks = blocks
         self.pool = pool
         self.proj = proj
+        self.keypoints = keypoints
         # Keeps the 512 features at unit scale whatever the grid size, so the heads'
         # first steps do not blow up the loss (seen as a CE spike without it).
         self.norm = nn.LayerNorm(proj.out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(torch.flatten(self.pool(self.blocks(x)), 1)))
+        first = self.blocks[0](x)  # (N, c1, T, H, W): full resolution, before any pooling
+        pooled = torch.flatten(self.pool(self.blocks[1:](first)), 1)
+        if self.keypoints is not None:
+            pooled = torch.cat([pooled, self.keypoints(first)], dim=1)
+        return self.norm(self.proj(pooled))
 
 
 def create_i3d_encoder(
@@ -131,6 +166,7 @@ def create_i3d_encoder(
     width: int = 64,
     pool_grid: Sequence[int] = (4, 4, 4),
     feature_dim: int = FEATURE_DIM,
+    keypoints: bool = False,
 ) -> I3DEncoder:
     """I3D-like 3D CNN (after Carreira & Zisserman, "Quo Vadis, Action Recognition?", CVPR 2017).
 
@@ -163,8 +199,10 @@ def create_i3d_encoder(
     available = (frames // 4, height // 8, width // 8)
     grid = _grid(pool_grid, available)
     pool = _adaptive_avg_pool(available, grid)
-    proj = nn.Linear(c3 * grid[0] * grid[1] * grid[2], feature_dim)
-    return I3DEncoder(blocks, pool, proj)
+    kp = KeypointReadout(c1, height, width) if keypoints else None
+    extra = 2 * frames if keypoints else 0
+    proj = nn.Linear(c3 * grid[0] * grid[1] * grid[2] + extra, feature_dim)
+    return I3DEncoder(blocks, pool, proj, kp)
 
 
 def _grid(wanted: Sequence[int], available: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -203,8 +241,10 @@ class DualPathwayEncoder(nn.Module):
         motion_pool: nn.Module,
         context_pool: nn.Module,
         proj: nn.Linear,
+        keypoints: KeypointReadout | None = None,
     ) -> None:
         super().__init__()
+        self.keypoints = keypoints
         self.motion_stages = motion_stages
         self.context_stages = context_stages
         self.laterals = laterals
@@ -218,16 +258,23 @@ class DualPathwayEncoder(nn.Module):
         motion = x
         # Every alpha-th frame at half resolution: the cheap view of the scene.
         context = nn.functional.avg_pool3d(x[:, :, :: self.alpha], kernel_size=(1, 2, 2))
-        for m_stage, c_stage, lateral in zip(
-            self.motion_stages, self.context_stages, self.laterals, strict=True
+        track: torch.Tensor | None = None
+        for i, (m_stage, c_stage, lateral) in enumerate(
+            zip(self.motion_stages, self.context_stages, self.laterals, strict=True)
         ):
-            motion = m_stage(motion)
+            if i == 0 and self.keypoints is not None:
+                first = m_stage[0](motion)  # full rate, full resolution, before pooling
+                track = self.keypoints(first)
+                motion = m_stage[1:](first)
+            else:
+                motion = m_stage(motion)
             context = c_stage(context)
             # Lateral fusion: time-strided conv brings motion features to the context rate.
             context = torch.cat([context, lateral(motion)], dim=1)
         m = torch.flatten(self.motion_pool(motion), 1)
         c = torch.flatten(self.context_pool(context), 1)
-        return self.norm(self.proj(torch.cat([m, c], dim=1)))
+        parts = [m, c] if track is None else [m, c, track]
+        return self.norm(self.proj(torch.cat(parts, dim=1)))
 
 
 def create_dual_pathway_encoder(
@@ -241,6 +288,7 @@ def create_dual_pathway_encoder(
     width: int = 64,
     pool_grid: Sequence[int] = (4, 4, 4),
     feature_dim: int = FEATURE_DIM,
+    keypoints: bool = False,
 ) -> DualPathwayEncoder:
     """Dual-pathway (SlowFast-like) encoder (after Feichtenhofer et al., "SlowFast Networks", ICCV 2019).
 
@@ -302,7 +350,8 @@ def create_dual_pathway_encoder(
         alpha=alpha,
         motion_pool=_adaptive_avg_pool(m_avail, m_grid),
         context_pool=_adaptive_avg_pool(c_avail, c_grid),
-        proj=nn.Linear(m_feat + c_feat, feature_dim),
+        proj=nn.Linear(m_feat + c_feat + (2 * frames if keypoints else 0), feature_dim),
+        keypoints=KeypointReadout(m_ch[0], height, width) if keypoints else None,
     )
 
 
@@ -485,6 +534,7 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
         width=args.width,
         pool_grid=args.pool_grid,
         feature_dim=args.feature_dim,
+        keypoints=args.keypoints,
     )
     encoder: nn.Module
     if args.encoder == "i3d":

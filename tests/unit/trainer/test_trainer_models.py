@@ -38,7 +38,7 @@ def test_encoders_map_any_clip_size_to_512_features(encoder: str, size: tuple[in
 def test_dual_pathway_sees_every_frame_and_every_fourth_frame() -> None:
     enc = create_dual_pathway_encoder(channels=(8, 8, 8), frames=16, height=32, width=32)
     seen: dict[str, tuple[int, ...]] = {}
-    enc.motion_stages[0].register_forward_hook(
+    enc.motion_stages[0][0].register_forward_hook(
         lambda _m, i, _o: seen.__setitem__("motion", tuple(i[0].shape))
     )
     enc.context_stages[0].register_forward_hook(
@@ -143,3 +143,18 @@ def test_forecast_statistics_are_undone_in_world_units() -> None:
 def test_bad_model_args_are_refused_with_the_field_named(kw: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         create_branch_model(ModelArgs(frames=8, height=24, width=24, horizon=4, **kw))
+
+
+def test_keypoint_readout_finds_the_salient_pixel_in_every_frame() -> None:
+    from services.trainer.models import KeypointReadout
+
+    kp = KeypointReadout(1, 9, 9)
+    with torch.no_grad():
+        kp.saliency.weight.fill_(50.0)
+        kp.saliency.bias.zero_()
+    feat = torch.zeros(1, 1, 2, 9, 9)
+    feat[0, 0, 0, 0, 8] = 1.0  # frame 0: top-right corner -> (u, v) = (1, -1)
+    feat[0, 0, 1, 4, 4] = 1.0  # frame 1: centre -> (0, 0)
+    out = kp(feat).reshape(2, 2)
+    assert torch.allclose(out[0], torch.tensor([1.0, -1.0]), atol=1e-3)
+    assert torch.allclose(out[1], torch.tensor([0.0, 0.0]), atol=1e-3)
