@@ -9,6 +9,7 @@
 #   TRAJLAB_HOST_CAS=1        copy the host's extra CAs (/usr/local/share/ca-certificates/*.crt)
 #                             to deploy/certs/ for builds behind a TLS-intercepting proxy
 #   BASE_IMAGE=...            force a base image (default: see deploy/docker/base-image.sh)
+#   TRAJLAB_PRUNE_BUILD_CACHE=12GB  trim Docker's build cache to that size afterwards (CI)
 # Prints the build time and size of every image.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -57,4 +58,10 @@ for svc in "${services[@]}"; do
   size=$(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}')
   summary+=("$(printf '%-28s %5d s  %s' "$image" $(( $(date +%s) - start )) "$size")")
 done
+# Superseded builds of these images (untagged, labelled trajlab) only take disk space.
+docker image prune -f --filter label=org.opencontainers.image.vendor=trajlab >/dev/null || true
+if [[ -n "${TRAJLAB_PRUNE_BUILD_CACHE:-}" ]]; then
+  # CI machines: bound the BuildKit cache (it is global: opt-in, never on a user's machine by default).
+  docker builder prune -f --keep-storage "$TRAJLAB_PRUNE_BUILD_CACHE" >/dev/null || true
+fi
 printf 'images: %s\n' "${summary[@]}"

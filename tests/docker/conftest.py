@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -49,22 +49,6 @@ def build_image(service: str) -> str:
 def image(docker_available: None) -> Callable[[str], str]:
     """image("encoder") -> "trajlab/encoder:cpu", built from the current sources."""
     return build_image
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A host folder the containers' non-root user (uid 10001) can read.
-
-    pytest's tmp_path lives under a 0700 folder; bind mounts need the whole path
-    traversable, so use a world-readable folder beside it and remove it afterwards.
-    """
-    import shutil
-    import tempfile
-
-    d = Path(tempfile.mkdtemp(prefix="trajlab-docker-"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def make_world_readable(root: Path) -> None:
