@@ -383,14 +383,28 @@ class Trainer:
                 return "it belongs to a different branch/profile configuration"
             if state.get("dataset_manifest_sha256") != manifest:
                 return "it was trained on a different dataset"
+            # Same configuration but other code (an upgrade changed the layers): the
+            # weights cannot be loaded, so this checkpoint is skipped, not fatal.
+            theirs = state.get("model")
+            if not isinstance(theirs, dict) or {k: tuple(v.shape) for k, v in theirs.items()} != own:
+                return "it was written by a different model architecture (code changed)"
             return None
+
+        own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
         state = ckpt.load_latest(self.ckpt_dir, validate=validate)
         if state is None:
             return None
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
+        try:
+            model.load_state_dict(state["model"])
+            optimiser.load_state_dict(state["optimiser"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise TrainingFailed(
+                f"checkpoint of epoch {state['epoch']} in {self.ckpt_dir} passed validation but "
+                f"does not load "
+                f"({exc}); move it away to start over"
+            ) from exc
         ckpt.set_rng_state(state["rng"])
         with self._lock:
             self._history = json.loads(state["history"])

@@ -143,3 +143,25 @@ def test_a_completed_run_is_not_retrained(tmp_path: Path, tiny_data: Path) -> No
     assert list_versions(cfg.model_repo, "b4") == [1]
     stamped = list(cfg.run_dir.glob("results-*Z.json"))
     assert len(stamped) == 1
+
+
+def test_checkpoint_of_another_architecture_is_skipped_not_fatal(
+    tmp_path: Path, tiny_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def crash(epoch: int) -> None:
+        raise Crash("simulated crash after epoch 1")
+
+    cfg = kit.run_config(tmp_path, tiny_data, "b4", epochs=2)
+    crashed = Trainer(cfg, on_epoch_end=crash)
+    with pytest.raises(TrainingFailed):
+        crashed.run()
+    # What an upgrade that changes the layers leaves behind: same run, other weights.
+    _epoch, path = ckpt.list_checkpoints(crashed.ckpt_dir)[-1]
+    state = torch.load(path, weights_only=True)
+    state["model"]["encoder.extra_layer.weight"] = torch.zeros(3)
+    torch.save(state, path)
+    with caplog.at_level("WARNING"):
+        t = Trainer(cfg)
+        t.run()
+    assert "different model architecture" in caplog.text
+    assert t.status.state == "done" and t.status.resumed_from_epoch == 0
