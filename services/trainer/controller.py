@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 TERMINAL = ("done", "failed")
+MAX_WATCH_INTERVAL_SECONDS = 3600.0  # longest WatchStatus throttle a client may ask for
 
 
 class TrainingController:
@@ -136,24 +137,34 @@ class TrainingController:
         self, min_interval_seconds: float, is_active: Callable[[], bool] = lambda: True
     ) -> Iterator[TrainerStatus]:
         """Status now, then on every change (at most one per interval), until DONE or FAILED."""
-        if not math.isfinite(min_interval_seconds) or min_interval_seconds <= 0:
+        if (
+            not math.isfinite(min_interval_seconds)
+            or not 0 < min_interval_seconds <= MAX_WATCH_INTERVAL_SECONDS
+        ):
             raise InvalidArgument(
-                f"min_interval_seconds must be a positive number, got {min_interval_seconds}"
+                f"min_interval_seconds must be in (0, {MAX_WATCH_INTERVAL_SECONDS:g}] seconds, "
+                f"got {min_interval_seconds}"
             )
         seen = -1
+        last: TrainerStatus | None = None
         while is_active():
             with self._cond:
                 if self._version == seen and not self._closed:
                     self._cond.wait(timeout=min(min_interval_seconds * 10, 5.0))
-                changed = self._version != seen
                 seen = self._version
                 closed = self._closed
+            # Compare snapshots, not just the version counter: the trainer sets its
+            # status a moment before it notifies, and a final DONE must never be dropped.
             status = self._trainer.status
-            if changed or closed:
+            if status != last:
                 yield status
+                last = status
             if status.state in TERMINAL or closed:
                 return
-            time.sleep(min_interval_seconds)
+            # Throttle in short naps so a cancelled stream or a shutdown ends promptly.
+            until = time.monotonic() + min_interval_seconds
+            while is_active() and not self._closed and (left := until - time.monotonic()) > 0:
+                time.sleep(min(left, 0.25))
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop a running training between steps (it resumes from its checkpoint later)."""

@@ -99,10 +99,11 @@ def test_bad_requests_are_refused_with_a_reason(start_trainer: ServerFactory) ->
         assert "profile" in err.value.details()
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
         stub = trainer_pb2_grpc.TrainerServiceStub(ch)
-        with pytest.raises(grpc.RpcError) as err:
-            list(stub.WatchStatus(trainer_pb2.WatchStatusRequest(min_interval_seconds=-1), timeout=10))
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "min_interval_seconds" in err.value.details()
+        for bad in (-1.0, 1e308, float("nan")):
+            with pytest.raises(grpc.RpcError) as err:
+                list(stub.WatchStatus(trainer_pb2.WatchStatusRequest(min_interval_seconds=bad), timeout=10))
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+            assert "min_interval_seconds" in err.value.details()
     assert client.get_status().state == "idle"  # nothing started by the bad calls
 
 
