@@ -31,7 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
-RATE_WINDOW = "30s"  # stands in for $__rate_interval: 30 scrapes at the test's 1 s interval
+RATE_WINDOW = "60s"  # stands in for $__rate_interval: 60 scrapes at the test's 1 s interval
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
@@ -159,6 +159,7 @@ class Prometheus:
         cfg["scrape_configs"] = kept
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(cfg))
         self.url = f"http://127.0.0.1:{self.port}"
+        self.eval_time = 0.0  # seconds since the epoch at which the panel queries are evaluated
         self._logf = (workdir / "prometheus.log").open("wb")
         self.proc = subprocess.Popen(
             [
@@ -279,10 +280,19 @@ def stack(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             work,
         )
         prom.wait_targets_up(4)
+        # Two rounds of traffic, each seen by Prometheus before the next: labelled series
+        # appear at their first call, and rate() needs an increase between two samples.
         drive_traffic(encoder, describer, trainer)
+        wait_scraped(prom, "sum(trajlab_encoder_requests_total)", 15)
+        wait_scraped(prom, "sum(trajlab_describer_requests_total)", 3)
         wait_trained(prom)
         drive_traffic(encoder, describer, trainer)
-        time.sleep(3)  # three more scrapes, so every rate() spans the traffic
+        # Every query is then evaluated at one instant just after the second round, so a
+        # busy machine running the tests slowly cannot slide the traffic out of the window.
+        wait_scraped(prom, "sum(trajlab_encoder_requests_total)", 30)
+        wait_scraped(prom, "sum(trajlab_describer_requests_total)", 6)
+        time.sleep(2.5)
+        prom.eval_time = time.time()
         yield prom
     finally:
         if prom is not None:
@@ -290,6 +300,16 @@ def stack(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         for s in services:
             s.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def wait_scraped(prom: Prometheus, query: str, at_least: float, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = prom.api("query", query=query)["result"]
+        if result and float(result[0]["value"][1]) >= at_least:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"Prometheus did not scrape {query} >= {at_least} in {timeout} s")
 
 
 def wait_trained(prom: Prometheus, timeout: float = 300.0) -> None:
@@ -319,7 +339,7 @@ def test_dashboards_are_generated_from_their_source() -> None:
 
 @pytest.mark.parametrize(("dashboard", "title", "expr"), QUERIES, ids=[f"{d}:{t}:{e[:24]}" for d, t, e in QUERIES])
 def test_every_panel_query_returns_series(stack: Prometheus, dashboard: str, title: str, expr: str) -> None:
-    result = stack.api("query", query=grafana_expand(expr))["result"]
+    result = stack.api("query", query=grafana_expand(expr), time=f"{stack.eval_time:.3f}")["result"]
     assert result, f"{dashboard} / {title}: no series for {grafana_expand(expr)}"
     values = [float(r["value"][1]) for r in result]
     assert any(math.isfinite(v) for v in values), f"{dashboard} / {title}: only NaN/Inf ({values})"
