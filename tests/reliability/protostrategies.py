@@ -64,9 +64,11 @@ def messages(
     cls: type[Message],
     *,
     overrides: dict[str, st.SearchStrategy[Any]] | None = None,
+    required: frozenset[str] = frozenset(),
     depth: int = 0,
 ) -> st.SearchStrategy[Message]:
-    """Messages of ``cls``; ``overrides`` maps a field name (at any depth) to its own strategy."""
+    """Messages of ``cls``; ``overrides`` maps a field name (at any depth) to its own strategy;
+    top-level fields named in ``required`` are always set (the others may be absent)."""
     ov = overrides or {}
     parts: dict[str, st.SearchStrategy[Any]] = {}
     for field in descriptor.fields:
@@ -89,7 +91,9 @@ def messages(
         else:
             inner = _scalar(field, ov)
         parts[field.name] = st.lists(inner, max_size=MAX_REPEATED) if repeated else inner
-    return st.fixed_dictionaries({}, optional=parts).map(lambda kw: _build(cls, kw))
+    always = {k: v for k, v in parts.items() if k in required}
+    maybe = {k: v for k, v in parts.items() if k not in required}
+    return st.fixed_dictionaries(always, optional=maybe).map(lambda kw: _build(cls, kw))
 
 
 def _build(cls: type[Message], kw: dict[str, Any]) -> Message:

@@ -114,6 +114,8 @@ def test_a_failing_backend_under_load_still_answers_every_call_in_time_with_the_
     answers: list[describer_pb2.DescribeResponse] = []
     res = run_load(describer.target, describe_caller(_request(backend), answers), calls=24, concurrency=8)
     # DEADLINE_EXCEEDED here would mean a caller waited out its deadline for nothing.
+    if res.codes != {"OK": 24}:
+        print("\n".join(describer.lines[-200:]))  # the server's side of the failure, shown by pytest
     assert res.codes == {"OK": 24}, (fault, res.summary(), res.errors)
     for a in answers:
         assert a.fallback_used and a.backend_used == "analytic", (fault, a)

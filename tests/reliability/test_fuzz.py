@@ -173,9 +173,11 @@ def _fuzz_one(
     n: int,
     seen: set[str],
     overrides: dict[str, Any] | None = None,
+    required: frozenset[str] = frozenset(),
 ) -> None:
     @settings(FUZZ, max_examples=n)
-    @given(req=messages(cls.DESCRIPTOR, cls, overrides=_OVERRIDES if overrides is None else overrides))
+    @given(req=messages(cls.DESCRIPTOR, cls, overrides=_OVERRIDES if overrides is None else overrides,
+                        required=required))
     def check(req: Message) -> None:
         code = _call(target, path, req, streaming)
         assert code in DOCUMENTED, f"{path}: {code} for {req!r}"

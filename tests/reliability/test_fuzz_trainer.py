@@ -53,7 +53,9 @@ def trainer_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_trainer_requests(trainer_target: str) -> None:
     seen: dict[str, set[str]] = {}
     for path, cls, streaming in _methods(trainer_pb2):
-        _fuzz_one(trainer_target, path, cls, streaming, 30, seen.setdefault(path, set()), overrides=_OVERRIDES)
+        # An absent profile means "the configured one" and would start a run: always set it.
+        _fuzz_one(trainer_target, path, cls, streaming, 30, seen.setdefault(path, set()), overrides=_OVERRIDES,
+                  required=frozenset({"profile"}))
         _alive(trainer_target)
     assert "INVALID_ARGUMENT" in seen["/trajlab.trainer.v1.TrainerService/StartTraining"]
     # Nothing above started a run.
