@@ -53,6 +53,7 @@ class TrainerServer:
             max_workers=s.max_workers,
             max_concurrent_rpcs=s.max_concurrent_rpcs,
             max_message_bytes=s.max_message_bytes,
+            tls=s.tls,
         )
         status = self.controller.status()
         log.info(

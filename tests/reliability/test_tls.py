@@ -150,3 +150,40 @@ def test_describer_process_serves_mutual_tls_from_its_environment(pki: dict, mon
         assert "TLS on" in proc.output
     finally:
         assert proc.terminate() == 0
+
+
+def test_trainer_serves_mutual_tls_from_its_settings(pki: dict, tmp_path: Path, monkeypatch) -> None:
+    """The trainer passes its TLS settings to the server like the other services; TrainerClient reads TRAJLAB_TLS_*."""
+    from services.trainer.server import TrainerServer
+    from services.trainer.settings import TrainerSettings
+    from tests.unit.trainer import kit as tkit
+    from trajlab.clients.trainer import TrainerClient
+    from trajlab.data import build_dataset
+
+    s: Issued = pki["server"]
+    c: Issued = pki["client"]
+    monkeypatch.setenv("TRAJLAB_TRAINER_TLS__CERT_FILE", str(s.cert))
+    monkeypatch.setenv("TRAJLAB_TRAINER_TLS__KEY_FILE", str(s.key))
+    monkeypatch.setenv("TRAJLAB_TRAINER_TLS__CLIENT_CA_FILE", str(pki["ca"].cert_file))
+    data = build_dataset(tkit.TINY_DATASET, tmp_path / "data")
+    profile = tkit.write_profile_yaml(tmp_path / "tiny.yaml", tkit.tiny_profile(epochs=1))
+    server = TrainerServer(
+        load_settings(
+            TrainerSettings, yaml_path=None, host="127.0.0.1", port=0, metrics_port=-1, branch="b4",
+            profile=str(profile), data_dir=data, run_dir=tmp_path / "run", model_repo=tmp_path / "models",
+            text_cache_dir=tmp_path / "text-cache", grace_seconds=1.0,
+        )
+    )
+    port = server.start()
+    try:
+        monkeypatch.setenv("TRAJLAB_TLS_CA_FILE", str(pki["ca"].cert_file))
+        monkeypatch.setenv("TRAJLAB_TLS_CERT_FILE", str(c.cert))
+        monkeypatch.setenv("TRAJLAB_TLS_KEY_FILE", str(c.key))
+        monkeypatch.setenv("TRAJLAB_TLS_SERVER_NAME", "localhost")
+        with TrainerClient(f"127.0.0.1:{port}", timeout=10) as client:
+            assert client.get_status().branch == "b4"
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch, pytest.raises(grpc.RpcError) as e:
+            health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE  # plaintext is refused
+    finally:
+        server.stop(grace_seconds=1.0)
