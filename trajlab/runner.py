@@ -73,6 +73,7 @@ def make_plan(
     threads_per_trainer: int | None,
 ) -> RunPlan:
     profile = load_profile(profile_name)
+    root = root.resolve()  # children, logs and the report print absolute paths
     as_path = Path(profile_name)
     profile_ref = str(as_path.resolve()) if as_path.suffix else profile_name
     known = load_branches()

@@ -485,7 +485,9 @@ def write_report(data: ReportData, reports_dir: Path) -> ReportResult:
     from services.reporter.render.markdown import render_markdown
 
     when = datetime.fromisoformat(data.created_at.replace("Z", "+00:00"))
-    out = _report_dir(Path(reports_dir), when)
+    # Absolute, so figure paths resolve the same wherever they are read from (cwd-relative
+    # reports_dir, e.g. `make run`, once joined them twice).
+    out = _report_dir(Path(reports_dir).resolve(), when)
     figures = render_figures(data, out)
     doc = build_document(data, figures)
     md_path = out / "PARALLEL_RESULTS_COMPARISON.md"

@@ -55,12 +55,14 @@ def _wait_gone(pids: list[int], timeout: float = 30.0) -> list[int]:
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     root = tmp_path_factory.mktemp("quick-run")
+    # Exactly as `make run` does it: from the working directory, with the default (relative) root.
     proc = subprocess.run(
-        [*TRAJLAB, "run", "--profile", "quick", "--root", str(root)],
+        [*TRAJLAB, "run", "--profile", "quick"],
         capture_output=True,
         text=True,
         timeout=1500,
-        env={**os.environ, "COLUMNS": "200"},
+        cwd=root,
+        env={**os.environ, "COLUMNS": "200", "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     return root, proc
 

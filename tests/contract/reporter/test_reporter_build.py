@@ -268,3 +268,17 @@ def test_partial_or_drifting_prometheus_curves_are_flagged(
     assert _row(md, "b2", "## Model cost and serving latency")[0] == "b2"
     lat = _row(md.split("Serving latency per branch", 1)[1], "b2", "")
     assert lat[1:4] == ["1.50", "4.00", "24"]
+
+
+def test_a_relative_reports_dir_works_like_make_run_uses_it(
+    world: kit.FakeWorld, make_sources: Callable[..., ReportSources], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `make run` runs from the repository with reports_dir "reports": figure paths were once joined twice.
+    from trajlab.config import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(ReporterSettings, reports_dir=Path("reports"), describe_samples=1)
+    result = build_report(make_sources(trainers=dict(kit.iter_targets(world))), settings)
+    assert result.report_dir.is_absolute() and result.report_dir.parent == tmp_path / "reports"
+    html = result.html_path.read_text()
+    assert html.count("data:image/png;base64,") == len(list(result.report_dir.glob("*.png")))
