@@ -198,3 +198,22 @@ def test_a_crashing_service_is_named_with_its_log_and_nothing_is_left(tmp_path: 
     assert "encoder exited with code" in flat and "encoder.log" in flat
     assert "poll_seconds" in err
     assert _wait_gone(list(seen)) == []
+
+
+def test_curves_and_latency_come_from_the_real_prometheus(quick_run) -> None:
+    # `trajlab run` starts Prometheus (CI installs it) scraping the real trainers and encoder.
+    root, proc = quick_run
+    assert "prometheus=on" in proc.stderr
+    md = (_report_dir(root) / "PARALLEL_RESULTS_COMPARISON.md").read_text()
+    for b in ("b1", "b2", "b3", "b4"):
+        curves = _row_cells(md, b, "## Training curves")
+        assert curves[1] == "prometheus", curves  # not the GetHistory fallback
+        latency = _row_cells(md, b, "server p50 (ms)")
+        assert float(latency[1]) > 0 and float(latency[2]) >= float(latency[1]), latency
+    assert "differ from the trainer's history" not in md  # the curves equal GetHistory
+
+
+def _row_cells(md: str, first_cell: str, after: str) -> list[str]:
+    tail = md[md.index(after):]
+    line = next(x for x in tail.splitlines() if x.startswith(f"| {first_cell} |"))
+    return [c.strip() for c in line.strip().strip("|").split("|")]
