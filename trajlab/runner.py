@@ -20,13 +20,14 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.reporter.monitor import BranchView, poll_once
 from trajlab.clients.reporter import Report, ReporterClient
 from trajlab.profiles import Profile, load_branches, load_profile
 from trajlab.supervisor import Supervisor, free_port
+from trajlab.trainer.v1.trainer_pb2 import TRAINING_STATE_DONE
 
 log = logging.getLogger(__name__)
 
-TERMINAL_STATES = ("TRAINING_STATE_DONE", "TRAINING_STATE_FAILED")
 
 
 @dataclass
@@ -228,24 +229,6 @@ def wait_healthy(target: str, sup: Supervisor, timeout: float, what: str) -> Non
             time.sleep(0.25)
 
 
-def poll_trainers(plan: RunPlan) -> dict[str, object]:
-    """One GetStatus per trainer; an unreachable trainer maps to None."""
-    from trajlab.trainer.v1 import trainer_pb2, trainer_pb2_grpc
-
-    out: dict[str, object] = {}
-    for b in plan.branches:
-        with grpc.insecure_channel(plan.target(f"trainer-{b}")) as ch:
-            try:
-                out[b] = (
-                    trainer_pb2_grpc.TrainerServiceStub(ch)
-                    .GetStatus(trainer_pb2.GetStatusRequest(), timeout=5)
-                    .status
-                )
-            except grpc.RpcError:
-                out[b] = None
-    return out
-
-
 def wait_for_models(plan: RunPlan, branches: list[str], sup: Supervisor, timeout: float) -> None:
     """Wait until the encoder serves a model of every branch that finished training."""
     from trajlab.encoder.v1 import encoder_pb2, encoder_pb2_grpc
@@ -276,7 +259,7 @@ def run_pipeline(
     plan: RunPlan,
     *,
     fresh: bool = False,
-    on_status: Callable[[dict[str, object]], None] | None = None,
+    on_status: Callable[[list[BranchView]], None] | None = None,
     training_timeout: float = 3 * 3600.0,
 ) -> RunOutcome:
     """Run everything; always stops every child before returning or raising."""
@@ -291,32 +274,21 @@ def run_pipeline(
         for name in ("describer", "reporter", *(f"trainer-{b}" for b in plan.branches)):
             wait_healthy(plan.target(name), sup, timeout=120, what=name)
         deadline = time.monotonic() + training_timeout
+        targets = {b: plan.target(f"trainer-{b}") for b in plan.branches}
         while True:
             sup.check()
-            statuses = poll_trainers(plan)
+            views = poll_once(targets)  # the monitor's own poll: one GetStatus per trainer, in parallel
             if on_status is not None:
-                on_status(statuses)
-            states = {
-                b: (s.state if s is not None else None)  # type: ignore[attr-defined]
-                for b, s in statuses.items()
-            }
-            if all(_state_name(st) in TERMINAL_STATES for st in states.values()):
+                on_status(views)
+            if all(v.finished for v in views):
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"training did not finish within {training_timeout:.0f} s")
             time.sleep(1.0)
-        done = [b for b, st in states.items() if _state_name(st) == "TRAINING_STATE_DONE"]
+        done = [v.branch for v in views if v.status is not None and v.status.state == TRAINING_STATE_DONE]
         failed = [b for b in plan.branches if b not in done]
         if done:
             wait_for_models(plan, done, sup, timeout=120)
         return RunOutcome(report=build_report(plan, timeout=900), failed_branches=failed)
     finally:
         sup.stop_all()
-
-
-def _state_name(state: object) -> str:
-    from trajlab.trainer.v1 import trainer_pb2
-
-    if state is None:
-        return "UNREACHABLE"
-    return trainer_pb2.TrainingState.Name(state)  # type: ignore[arg-type]

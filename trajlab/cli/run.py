@@ -58,7 +58,7 @@ def run(
         console.print(f"[red]failed branches:[/] {', '.join(outcome.failed_branches)}; see {plan.log_dir}")
 
 
-def _live_table(statuses: dict[str, object]):  # type: ignore[no-untyped-def]
-    from services.reporter.monitor import render_table, views_from_statuses
+def _live_table(views):  # type: ignore[no-untyped-def]
+    from services.reporter.monitor import render_table
 
-    return render_table(views_from_statuses(statuses))  # type: ignore[arg-type]
+    return render_table(views)
