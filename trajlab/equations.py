@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,16 @@ MAX_LITERAL = 1e9  # largest |number| written in an equation
 MAX_EXPONENT = 8.0  # largest |constant exponent| of one power
 MAX_EXPONENT_PRODUCT = 64.0  # largest product of exponents along a path (bounds t**k growth)
 ACCURATE_NRMSE = 0.05  # "accurate" when RMSE <= 5 % of the extent
+
+# One ast.parse at a time in the process. CPython 3.11.7 (the dev venv's) keeps the AST
+# constructor's recursion counter in interpreter-global state (gh-106905, fixed upstream
+# by python/cpython#113035 in Dec 2023); a garbage collection inside ast.parse can run finalizers that
+# switch threads, and a second thread's ast.parse then corrupts the first one's count:
+# "SystemError: AST constructor recursion depth mismatch". The describer scores
+# equations on many gRPC threads at once, and that answered ~1 call in 200 INTERNAL
+# under load (tests/unit/describer/test_equations.py reproduces it). Reentrant: a
+# finalizer run by the collector inside a parse may parse too, in the same thread.
+_AST_LOCK = threading.RLock()
 
 # Allowed function names -> numpy implementation (evaluation) and sympy name (expression).
 _NP_FUNCS: dict[str, Callable[[Any], Any]] = {
@@ -126,7 +137,8 @@ def parse_equation(text: str) -> Equation:
         if depth > MAX_DEPTH:
             raise UnsafeEquation(f"equation nests parentheses deeper than {MAX_DEPTH}")
     try:
-        tree = ast.parse(src, mode="eval")
+        with _AST_LOCK:
+            tree = ast.parse(src, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise UnsafeEquation(f"equation is not a valid expression: {exc.__class__.__name__}") from None
     checker = _Checker()
