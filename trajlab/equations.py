@@ -39,14 +39,15 @@ MAX_EXPONENT = 8.0  # largest |constant exponent| of one power
 MAX_EXPONENT_PRODUCT = 64.0  # largest product of exponents along a path (bounds t**k growth)
 ACCURATE_NRMSE = 0.05  # "accurate" when RMSE <= 5 % of the extent
 
-# One ast.parse at a time in the process. CPython 3.11.7 (the dev venv's) keeps the AST
-# constructor's recursion counter in interpreter-global state (gh-106905, fixed upstream
-# by python/cpython#113035 in Dec 2023); a garbage collection inside ast.parse can run finalizers that
-# switch threads, and a second thread's ast.parse then corrupts the first one's count:
-# "SystemError: AST constructor recursion depth mismatch". The describer scores
-# equations on many gRPC threads at once, and that answered ~1 call in 200 INTERNAL
-# under load (tests/unit/describer/test_equations.py reproduces it). Reentrant: a
-# finalizer run by the collector inside a parse may parse too, in the same thread.
+# One ast.parse at a time in the process. CPython 3.11.7 (the dev venv) and Debian's
+# 3.11.2 (the images on the local base) keep the AST constructor's recursion counter in
+# interpreter-global state (gh-106905, fixed upstream by python/cpython#113035, Dec 2023):
+# a garbage collection inside ast.parse can run finalizers that switch threads, and a
+# second thread's ast.parse then corrupts the first one's count ("SystemError: AST
+# constructor recursion depth mismatch"). The describer scores equations on many gRPC
+# threads at once, and that answered ~1 call in 200 INTERNAL under load
+# (tests/unit/describer/test_equations.py reproduces it). Reentrant: a finalizer run by
+# the collector inside a parse may parse too, in the same thread.
 _AST_LOCK = threading.RLock()
 
 # Allowed function names -> numpy implementation (evaluation) and sympy name (expression).
