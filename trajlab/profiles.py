@@ -70,6 +70,11 @@ class TrainingConfig(_Strict):
     # Mirror half the training clips left-right (and negate the targets' x): exact, as the
     # camera's principal point is the image centre and no motion class depends on x's sign.
     augment_flip: bool = True
+    # The object-track readout (services.trainer.models.TrackReadout): per-frame soft mask ->
+    # centroid and area -> 3D point through the dataset's camera, supervised by the observed
+    # positions with weight track_weight. Off = the encoders exactly as the seed spec draws them.
+    track: bool = True
+    track_weight: float = Field(1.0, ge=0.0)
 
 
 class Profile(_Strict):

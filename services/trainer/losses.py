@@ -1,18 +1,62 @@
-"""The combined training loss: classification + weighted forecast + weighted auxiliary term.
+"""The combined training loss: classification + weighted forecast + weighted auxiliary terms.
 
-``total = CE(logits, labels) + forecast_weight * SmoothL1(forecast, target)
-          + aux_weight * aux``, where ``aux`` is the autoencoder's reconstruction MSE
-(compression) or CLIP's InfoNCE toward the class descriptions (text alignment).
-Forecast targets are normalised per (step, axis) by the training split's
-statistics, so the forecast term is unit-free and comparable across datasets.
+``total = CE(logits, labels) + forecast_weight * SmoothL1(forecast, target) + aux_weight * aux
+          + track_weight * (SmoothL1(track, observed) + BCE(mask, disc) + Dice(mask, disc))``,
+where ``aux`` is the autoencoder's reconstruction MSE (compression) or CLIP's InfoNCE
+toward the class descriptions (text alignment), and the track terms (models with the
+track readout only) supervise the per-frame 3D points with the observed positions and
+the per-frame object mask with the disc the sphere covers in the image.
+Forecast and track targets are normalised by the training split's statistics, so
+those terms are unit-free and comparable across datasets.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch.nn import functional as F
 
-from services.trainer.models import BranchOutput
+from services.trainer.models import BranchModel, BranchOutput
+
+
+class TrackTarget(NamedTuple):
+    points: torch.Tensor  # (N, T, 3) observed positions, normalised like the readout's points
+    masks: torch.Tensor  # (N, T, H, W) fraction of each pixel the sphere covers, in [0, 1]
+
+
+def disc_masks(
+    observed: torch.Tensor, *, height: int, width: int, focal_px: float, radius: float
+) -> torch.Tensor:
+    """(N, T, 3) world positions -> (N, T, H, W) coverage of the sphere's disc per pixel.
+
+    The renderer's pinhole geometry (trajlab.data.camera): centre ``u = W/2 + f x / z``,
+    ``v = H/2 - f y / z``, radius ``f R / z`` pixels; a pixel is covered by the fraction
+    ``clamp(r - d + 0.5, 0, 1)`` of its centre's distance ``d`` to the edge (antialiased).
+    """
+    z = observed[..., 2].clamp_min(1e-3)
+    u = width / 2 + focal_px * observed[..., 0] / z  # (N, T)
+    v = height / 2 - focal_px * observed[..., 1] / z
+    r = focal_px * radius / z
+    cols = torch.arange(width, dtype=observed.dtype) + 0.5
+    rows = torch.arange(height, dtype=observed.dtype) + 0.5
+    du = cols.reshape(1, 1, 1, width) - u[..., None, None]
+    dv = rows.reshape(1, 1, height, 1) - v[..., None, None]
+    d = torch.sqrt(du * du + dv * dv)
+    return (r[..., None, None] - d + 0.5).clamp(0.0, 1.0)
+
+
+def track_target(model: BranchModel, observed: torch.Tensor) -> TrackTarget | None:
+    """The track readout's targets for observed world positions (N, T, 3); None without a readout."""
+    readout = getattr(model.encoder, "track", None)
+    if readout is None:
+        return None
+    a = model.args
+    # The readout's mask is at half resolution: image size and focal length halve.
+    masks = disc_masks(
+        observed, height=a.height // 2, width=a.width // 2, focal_px=a.focal_px / 2, radius=a.object_radius
+    )
+    return TrackTarget((observed - readout.mean) / readout.std, masks)
 
 
 def combined_loss(
@@ -22,6 +66,8 @@ def combined_loss(
     *,
     forecast_weight: float,
     aux_weight: float,
+    track: TrackTarget | None = None,
+    track_weight: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Returns (total, parts); parts holds the unweighted terms (detached) for logging."""
     ce = F.cross_entropy(out.logits, labels)
@@ -38,4 +84,18 @@ def combined_loss(
         align = F.cross_entropy(out.text_logits, labels)
         total = total + aux_weight * align
         parts["alignment"] = align.detach()
+    if out.track is not None and track is not None:
+        points = F.smooth_l1_loss(out.track.points, track.points)
+        # BCE alone is dominated by the thousands of easy background pixels and learns the
+        # object slowly; the soft Dice term (Milletari et al., V-Net, 2016) scores the overlap
+        # per frame, so any mass off the object (which drags the centroid and inflates the
+        # area) costs as much as missing the object.
+        logits = out.track.mask_logits
+        prob = torch.sigmoid(logits)
+        overlap = (prob * track.masks).sum(dim=(2, 3))
+        dice = 1.0 - (2.0 * overlap + 1.0) / (prob.sum(dim=(2, 3)) + track.masks.sum(dim=(2, 3)) + 1.0)
+        mask = F.binary_cross_entropy_with_logits(logits, track.masks) + dice.mean()
+        total = total + track_weight * (points + mask)
+        parts["track"] = points.detach()
+        parts["mask"] = mask.detach()
     return total, parts

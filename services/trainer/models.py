@@ -46,9 +46,12 @@ class ModelArgs:
     # temporal mean (static background and clutter cancel) and two pixel-coordinate
     # planes; "none": raw frames only.
     stem: str = "background_subtraction"
-    # Add the per-frame soft-argmax track (KeypointReadout) to the features. Off by default:
-    # in a 6-epoch quick-profile trial it did not lower the forecast loss (bench/RESULTS.md).
-    keypoints: bool = False
+    # Object-track readout (TrackReadout): a per-frame soft mask of the moving object whose
+    # centroid and area give its 3D position through the pinhole camera below; supervised by
+    # the observed positions and fed to the features. Off = the plain encoder of the seed spec.
+    track: bool = False
+    focal_px: float = 0.0  # camera focal length, pixels (track readout only)
+    object_radius: float = 0.0  # the moving sphere's radius, world units (track readout only)
     text_dim: int = 0  # text-embedding width (text alignment only)
     text_encoder: str = ""  # name of the text encoder whose embeddings are baked in
 
@@ -109,25 +112,94 @@ def create_stem(
     raise ValueError(f"stem: unknown {kind!r}; expected 'background_subtraction' or 'none'")
 
 
-class KeypointReadout(nn.Module):
-    """Per-frame soft-argmax of a learned saliency map: (N, C, T, H, W) -> (N, 2T) image coordinates.
+class Track(NamedTuple):
+    """What a :class:`TrackReadout` sees in a clip."""
 
-    Pooled conv features say *what* moves but blur *where*; a spatial softmax
-    (Levine et al., "End-to-End Training of Deep Visuomotor Policies", 2016) turns a
-    saliency map into the expected (u, v) of the object in each frame, in [-1, 1], a
-    quantity the forecast head can map to 3D almost linearly.
+    points: torch.Tensor  # (N, T, 3) object position per observed frame, normalised world units
+    mask_logits: torch.Tensor  # (N, T, H, W) per-pixel logits of "the moving object covers this pixel"
+
+
+class TrackReadout(nn.Module):
+    """Per-frame object track from full-frame-rate features: centroid and area of a soft mask.
+
+    Pooled conv features say *what* moves but blur *where*, and the forecast is in
+    absolute 3D. The readout predicts, for every frame, a soft mask ``m`` of the moving
+    object at half the clip's resolution, from the encoder's second conv block (before
+    time is pooled; its 3x3x3 receptive field over two blocks spans ~8 pixels and 5
+    frames, enough to tell the sphere from clutter and short-lived distractors). The
+    mask's centroid gives the object's image position, its area ``A`` the apparent
+    radius ``r = sqrt(A / pi)``, and the pinhole camera the depth ``z = f R / r`` and then
+    ``x = z (u - cx) / f``, ``y = -z (v - cy) / f`` (the renderer's geometry,
+    :mod:`trajlab.data.camera`; at half resolution f, cx, cy and r all halve). The result
+    is a 3D track the heads can extrapolate: a spatial soft-argmax (Levine et al.,
+    "End-to-End Training of Deep Visuomotor Policies", 2016) extended by the area for
+    depth. Mask and points are supervised by the observed positions during training
+    (:func:`services.trainer.losses.combined_loss`), which is what makes it learn fast.
+    Half resolution keeps it cheap (a full-resolution decoder doubled the step's cost).
+    ::
+
+        features (N, c, T, H/2, W/2)
+          -> Conv3d 1x3x3 = mask logits                       (N, T, H/2, W/2)
+          -> sigmoid -> centroid (u, v), area -> (x, y, z)    (N, T, 3), normalised by the train split
+          -> flatten -> Linear -> ReLU                        (N, hidden): the track's share of the features
     """
 
-    def __init__(self, in_channels: int, height: int, width: int) -> None:
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        frames: int,
+        height: int,
+        width: int,
+        focal_px: float,
+        object_radius: float,
+        hidden_dim: int = 128,
+    ) -> None:
         super().__init__()
-        self.saliency = nn.Conv3d(in_channels, 1, kernel_size=1)
-        v, u = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
-        self.register_buffer("uv", torch.stack([u.reshape(-1), v.reshape(-1)], dim=1), persistent=False)
+        if focal_px <= 0 or object_radius <= 0:
+            raise ValueError(
+                f"track readout needs focal_px > 0 and object_radius > 0, got {focal_px}, {object_radius}"
+            )
+        if height % 2 or width % 2:
+            raise ValueError(f"track readout needs an even clip size, got H={height}, W={width}")
+        self.mask = nn.Conv3d(in_channels, 1, (1, 3, 3), padding=(0, 1, 1))
+        # Start with an almost empty mask (sigmoid(-4) = 1.8 %): the first areas and depths
+        # are finite and the mask loss only has to switch the object's pixels on.
+        nn.init.constant_(self.mask.bias, -4.0)
+        h, w, f = height // 2, width // 2, focal_px / 2  # the mask's grid: every length halves
+        # Mask pixel centres in units of the focal length: x / z = (u - cx) / f, y / z = -(v - cy) / f.
+        xs = (torch.arange(w, dtype=torch.float32) + 0.5 - w / 2) / f
+        ys = -(torch.arange(h, dtype=torch.float32) + 0.5 - h / 2) / f
+        self.register_buffer("grid_x", xs.reshape(1, 1, 1, w), persistent=False)
+        self.register_buffer("grid_y", ys.reshape(1, 1, h, 1), persistent=False)
+        self.depth_scale = float(f * object_radius)  # z * r, world units * mask pixels
+        # Normalisation of the points (per axis), set from the training split and saved.
+        self.register_buffer("mean", torch.zeros(3))
+        self.register_buffer("std", torch.ones(3))
+        self.summary = nn.Sequential(nn.Linear(frames * 3, hidden_dim), nn.ReLU(inplace=True))
 
-    def forward(self, feat: torch.Tensor) -> torch.Tensor:
-        n, _, t, h, w = feat.shape
-        weights = torch.softmax(self.saliency(feat).reshape(n, t, h * w), dim=-1)  # (N, T, HW)
-        return (weights @ self.uv).reshape(n, t * 2)
+    @property
+    def out_features(self) -> int:
+        return int(self.summary[0].out_features)
+
+    def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(mean.reshape(3))
+        self.std.copy_(std.reshape(3).clamp_min(1e-6))
+
+    def forward(self, features: torch.Tensor) -> tuple[Track, torch.Tensor]:
+        n, _, t = features.shape[:3]
+        logits = self.mask(features)[:, 0]  # (N, T, H/2, W/2)
+        points = (self.points_from_mask(torch.sigmoid(logits)) - self.mean) / self.std  # (N, T, 3)
+        return Track(points, logits), self.summary(points.reshape(n, t * 3))
+
+    def points_from_mask(self, m: torch.Tensor) -> torch.Tensor:
+        """(N, T, H/2, W/2) mask in [0, 1] -> (N, T, 3) world positions (centroid, area, pinhole)."""
+        area = m.sum(dim=(2, 3)) + 1e-3  # (N, T) mask pixels^2
+        xn = (m * self.grid_x).sum(dim=(2, 3)) / area
+        yn = (m * self.grid_y).sum(dim=(2, 3)) / area
+        radius = torch.sqrt(area / torch.pi).clamp_min(0.25)  # a quarter-pixel floor keeps z finite
+        z = self.depth_scale / radius
+        return torch.stack([xn * z, yn * z, z], dim=-1)
 
 
 class I3DEncoder(nn.Module):
@@ -138,23 +210,26 @@ class I3DEncoder(nn.Module):
         blocks: nn.Sequential,
         pool: nn.Module,
         proj: nn.Linear,
-        keypoints: KeypointReadout | None = None,
+        track: TrackReadout | None = None,
     ) -> None:
         super().__init__()
         self.blocks = blocks
         self.pool = pool
         self.proj = proj
-        self.keypoints = keypoints
+        self.track = track
         # Keeps the 512 features at unit scale whatever the grid size, so the heads'
         # first steps do not blow up the loss (seen as a CE spike without it).
         self.norm = nn.LayerNorm(proj.out_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        first = self.blocks[0](x)  # (N, c1, T, H, W): full resolution, before any pooling
-        pooled = torch.flatten(self.pool(self.blocks[1:](first)), 1)
-        if self.keypoints is not None:
-            pooled = torch.cat([pooled, self.keypoints(first)], dim=1)
-        return self.norm(self.proj(pooled))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Track | None]:
+        """(N, C, T, H, W) -> features (N, D) and, with the track readout, the track."""
+        second = self.blocks[:3](x)  # (N, c2, T, H/2, W/2): block 2 before time is pooled
+        pooled = torch.flatten(self.pool(self.blocks[3:](second)), 1)
+        track = None
+        if self.track is not None:
+            track, summary = self.track(second)
+            pooled = torch.cat([pooled, summary], dim=1)
+        return self.norm(self.proj(pooled)), track
 
 
 def create_i3d_encoder(
@@ -166,14 +241,17 @@ def create_i3d_encoder(
     width: int = 64,
     pool_grid: Sequence[int] = (4, 4, 4),
     feature_dim: int = FEATURE_DIM,
-    keypoints: bool = False,
+    track: bool = False,
+    focal_px: float = 0.0,
+    object_radius: float = 0.0,
 ) -> I3DEncoder:
     """I3D-like 3D CNN (after Carreira & Zisserman, "Quo Vadis, Action Recognition?", CVPR 2017).
 
     Inflated 3x3x3 convolutions; like I3D the first pooling keeps the time axis so
     early motion is not averaged away. The final adaptive average pool keeps a
     small (T', H', W') grid rather than one vector, because the forecast head must
-    read *where* and *when* the object is, which a global average erases.
+    read *where* and *when* the object is, which a global average erases. With
+    ``track`` the :class:`TrackReadout` reads block 2's conv (before time is pooled).
     ::
 
         clip (N, C, T, H, W)
@@ -181,7 +259,7 @@ def create_i3d_encoder(
           -> Conv3d 3x3x3 -> BN -> ReLU -> MaxPool (2,2,2)    (N, c2, T/2, H/4, W/4)
           -> Conv3d 3x3x3 -> BN -> ReLU -> MaxPool (2,2,2)    (N, c3, T/4, H/8, W/8)
           -> adaptive average pool to pool_grid               (N, c3, t', h', w')
-          -> flatten -> Linear -> LayerNorm                   (N, feature_dim)
+          -> flatten [++ track summary] -> Linear -> LayerNorm (N, feature_dim)
     """
     if len(channels) != 3:
         raise ValueError(f"channels must have 3 entries (one per block), got {list(channels)}")
@@ -199,10 +277,19 @@ def create_i3d_encoder(
     available = (frames // 4, height // 8, width // 8)
     grid = _grid(pool_grid, available)
     pool = _adaptive_avg_pool(available, grid)
-    kp = KeypointReadout(c1, height, width) if keypoints else None
-    extra = 2 * frames if keypoints else 0
+    tr = None
+    if track:
+        tr = TrackReadout(
+            in_channels=c2,
+            frames=frames,
+            height=height,
+            width=width,
+            focal_px=focal_px,
+            object_radius=object_radius,
+        )
+    extra = tr.out_features if tr is not None else 0
     proj = nn.Linear(c3 * grid[0] * grid[1] * grid[2] + extra, feature_dim)
-    return I3DEncoder(blocks, pool, proj, kp)
+    return I3DEncoder(blocks, pool, proj, tr)
 
 
 def _grid(wanted: Sequence[int], available: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -241,10 +328,10 @@ class DualPathwayEncoder(nn.Module):
         motion_pool: nn.Module,
         context_pool: nn.Module,
         proj: nn.Linear,
-        keypoints: KeypointReadout | None = None,
+        track: TrackReadout | None = None,
     ) -> None:
         super().__init__()
-        self.keypoints = keypoints
+        self.track = track
         self.motion_stages = motion_stages
         self.context_stages = context_stages
         self.laterals = laterals
@@ -254,27 +341,29 @@ class DualPathwayEncoder(nn.Module):
         self.proj = proj
         self.norm = nn.LayerNorm(proj.out_features)  # as in I3DEncoder
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Track | None]:
+        """(N, C, T, H, W) -> features (N, D) and, with the track readout, the track."""
         motion = x
         # Every alpha-th frame at half resolution: the cheap view of the scene.
         context = nn.functional.avg_pool3d(x[:, :, :: self.alpha], kernel_size=(1, 2, 2))
-        track: torch.Tensor | None = None
+        second: torch.Tensor | None = None  # motion stage 2's conv, before pooling (for the track)
         for i, (m_stage, c_stage, lateral) in enumerate(
             zip(self.motion_stages, self.context_stages, self.laterals, strict=True)
         ):
-            if i == 0 and self.keypoints is not None:
-                first = m_stage[0](motion)  # full rate, full resolution, before pooling
-                track = self.keypoints(first)
-                motion = m_stage[1:](first)
+            if i == 1 and self.track is not None:
+                second = m_stage[0](motion)  # (N, m2, T, H/2, W/2)
+                motion = m_stage[1:](second)
             else:
                 motion = m_stage(motion)
             context = c_stage(context)
             # Lateral fusion: time-strided conv brings motion features to the context rate.
             context = torch.cat([context, lateral(motion)], dim=1)
-        m = torch.flatten(self.motion_pool(motion), 1)
-        c = torch.flatten(self.context_pool(context), 1)
-        parts = [m, c] if track is None else [m, c, track]
-        return self.norm(self.proj(torch.cat(parts, dim=1)))
+        parts = [torch.flatten(self.motion_pool(motion), 1), torch.flatten(self.context_pool(context), 1)]
+        track = None
+        if self.track is not None and second is not None:
+            track, summary = self.track(second)
+            parts.append(summary)
+        return self.norm(self.proj(torch.cat(parts, dim=1))), track
 
 
 def create_dual_pathway_encoder(
@@ -288,7 +377,9 @@ def create_dual_pathway_encoder(
     width: int = 64,
     pool_grid: Sequence[int] = (4, 4, 4),
     feature_dim: int = FEATURE_DIM,
-    keypoints: bool = False,
+    track: bool = False,
+    focal_px: float = 0.0,
+    object_radius: float = 0.0,
 ) -> DualPathwayEncoder:
     """Dual-pathway (SlowFast-like) encoder (after Feichtenhofer et al., "SlowFast Networks", ICCV 2019).
 
@@ -297,7 +388,8 @@ def create_dual_pathway_encoder(
     motion; the *context pathway* sees every ``alpha``-th frame at half resolution
     with wide channels. After each stage a lateral Conv3d (kernel 5x1x1, time stride
     ``alpha``) carries motion features into the context pathway (concatenated).
-    Both pathways are pooled to a small grid, concatenated and projected.
+    Both pathways are pooled to a small grid, concatenated and projected. With ``track``
+    the :class:`TrackReadout` reads the motion pathway's stage-2 conv (every frame).
     ::
 
         clip (N, C, T, H, W)
@@ -342,6 +434,16 @@ def create_dual_pathway_encoder(
     m_grid = _grid(pool_grid, m_avail)
     c_grid = _grid(pool_grid, c_avail)
     m_feat = m_ch[2] * m_grid[0] * m_grid[1] * m_grid[2]
+    tr = None
+    if track:  # reads the motion pathway, the one that keeps every frame
+        tr = TrackReadout(
+            in_channels=m_ch[1],
+            frames=frames,
+            height=height,
+            width=width,
+            focal_px=focal_px,
+            object_radius=object_radius,
+        )
     c_feat = c_in * c_grid[0] * c_grid[1] * c_grid[2]
     return DualPathwayEncoder(
         motion_stages=motion_stages,
@@ -350,8 +452,8 @@ def create_dual_pathway_encoder(
         alpha=alpha,
         motion_pool=_adaptive_avg_pool(m_avail, m_grid),
         context_pool=_adaptive_avg_pool(c_avail, c_grid),
-        proj=nn.Linear(m_feat + c_feat + (2 * frames if keypoints else 0), feature_dim),
-        keypoints=KeypointReadout(m_ch[0], height, width) if keypoints else None,
+        proj=nn.Linear(m_feat + c_feat + (tr.out_features if tr is not None else 0), feature_dim),
+        track=tr,
     )
 
 
@@ -441,6 +543,16 @@ def create_heads(*, in_dim: int, num_classes: int, horizon: int, hidden_dim: int
     )
 
 
+def quadratic_extrapolation(frames: int, horizon: int) -> torch.Tensor:
+    """(horizon, frames) matrix: least-squares quadratic through frames 0..T-1, evaluated at T..T+h-1.
+
+    Time in frame units (the map does not depend on fps); computed in float64 once.
+    """
+    k = torch.arange(frames + horizon, dtype=torch.float64) / max(frames - 1, 1)
+    v = torch.stack([torch.ones_like(k), k, k * k], dim=1)  # (T + h, 3) Vandermonde
+    return (v[frames:] @ torch.linalg.pinv(v[:frames])).float()
+
+
 class BranchOutput(NamedTuple):
     logits: torch.Tensor  # (N, K)
     forecast: torch.Tensor  # (N, horizon, 3), normalised by the dataset statistics
@@ -448,6 +560,7 @@ class BranchOutput(NamedTuple):
     features: torch.Tensor  # (N, 512) encoder features
     reconstruction: torch.Tensor | None  # (N, 512), compression only
     text_logits: torch.Tensor | None  # (N, K), text alignment only
+    track: Track | None = None  # the observed track, with the track readout only
 
 
 class BranchModel(nn.Module):
@@ -473,13 +586,25 @@ class BranchModel(nn.Module):
         # training split before training and saved with the weights.
         self.register_buffer("forecast_mean", torch.zeros(args.horizon, 3))
         self.register_buffer("forecast_std", torch.ones(args.horizon, 3))
+        if args.track:
+            # With a track the forecast head predicts a correction to a physics prior: the
+            # least-squares quadratic (constant acceleration) through the observed track,
+            # extrapolated to the next frames. A fixed linear map (horizon x frames).
+            self.register_buffer(
+                "extrapolate", quadratic_extrapolation(args.frames, args.horizon), persistent=False
+            )
 
     def set_forecast_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.forecast_mean.copy_(mean.reshape(self.args.horizon, 3))
         self.forecast_std.copy_(std.reshape(self.args.horizon, 3).clamp_min(1e-6))
 
+    def set_track_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-axis statistics of the observed positions (training split) for the track readout."""
+        if getattr(self.encoder, "track", None) is not None:
+            self.encoder.track.set_stats(mean, std)
+
     def forward(self, clip: torch.Tensor) -> BranchOutput:
-        features = self.encoder(self.stem(clip))
+        features, track = self.encoder(self.stem(clip))
         head_in = features
         recon = text_logits = None
         embedding = features
@@ -490,7 +615,12 @@ class BranchModel(nn.Module):
             embedding, text_logits = self.alignment(features)
         logits = self.heads["classify"](head_in)
         forecast = self.heads["forecast"](head_in).reshape(-1, self.args.horizon, 3)
-        return BranchOutput(logits, forecast, embedding, features, recon, text_logits)
+        if track is not None:
+            readout = self.encoder.track
+            world = track.points * readout.std + readout.mean  # (N, T, 3)
+            prior = torch.einsum("ft,nti->nfi", self.extrapolate, world)  # (N, horizon, 3)
+            forecast = forecast + (prior - self.forecast_mean) / self.forecast_std
+        return BranchOutput(logits, forecast, embedding, features, recon, text_logits, track)
 
     def to_world(self, forecast_normalised: torch.Tensor) -> torch.Tensor:
         return forecast_normalised * self.forecast_std + self.forecast_mean
@@ -534,7 +664,9 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
         width=args.width,
         pool_grid=args.pool_grid,
         feature_dim=args.feature_dim,
-        keypoints=args.keypoints,
+        track=args.track,
+        focal_px=args.focal_px,
+        object_radius=args.object_radius,
     )
     encoder: nn.Module
     if args.encoder == "i3d":

@@ -45,15 +45,16 @@ from services.trainer.evaluation import (
     forecast_metrics,
     per_class_metrics,
 )
-from services.trainer.losses import combined_loss
+from services.trainer.losses import combined_loss, track_target
 from services.trainer.models import BranchModel, ModelArgs, count_parameters, create_branch_model
+from trajlab.data.camera import Camera
 from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
 from trajlab.profiles import CLASS_NAMES, BranchConfig, Profile
 
 log = logging.getLogger(__name__)
 
 STATES = ("idle", "training", "evaluating", "exporting", "done", "failed")
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: models carry the track readout's arguments and buffers
 
 
 class TrainingFailed(RuntimeError):
@@ -135,6 +136,9 @@ def model_args_for(cfg: RunConfig, text_dim: int = 0, text_encoder: str = "") ->
         width=d.width,
         horizon=d.horizon,
         channels=tuple(t.channels),
+        track=t.track,
+        focal_px=Camera(d.width, d.height, d.fov_degrees).focal_px if t.track else 0.0,
+        object_radius=d.sphere_radius if t.track else 0.0,
         text_dim=text_dim,
         text_encoder=text_encoder,
     )
@@ -303,6 +307,8 @@ class Trainer:
         model = create_branch_model(args, class_text=class_text)
         future_train = torch.from_numpy(np.asarray(train.positions[:, frames:], np.float32))
         model.set_forecast_stats(future_train.mean(0), future_train.std(0))
+        observed_train = torch.from_numpy(np.asarray(train.positions[:, :frames], np.float32)).reshape(-1, 3)
+        model.set_track_stats(observed_train.mean(0), observed_train.std(0))
         optimiser = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         scheduler = self._scheduler(optimiser)
         self.model = model
@@ -442,18 +448,24 @@ class Trainer:
                     raise TrainingStopped("stop requested")
                 idx = np.sort(order[step * t.batch_size : (step + 1) * t.batch_size])
                 clips = np.asarray(train.clips[idx])
-                future = np.array(train.positions[idx, frames:], np.float32)
+                positions = np.array(train.positions[idx], np.float32)
                 flip = flips[idx]
                 if flip.any():
                     # Mirror image columns; in world units that is x -> -x (camera at the origin).
                     clips[flip] = clips[flip][:, :, :, ::-1]
-                    future[flip, :, 0] *= -1.0
+                    positions[flip, :, 0] *= -1.0
                 x = torch.from_numpy(to_model_input(clips))
                 y = torch.from_numpy(np.asarray(train.labels[idx], np.int64))
-                target = self._normalised_target(model, future)
+                target = self._normalised_target(model, positions[:, frames:])
                 out = model(x)
                 loss, _parts = combined_loss(
-                    out, y, target, forecast_weight=t.forecast_weight, aux_weight=t.aux_weight
+                    out,
+                    y,
+                    target,
+                    forecast_weight=t.forecast_weight,
+                    aux_weight=t.aux_weight,
+                    track=track_target(model, torch.from_numpy(positions[:, :frames])),
+                    track_weight=t.track_weight,
                 )
                 if not torch.isfinite(loss):
                     raise TrainingFailed(
@@ -527,16 +539,22 @@ class Trainer:
         batch_size: int = 64,
         *,
         labels: np.ndarray | None = None,
-        future: np.ndarray | None = None,
+        positions: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """Eval-mode outputs for uint8 clips (N, T, H, W, C).
 
         Returns logits, forecast (world units), embedding, text_logits (text alignment
-        only) and, given labels and future positions, ``loss``: the training objective.
+        only) and, given labels and positions (N, T + horizon, 3), ``loss``: the training objective.
         """
         t = self.cfg.profile.training
         model.eval()
-        outs: dict[str, list[np.ndarray]] = {"logits": [], "forecast": [], "embedding": [], "text_logits": []}
+        outs: dict[str, list[np.ndarray]] = {
+            "logits": [],
+            "forecast": [],
+            "embedding": [],
+            "text_logits": [],
+            "track": [],
+        }
         loss_sum = 0.0
         with torch.no_grad():
             for i in range(0, len(clips), batch_size):
@@ -547,11 +565,21 @@ class Trainer:
                 outs["embedding"].append(o.embedding.numpy())
                 if o.text_logits is not None:
                     outs["text_logits"].append(o.text_logits.numpy())
-                if labels is not None and future is not None:
+                if o.track is not None:  # the observed track in world units
+                    readout = model.encoder.track
+                    outs["track"].append((o.track.points * readout.std + readout.mean).numpy())
+                if labels is not None and positions is not None:
+                    frames = self.cfg.profile.dataset.frames
                     y = torch.from_numpy(np.asarray(labels[i : i + batch_size], np.int64))
-                    target = self._normalised_target(model, future[i : i + batch_size])
+                    pos = np.asarray(positions[i : i + batch_size], np.float32)
                     loss, _ = combined_loss(
-                        o, y, target, forecast_weight=t.forecast_weight, aux_weight=t.aux_weight
+                        o,
+                        y,
+                        self._normalised_target(model, pos[:, frames:]),
+                        forecast_weight=t.forecast_weight,
+                        aux_weight=t.aux_weight,
+                        track=track_target(model, torch.from_numpy(pos[:, :frames])),
+                        track_weight=t.track_weight,
                     )
                     loss_sum += float(loss) * len(x)
         res: dict[str, Any] = {k: np.concatenate(v) for k, v in outs.items() if v}
@@ -563,18 +591,23 @@ class Trainer:
         frames = self.cfg.profile.dataset.frames
         labels = np.asarray(val.labels, np.int64)
         future = np.asarray(val.positions[:, frames:], np.float64)
-        p = self.predict(model, val.clips, labels=labels, future=future)
+        p = self.predict(model, val.clips, labels=labels, positions=np.asarray(val.positions))
         cls = classification_metrics(p["logits"].argmax(1), labels, len(CLASS_NAMES))
         fm = forecast_metrics(p["forecast"], future, np.asarray(val.extent))
         zero_shot = -1.0
         if "text_logits" in p:
             zero_shot = float((p["text_logits"].argmax(1) == labels).mean())
+        track = {}
+        if "track" in p:  # how well the readout locates the object in the frames it saw
+            err = np.abs(p["track"] - np.asarray(val.positions[:, :frames])).mean(axis=(1, 2))
+            track = {"track_mae_pct": float((err / np.asarray(val.extent)).mean() * 100.0)}
         return {
             "val_loss": float(p["loss"]),
             "val_accuracy": cls["accuracy"],
             "val_mean_class_accuracy": cls["mean_class_accuracy"],
             "zero_shot_accuracy": zero_shot,
             **fm,
+            **track,
         }
 
     # ---- evaluation and export ---------------------------------------------------------

@@ -32,7 +32,15 @@ def test_encoders_map_any_clip_size_to_512_features(encoder: str, size: tuple[in
     t, h, w = size
     build = create_i3d_encoder if encoder == "i3d" else create_dual_pathway_encoder
     enc = build(channels=(4, 8, 8), frames=t, height=h, width=w)
-    assert enc(torch.randn(3, 3, t, h, w)).shape == (3, FEATURE_DIM)
+    features, track = enc(torch.randn(3, 3, t, h, w))
+    assert features.shape == (3, FEATURE_DIM) and track is None
+    enc = build(
+        channels=(4, 8, 8), frames=t, height=h, width=w, track=True, focal_px=w * 0.866, object_radius=0.45
+    )
+    features, track = enc(torch.randn(3, 3, t, h, w))
+    assert features.shape == (3, FEATURE_DIM)
+    assert track.points.shape == (3, t, 3)  # one 3D point per observed frame
+    assert track.mask_logits.shape == (3, t, h // 2, w // 2)  # the mask is at half resolution
 
 
 def test_dual_pathway_sees_every_frame_and_every_fourth_frame() -> None:
@@ -67,9 +75,10 @@ def test_text_alignment_logits_are_scaled_cosines() -> None:
     assert cos.abs().max() <= 1.0 + 1e-5
 
 
+@pytest.mark.parametrize("track", [False, True])
 @pytest.mark.parametrize("encoder", ENCODERS)
 @pytest.mark.parametrize("enhancement", ENHANCEMENTS)
-def test_branch_model_outputs_and_backward(encoder: str, enhancement: str) -> None:
+def test_branch_model_outputs_and_backward(encoder: str, enhancement: str, track: bool) -> None:
     args = ModelArgs(
         encoder=encoder,
         enhancement=enhancement,
@@ -79,6 +88,9 @@ def test_branch_model_outputs_and_backward(encoder: str, enhancement: str) -> No
         horizon=4,
         channels=(4, 8, 8),
         text_dim=16,
+        track=track,
+        focal_px=20.8 if track else 0.0,
+        object_radius=0.45 if track else 0.0,
     )
     model = create_branch_model(args, class_text=torch.randn(4, 16))
     out = model(torch.randn(3, 3, 8, 24, 24))
@@ -96,6 +108,9 @@ def test_branch_model_outputs_and_backward(encoder: str, enhancement: str) -> No
         loss = loss + out.reconstruction.sum()
     if out.text_logits is not None:
         loss = loss + out.text_logits.sum()
+    assert (out.track is not None) == track
+    if out.track is not None:
+        loss = loss + out.track.points.sum() + out.track.mask_logits.sum()
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"parameters without gradient: {missing}"
@@ -145,16 +160,44 @@ def test_bad_model_args_are_refused_with_the_field_named(kw: dict, match: str) -
         create_branch_model(ModelArgs(frames=8, height=24, width=24, horizon=4, **kw))
 
 
-def test_keypoint_readout_finds_the_salient_pixel_in_every_frame() -> None:
-    from services.trainer.models import KeypointReadout
+def test_track_readout_turns_the_true_disc_back_into_the_true_3d_point() -> None:
+    """The readout's geometry and the training targets agree: the mask the loss asks for
+    (the sphere's disc at half resolution) yields the true position through the camera."""
+    from services.trainer.losses import disc_masks
+    from services.trainer.models import TrackReadout
+    from trajlab.data.camera import Camera
 
-    kp = KeypointReadout(1, 9, 9)
-    with torch.no_grad():
-        kp.saliency.weight.fill_(50.0)
-        kp.saliency.bias.zero_()
-    feat = torch.zeros(1, 1, 2, 9, 9)
-    feat[0, 0, 0, 0, 8] = 1.0  # frame 0: top-right corner -> (u, v) = (1, -1)
-    feat[0, 0, 1, 4, 4] = 1.0  # frame 1: centre -> (0, 0)
-    out = kp(feat).reshape(2, 2)
-    assert torch.allclose(out[0], torch.tensor([1.0, -1.0]), atol=1e-3)
-    assert torch.allclose(out[1], torch.tensor([0.0, 0.0]), atol=1e-3)
+    cam = Camera(64, 64, 60.0)
+    readout = TrackReadout(
+        in_channels=1, frames=3, height=64, width=64, focal_px=cam.focal_px, object_radius=0.45
+    )
+    # Left and up near, centre mid-depth, right and down far (x right, y up, z depth).
+    true = torch.tensor([[[-1.0, 0.8, 4.0], [0.0, 0.0, 7.0], [2.0, -1.5, 9.5]]])
+    mask = disc_masks(true, height=32, width=32, focal_px=cam.focal_px / 2, radius=0.45)
+    got = readout.points_from_mask(mask)
+    err = (got - true).abs()[0]
+    assert (err[:, :2] < 0.05).all(), got  # image position: within 0.05 world units
+    assert (err[:, 2] / true[0, :, 2] < 0.03).all(), got  # depth from the disc's area: within 3 %
+
+
+def test_disc_masks_cover_the_sphere_area_where_the_camera_projects_it() -> None:
+    from services.trainer.losses import disc_masks
+    from trajlab.data.camera import Camera, apparent_radius, project
+
+    cam = Camera(64, 64, 60.0)
+    p = torch.tensor([[[0.5, -0.3, 5.0]]])
+    m = disc_masks(p, height=64, width=64, focal_px=cam.focal_px, radius=0.45)[0, 0]
+    r = float(apparent_radius(5.0, 0.45, cam))
+    assert abs(float(m.sum()) - torch.pi * r * r) / (torch.pi * r * r) < 0.02
+    u, v = project(p[0, 0].numpy(), cam)
+    rows, cols = torch.nonzero(m > 0.99, as_tuple=True)
+    assert abs(float(cols.float().mean()) + 0.5 - float(u)) < 0.5
+    assert abs(float(rows.float().mean()) + 0.5 - float(v)) < 0.5
+
+
+def test_the_forecast_prior_extrapolates_constant_acceleration_exactly() -> None:
+    from services.trainer.models import quadratic_extrapolation
+
+    k = torch.arange(20.0)
+    path = 3.0 + 0.7 * k - 0.05 * k * k
+    assert torch.allclose(quadratic_extrapolation(16, 4) @ path[:16], path[16:], atol=1e-4)
