@@ -135,9 +135,12 @@ EXPECTED_WINS = (("linear", "constant_velocity"), ("parabolic", "constant_accele
 
 
 def baseline_warnings(
-    model_per_class: Sequence[dict[str, Any]], baselines: Sequence[dict[str, Any]]
+    model_per_class: Sequence[dict[str, Any]], baselines: Sequence[dict[str, Any]], *, seen_as: str = ""
 ) -> list[str]:
-    """Warnings when the model forecasts worse than the physics baseline made for a class."""
+    """Warnings when the model forecasts worse than the physics baseline made for a class.
+
+    ``seen_as`` names what the baselines were given when it was not the true positions.
+    """
     by_name = {b["name"]: {c["class_name"]: c for c in b["per_class"]} for b in baselines}
     model = {c["class_name"]: c for c in model_per_class}
     warnings = []
@@ -151,8 +154,9 @@ def baseline_warnings(
                 if b["forecast_mae"] < 1e-9
                 else ""
             )
+            on = f" applied to {seen_as}" if seen_as else ""
             warnings.append(
-                f"loses to {base} on {cls} motion: forecast MAE {m['forecast_mae_pct']:.2f} % of extent "
+                f"loses to {base}{on} on {cls} motion: forecast MAE {m['forecast_mae_pct']:.2f} % of extent "
                 f"vs {b['forecast_mae_pct']:.2f} %{exact}"
             )
     return warnings

@@ -624,6 +624,22 @@ class Trainer:
         per_class = per_class_metrics(CLASS_NAMES, labels, p["forecast"], future, extent, cls["recall"])
         baselines = evaluate_baselines(observed, future, labels, extent, CLASS_NAMES)
         zero_shot = float((p["text_logits"].argmax(1) == labels).mean()) if "text_logits" in p else -1.0
+        warnings = baseline_warnings(per_class, baselines)
+        track: dict[str, Any] = {}
+        if "track" in p:
+            # The same physics given what the model itself saw (its estimated observed track)
+            # rather than the true positions: a model that loses to these is not using its own
+            # evidence well, which points to a bug rather than to the limits of its eyes.
+            own = evaluate_baselines(p["track"], future, labels, extent, CLASS_NAMES)[1:]
+            err = np.abs(p["track"] - observed).mean(axis=2)  # (N, T) world units
+            track = {
+                "track": {
+                    "observed_mae": float(err.mean()),
+                    "observed_mae_pct": float((err.mean(axis=1) / extent).mean() * 100.0),
+                    "baselines": own,
+                }
+            }
+            warnings += baseline_warnings(per_class, own, seen_as="the model's own observed track")
         b = self.cfg.branch
         return {
             "branch": {
@@ -643,7 +659,8 @@ class Trainer:
             "text_encoder": text_encoder,
             "parameters": count_parameters(model),
             "samples": len(labels),
-            "warnings": baseline_warnings(per_class, baselines),
+            "warnings": warnings,
+            **track,
             "created_at": utc_stamp(),
             "profile": self.cfg.profile.name,
         }

@@ -98,9 +98,12 @@ def register(app: typer.Typer) -> None:
             fmt(results["ade"], ".3f"),
             fmt(results["fde"], ".3f"),
         )
-        for b in results["baselines"]:
+        own = results.get("track", {}).get("baselines", [])
+        rows = [(b, "on true positions") for b in results["baselines"]]
+        rows += [(b, "on the model's track") for b in own]
+        for b, seen in rows:
             table.add_row(
-                b["name"],
+                b["name"] if b["name"] == "chance" else f"{b['name']} {seen}",
                 fmt(b["accuracy"], ".3f"),
                 fmt(b["forecast_mae"], ".3f"),
                 fmt(b["forecast_mae_pct"], ".2f"),
@@ -108,6 +111,12 @@ def register(app: typer.Typer) -> None:
                 fmt(b["fde"], ".3f"),
             )
         console.print(table)
+        if "track" in results:
+            console.print(
+                "observed track (the model's 3D estimate of the frames it saw): "
+                f"MAE {results['track']['observed_mae']:.3f} world units, "
+                f"{results['track']['observed_mae_pct']:.2f} % of extent"
+            )
         if results.get("zero_shot_accuracy", -1) >= 0:
             console.print(
                 f"zero-shot accuracy (nearest class description): {results['zero_shot_accuracy']:.3f} "

@@ -119,6 +119,19 @@ def test_published_model_metadata_and_onnx_outputs(tmp_path: Path, tiny_data: Pa
     assert meta.branch_config["encoder"] == "i3d" and meta.branch_config["enhancement"] == "text_alignment"
     for key in ("accuracy", "mean_class_accuracy", "forecast_mae", "forecast_mae_pct", "ade", "fde"):
         assert key in meta.validation_metrics
+    # The track readout (on by default): its error on the frames seen, and the physics
+    # baselines given that same estimated track, beside the ones given the true positions.
+    ds_val = load_dataset(tiny_data).val
+    track = res["track"]
+    assert track["observed_mae"] > 0 and track["observed_mae_pct"] > 0
+    assert [b["name"] for b in track["baselines"]] == [
+        b["name"] for b in res["baselines"] if b["name"] != "chance"
+    ]
+    own = {b["name"]: b for b in track["baselines"]}
+    truth = {b["name"]: b for b in res["baselines"]}
+    # A noisy track cannot beat the true positions on the motion a baseline is exact for.
+    assert own["constant_velocity"]["forecast_mae"] > truth["constant_velocity"]["forecast_mae"]
+    assert len(ds_val.labels) == res["samples"]
 
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["clip"]
