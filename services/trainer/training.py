@@ -46,7 +46,13 @@ from services.trainer.evaluation import (
     per_class_metrics,
 )
 from services.trainer.losses import combined_loss, track_target
-from services.trainer.models import BranchModel, ModelArgs, count_parameters, create_branch_model
+from services.trainer.models import (
+    BranchModel,
+    ModelArgs,
+    count_parameters,
+    create_branch_model,
+    set_conv_memory_format,
+)
 from trajlab.data.camera import Camera
 from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
 from trajlab.profiles import CLASS_NAMES, BranchConfig, Profile
@@ -309,6 +315,7 @@ class Trainer:
         model.set_forecast_stats(future_train.mean(0), future_train.std(0))
         observed_train = torch.from_numpy(np.asarray(train.positions[:, :frames], np.float32)).reshape(-1, 3)
         model.set_track_stats(observed_train.mean(0), observed_train.std(0))
+        set_conv_memory_format(model, t.channels_last)
         optimiser = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         scheduler = self._scheduler(optimiser)
         self.model = model
@@ -454,7 +461,7 @@ class Trainer:
                     # Mirror image columns; in world units that is x -> -x (camera at the origin).
                     clips[flip] = clips[flip][:, :, :, ::-1]
                     positions[flip, :, 0] *= -1.0
-                x = torch.from_numpy(to_model_input(clips))
+                x = self._model_input(clips)
                 y = torch.from_numpy(np.asarray(train.labels[idx], np.int64))
                 target = self._normalised_target(model, positions[:, frames:])
                 out = model(x)
@@ -527,6 +534,12 @@ class Trainer:
             row["clips_per_second"],
         )
 
+    def _model_input(self, clips: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(to_model_input(clips))
+        if self.cfg.profile.training.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        return x
+
     @staticmethod
     def _normalised_target(model: BranchModel, future: np.ndarray) -> torch.Tensor:
         f = torch.from_numpy(np.asarray(future, np.float32))
@@ -558,7 +571,7 @@ class Trainer:
         loss_sum = 0.0
         with torch.no_grad():
             for i in range(0, len(clips), batch_size):
-                x = torch.from_numpy(to_model_input(clips[i : i + batch_size]))
+                x = self._model_input(clips[i : i + batch_size])
                 o = model(x)
                 outs["logits"].append(o.logits.numpy())
                 outs["forecast"].append(model.to_world(o.forecast).numpy())
@@ -674,6 +687,7 @@ class Trainer:
         cfg = self.cfg
         d = cfg.profile.dataset
         model.eval()
+        set_conv_memory_format(model, False)  # export and parity from the plain layout
         clips = to_model_input(val.clips[: cfg.profile.training.parity_clips])
         export_dir = self.run_dir / "export"
         onnx_path = export_onnx(model, export_dir / "model.onnx", torch.from_numpy(clips[:2]))
