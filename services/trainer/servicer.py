@@ -57,6 +57,10 @@ def results_to_proto(results: dict[str, Any]) -> trainer_pb2.EvaluationResults:
     msg = trainer_pb2.EvaluationResults()
     # The result dict uses the proto's field names; extra keys (history, paths) are skipped.
     json_format.ParseDict(results, msg, ignore_unknown_fields=True)
+    track = results.get("track")
+    if track:  # only models with the track readout have it; left unset otherwise
+        json_format.ParseDict(track, msg.observed_track, ignore_unknown_fields=True)
+        msg.observed_track.present = True
     return msg
 
 

@@ -54,7 +54,31 @@ def test_start_watch_history_results(start_trainer: ServerFactory, tmp_path: Pat
         "best_of",
     ]
     assert len(res["per_class"]) == 4 and res["model_version"] == 1 and res["zero_shot_accuracy"] == -1
+    # The track readout is on by default: its error and the physics given the model's own track.
+    track = res["observed_track"]
+    assert track["present"] is True and track["observed_mae"] > 0 and track["observed_mae_pct"] > 0
+    assert [b["name"] for b in track["baselines"]] == [
+        "constant_velocity",
+        "constant_acceleration",
+        "constant_turn_rate",
+        "best_of",
+    ]
+    assert all(b["accuracy"] == -1 and b["forecast_mae_pct"] > 0 for b in track["baselines"])
+    assert all(len(b["per_class"]) == 4 for b in track["baselines"])
     assert list_versions(tmp_path / "models", "b4") == [1]
+
+
+def test_results_without_a_track_readout_leave_observed_track_unset() -> None:
+    from services.trainer.servicer import results_to_proto
+
+    base = {"accuracy": 0.5, "baselines": [{"name": "chance", "accuracy": 0.25}]}
+    assert not results_to_proto(base).HasField("observed_track")
+    own = {"name": "constant_velocity", "accuracy": -1, "forecast_mae": 0.2, "forecast_mae_pct": 7.5}
+    msg = results_to_proto(
+        {**base, "track": {"observed_mae": 0.1, "observed_mae_pct": 3.0, "baselines": [own]}}
+    )
+    t = msg.observed_track
+    assert t.present and t.observed_mae_pct == 3.0 and t.baselines[0].forecast_mae_pct == 7.5
 
 
 def test_restarted_service_reports_done_without_retraining(
