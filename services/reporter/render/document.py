@@ -19,6 +19,7 @@ from services.reporter.model import (
 )
 from services.reporter.render.figures import FigureRef
 from services.reporter.sources.grpc_sources import STATE_NAMES
+from trajlab.trainer.v1 import trainer_pb2
 
 MISSING = "missing"
 
@@ -323,7 +324,7 @@ def _forecast(data: ReportData, figs: dict[str, FigureRef]) -> Section:
     for b in data.branches.values():
         r = b.results
         if r is None:
-            rows.append([b.name] + [MISSING] * 6)
+            rows.append([b.name] + [MISSING] * 7)
             continue
         rows.append(
             [
@@ -334,6 +335,7 @@ def _forecast(data: ReportData, figs: dict[str, FigureRef]) -> Section:
                 pct_value(r.forecast_rmse_pct),
                 num(r.ade),
                 num(r.fde),
+                _track_error(r),
             ]
         )
     blocks: list[Block] = [
@@ -346,9 +348,12 @@ def _forecast(data: ReportData, figs: dict[str, FigureRef]) -> Section:
                 "RMSE (% extent)",
                 "ADE (world)",
                 "FDE (world)",
+                "observed track error (% extent)",
             ],
             rows,
-            caption="Forecast of the next frames' 3D positions, trainer's evaluation.",
+            caption="Forecast of the next frames' 3D positions, trainer's evaluation. Observed track "
+            "error: how far the model's own estimate of the object's positions in the frames it saw is "
+            "from the truth (n/a: the model has no track readout).",
         )
     ]
     if "bars_mae" in figs:
@@ -403,7 +408,73 @@ def _baselines(data: ReportData) -> Section:
         )
     if not any_rows:
         blocks.append(Para(f"Baselines: {MISSING} (no branch has evaluation results)."))
+    blocks.extend(_own_track_baselines(data))
     return Section("Baselines", "baselines", blocks)
+
+
+# The forecasters the trainer also runs on a model's own observed track, in table order.
+OWN_TRACK_BASELINES: tuple[str, ...] = (
+    "constant_velocity",
+    "constant_acceleration",
+    "constant_turn_rate",
+    "best_of",
+)
+
+
+def _has_track(r: trainer_pb2.EvaluationResults) -> bool:
+    # Results of older runs, or of a model with the track readout off, leave the message unset.
+    return r.HasField("observed_track") and r.observed_track.present
+
+
+def _track_error(r: trainer_pb2.EvaluationResults) -> str:
+    return pct_value(r.observed_track.observed_mae_pct) if _has_track(r) else "n/a"
+
+
+def _own_track_baselines(data: ReportData) -> list[Block]:
+    """Physics on each branch's own estimated track beside the branch's forecast."""
+    with_results = [b for b in data.branches.values() if b.results is not None]
+    if not with_results:
+        return []
+    if not any(_has_track(b.results) for b in with_results if b.results is not None):
+        return [
+            Para(
+                "Baselines on the models' own observed tracks: n/a (no branch's results carry a track "
+                "readout: older runs, or the readout switched off)."
+            )
+        ]
+    rows = []
+    for b in with_results:
+        r = b.results
+        if r is None:
+            continue
+        if not _has_track(r):
+            rows.append([b.name, pct_value(r.forecast_mae_pct), "n/a"] + ["n/a"] * len(OWN_TRACK_BASELINES))
+            continue
+        own = {bl.name: bl for bl in r.observed_track.baselines}
+        cells = []
+        for name in OWN_TRACK_BASELINES:
+            bl = own.get(name)
+            cells.append(MISSING if bl is None or bl.forecast_mae < 0 else pct_value(bl.forecast_mae_pct))
+        rows.append([b.name, pct_value(r.forecast_mae_pct), _track_error(r), *cells])
+    return [
+        Para(
+            "The baselines above are given the true observed positions: what perfect perception would "
+            "give. Below, the same physics is given each model's own estimate of the observed track, "
+            "i.e. the same pixels the model saw; a model whose forecast loses to these is not using its "
+            "own evidence well."
+        ),
+        Table(
+            [
+                "branch",
+                "model forecast MAE (% extent)",
+                "observed track error (% extent)",
+                *(f"{name} on own track (% extent)" for name in OWN_TRACK_BASELINES),
+            ],
+            rows,
+            caption="Forecast MAE of the physics baselines applied to each branch's own observed track "
+            "(n/a: the model has no track readout).",
+        ),
+    ]
 
 
 def _per_class(data: ReportData, figs: dict[str, FigureRef]) -> Section:

@@ -83,6 +83,8 @@ class BranchSpec:
     epochs: int = 5
     state: int = trainer_pb2.TRAINING_STATE_DONE
     error: str = ""
+    # Observed-track error, % of extent; None = no track readout (older run or readout off).
+    track_pct: float | None = None
 
     def predictions(self, val: ValidationSet) -> np.ndarray:
         pred = val.labels.copy()
@@ -97,6 +99,39 @@ class BranchSpec:
 def _branch_msg(s: BranchSpec) -> common_pb2.Branch:
     return common_pb2.Branch(
         name=s.name, encoder=s.encoder, enhancement=s.enhancement, describer_backend=s.backend
+    )
+
+
+OWN_TRACK_NAMES = ("constant_velocity", "constant_acceleration", "constant_turn_rate", "best_of")
+
+
+def own_track_pcts(spec: BranchSpec) -> dict[str, float]:
+    """Forecast MAE (% extent) of each baseline on the fake model's own track: worse with its error."""
+    assert spec.track_pct is not None
+    return {
+        n: base + spec.track_pct for n, base in zip(OWN_TRACK_NAMES, (16.0, 18.5, 17.0, 12.0), strict=True)
+    }
+
+
+def observed_track_for(spec: BranchSpec, val: ValidationSet) -> trainer_pb2.ObservedTrack | None:
+    if spec.track_pct is None:
+        return None
+    world = float(val.extent.mean()) / 100.0  # world units per % of extent, near enough for a fake
+    return trainer_pb2.ObservedTrack(
+        present=True,
+        observed_mae=spec.track_pct * world,
+        observed_mae_pct=spec.track_pct,
+        baselines=[
+            trainer_pb2.BaselineResult(
+                name=n,
+                accuracy=-1,
+                forecast_mae=p * world,
+                forecast_mae_pct=p,
+                ade=2 * p * world,
+                fde=3 * p * world,
+            )
+            for n, p in own_track_pcts(spec).items()
+        ],
     )
 
 
@@ -180,6 +215,7 @@ def results_for(spec: BranchSpec, val: ValidationSet) -> trainer_pb2.EvaluationR
         created_at="2026-11-22T03:00:00Z",
         dataset_manifest_sha256=val.manifest_sha256,
         profile="quick",
+        observed_track=observed_track_for(spec, val),
     )
 
 
@@ -427,11 +463,12 @@ def wait_until(pred, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-
 def default_specs() -> list[BranchSpec]:
     """b1 and b2 tie on accuracy (3 of 24 wrong); b2's forecast is closer, so b2 wins by MAE.
 
-    b3 is worse; b4 failed during training (no results, not served).
+    b3 is worse and has no track readout (no observed_track); b4 failed during training (no
+    results, not served).
     """
     return [
-        BranchSpec("b1", wrong=[1, 8, 15], offset=0.05),
-        BranchSpec("b2", wrong=[2, 9, 20], offset=0.02, encoder="dual_pathway"),
+        BranchSpec("b1", wrong=[1, 8, 15], offset=0.05, track_pct=2.5),
+        BranchSpec("b2", wrong=[2, 9, 20], offset=0.02, encoder="dual_pathway", track_pct=1.25),
         BranchSpec(
             "b3",
             wrong=[0, 3, 7, 12, 13, 19],

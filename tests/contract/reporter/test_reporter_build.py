@@ -119,6 +119,30 @@ def test_numbers_in_the_markdown_equal_the_trainers_results(
         assert chance[2] == f"{(r.accuracy - 0.25) * 100:+.2f}"
 
 
+def test_observed_track_error_and_the_baselines_on_the_models_own_track(
+    world: kit.FakeWorld, built: ReportResult
+) -> None:
+    md = built.markdown_path.read_text()
+    part = md.split("## Baselines", 1)[1].split("## Per-class figures", 1)[0]
+    assert "what perfect perception would give" in part and "the same pixels the model saw" in part
+    own = part.split("applied to each branch's own observed track", 1)[1]
+    done = [s for s in world.specs if s.state == kit.trainer_pb2.TRAINING_STATE_DONE]
+    assert {s.track_pct is None for s in done} == {True, False}  # b3 has no track readout
+    for spec in done:
+        r = kit.results_for(spec, world.val)
+        row = _row(own, spec.name, "")
+        fc = _row(md, spec.name, "## Forecast")
+        assert row[1] == f"{r.forecast_mae_pct:.2f} %"
+        if spec.track_pct is None:  # an older run or the readout off: said so, not guessed
+            assert row[2:] == ["n/a"] * 5 and fc[7] == "n/a"
+            continue
+        pcts = kit.own_track_pcts(spec)
+        assert row[2:] == [f"{spec.track_pct:.2f} %", *(f"{pcts[n]:.2f} %" for n in kit.OWN_TRACK_NAMES)]
+        assert fc[7] == f"{spec.track_pct:.2f} %"
+    with pytest.raises(AssertionError):  # b4 failed: no results, no row
+        _row(own, "b4", "")
+
+
 def test_figures_exist_and_are_valid_pngs(built: ReportResult) -> None:
     names = {p.name for p in built.figure_paths}
     assert {
@@ -174,6 +198,10 @@ def test_report_json_agrees(built: ReportResult, world: kit.FakeWorld) -> None:
     assert doc["branches"]["b1"]["results"]["accuracy"] == pytest.approx(r1.accuracy)
     assert doc["branches"]["b1"]["served"]["accuracy"] == pytest.approx(r1.accuracy)
     assert doc["branches"]["b1"]["curves"]["source"] == "trainer GetHistory"
+    track = doc["branches"]["b1"]["results"]["observed_track"]
+    assert track["present"] is True and track["observed_mae_pct"] == pytest.approx(2.5)
+    assert [b["name"] for b in track["baselines"]] == list(kit.OWN_TRACK_NAMES)
+    assert "observed_track" not in doc["branches"]["b3"]["results"]  # no track readout
 
 
 def test_trainer_down_and_prometheus_unreachable_still_write_the_report(
@@ -271,7 +299,10 @@ def test_partial_or_drifting_prometheus_curves_are_flagged(
 
 
 def test_a_relative_reports_dir_works_like_make_run_uses_it(
-    world: kit.FakeWorld, make_sources: Callable[..., ReportSources], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    world: kit.FakeWorld,
+    make_sources: Callable[..., ReportSources],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # `make run` runs from the repository with reports_dir "reports": figure paths were once joined twice.
     from trajlab.config import load_settings
