@@ -3,7 +3,8 @@
 The promises a user relies on before anything starts: nothing is published beyond
 loopback, every service has a healthcheck, the four trainers run one image with a
 branch each, the encoder cannot write the model repository, no secret is baked in,
-the reporter waits for healthy trainers, and the GPU overlay reserves GPUs for the
+the reporter waits for healthy trainers, no service but TGI keeps a Linux capability
+or may gain privileges, and the GPU overlay reserves GPUs for the
 trainers, encoder and TGI containers and switches to the GPU images.
 """
 
@@ -75,6 +76,17 @@ def test_four_trainers_one_image_one_branch_each_resuming_after_a_crash(cfg: dic
         assert env["TRAJLAB_TRAINER_AUTO_START"] == "true" and env["TRAJLAB_TRAINER_PROFILE"] == "quick"
         assert svcs[t]["restart"] in ("unless-stopped", "on-failure", "always")
         assert {v["target"] for v in svcs[t]["volumes"]} >= {"/data", "/models", "/runs"}
+
+
+def test_every_service_but_tgi_drops_all_capabilities_and_privilege_gain(cfg: dict[str, Any]) -> None:
+    # They all run as non-root users that need no capability; the running containers'
+    # kernel view (CapBnd, NoNewPrivs) is checked by test_compose_e2e.py.
+    hardened = [name for name in cfg["services"] if not name.startswith("tgi-")]
+    assert len(hardened) == 9  # four trainers, encoder, describer, reporter, Prometheus, Grafana
+    for name in hardened:
+        svc = cfg["services"][name]
+        assert svc.get("cap_drop") == ["ALL"], (name, svc.get("cap_drop"))
+        assert "no-new-privileges:true" in svc.get("security_opt", []), (name, svc.get("security_opt"))
 
 
 def test_the_encoder_mounts_the_model_repository_read_only(cfg: dict[str, Any]) -> None:

@@ -8,6 +8,17 @@ reporter builds once every trainer is done, checks what it says, classifies a fr
 clip through the encoder's port published on 127.0.0.1, and checks that
 ``docker compose down -v`` leaves no container, network or volume behind.
 
+While the trainers train, two of them are killed after their first checkpoint, in the
+two ways a trainer dies in practice (no extra training run: the same stack goes on to
+the report). trainer-b1's main process gets SIGKILL from the host, as the kernel's OOM
+killer or a crash does: Docker must restart it by itself (``restart: unless-stopped``)
+and it must resume from its checkpoint. trainer-b2 gets a literal ``docker kill``,
+which Docker treats as a deliberate stop and does not restart; the user's
+``docker compose up -d trainer-b2`` must then resume it from its checkpoint. Both must
+finish DONE with an exported model that the encoder serves and the report compares.
+Every running container is also checked for what compose.yaml promises: no Linux
+capabilities (bounding set empty) and no-new-privileges.
+
 Published host ports are randomised (an override file, loopback only), so the test
 never collides with services a developer runs on the default ports.
 """
@@ -16,14 +27,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import numpy as np
@@ -36,6 +49,10 @@ PROJECT = "trajlab-e2e"
 TRAINERS = [f"trainer-b{i}" for i in range(1, 5)]
 SERVICES = [*TRAINERS, "encoder", "describer", "reporter", "prometheus"]
 REPORT_TIMEOUT_S = 1500  # seconds: quick profile, four trainers sharing 2 cores
+RESTART_TIMEOUT_S = 300  # seconds for a killed trainer to answer again (image start, dataset load)
+HARDENED = ["describer", "encoder", "prometheus", "reporter", *TRAINERS]  # cap_drop ALL, no-new-privileges
+STARTED = [0.0]  # time.monotonic() when `compose up` returned (for the printed timings)
+_CHECKPOINT_SAVED = re.compile(r"checkpoint saved: \S*ckpt-epoch-(\d+)\.pt")
 OVERRIDE = """
 # Test-only: random loopback host ports instead of the fixed defaults.
 services:
@@ -73,6 +90,21 @@ class Compose:
     def logs(self) -> str:
         return self.run("logs", "--no-color", "--tail", "40", check=False).stdout[-12000:]
 
+    def container(self, service: str) -> str:
+        cid = self.run("ps", "-a", "-q", service).stdout.strip()
+        assert cid, f"no container for {service}"
+        return cid
+
+
+def docker(*args: str, timeout: float = 60) -> str:
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"docker {' '.join(args)}: {proc.stderr[-2000:]}"
+    return proc.stdout + proc.stderr  # `docker logs` replays the container's stderr on stderr
+
+
+def inspect(cid: str) -> dict[str, Any]:
+    return json.loads(docker("inspect", cid))[0]
+
 
 def _docker_ls(kind: str) -> list[str]:
     cmd = ["docker", kind, "ls", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}"]
@@ -105,6 +137,7 @@ def stack(image) -> Iterator[tuple[Compose, Path]]:  # type: ignore[no-untyped-d
     compose.run("down", "-v", "--remove-orphans", check=False)  # leftovers of an interrupted run
     try:
         compose.run("up", "-d", "--no-build", *SERVICES, timeout=900)
+        STARTED[0] = time.monotonic()
         yield compose, reports
     finally:
         compose.run("down", "-v", "--remove-orphans", "--timeout", "20", check=False, timeout=300)
@@ -136,6 +169,132 @@ def fresh_clip() -> np.ndarray:
         shutil.rmtree(out, ignore_errors=True)
 
 
+class Killed(NamedTuple):
+    """A trainer killed mid-training: the newest checkpoint epoch it had logged before."""
+
+    service: str
+    container: str
+    checkpoint_epoch: int
+
+
+def newest_checkpoint(cid: str) -> int:
+    """The newest epoch whose checkpoint the trainer has logged as saved (0: none yet)."""
+    return max((int(m) for m in _CHECKPOINT_SAVED.findall(docker("logs", cid))), default=0)
+
+
+def trainer_status(compose: Compose, service: str) -> Any:
+    """The trainer's GetStatus, or None while it cannot answer (e.g. restarting)."""
+    from trajlab.clients.trainer import TrainerClient
+
+    try:
+        # Re-resolved every time: a restarted container may get another ephemeral host port.
+        target = compose.port(service, 50052)
+        with TrainerClient(target, timeout=10, retries=False) as client:
+            return client.get_status()
+    except (AssertionError, grpc.RpcError):
+        return None
+
+
+def wait_for_checkpoint(compose: Compose, service: str) -> tuple[str, int]:
+    """Wait until ``service`` has saved a checkpoint and is still training; (container, epoch)."""
+    cid = compose.container(service)
+    deadline = time.monotonic() + REPORT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        epoch = newest_checkpoint(cid)
+        if epoch:
+            status = trainer_status(compose, service)
+            assert status is not None and status.state == "training" and status.epoch < status.total_epochs, (
+                f"{service} finished before it could be killed mid-training: {status}"
+            )
+            return cid, epoch
+        time.sleep(2)
+    raise AssertionError(f"{service} saved no checkpoint in {REPORT_TIMEOUT_S} s\n{compose.logs()}")
+
+
+def sigkill_main_process(cid: str) -> None:
+    """SIGKILL the container's main process from outside, as the OOM killer or a crash ends it.
+
+    Not `docker kill`: Docker records that as a user's stop and then never restarts the
+    container. From the host PID namespace (root; the CI runs as root), else from a
+    throwaway container in the host's PID namespace (a user of the docker group).
+    """
+    pid = int(inspect(cid)["State"]["Pid"])
+    assert pid > 0, f"{cid} is not running"
+    if os.geteuid() == 0:
+        os.kill(pid, signal.SIGKILL)
+    else:
+        docker("run", "--rm", "--pid=host", "--user=0", "--entrypoint=python", "trajlab/trainer:cpu",
+               "-c", f"import os; os.kill({pid}, 9)")
+
+
+def wait_until_resumed(compose: Compose, killed: Killed) -> Any:
+    """Wait until the killed trainer answers again, resumed from (at least) its checkpoint."""
+    deadline = time.monotonic() + RESTART_TIMEOUT_S
+    status = None
+    while time.monotonic() < deadline:
+        status = trainer_status(compose, killed.service)
+        if status is not None and status.resumed_from_epoch:
+            assert status.resumed_from_epoch >= killed.checkpoint_epoch, (killed, status)
+            return status
+        time.sleep(2)
+    raise AssertionError(
+        f"{killed.service} did not resume within {RESTART_TIMEOUT_S} s: {status}; "
+        f"{inspect(killed.container)['State']}\n{docker('logs', '--tail', '60', killed.container)[-6000:]}"
+    )
+
+
+def kill_two_trainers_mid_training(compose: Compose) -> tuple[Killed, Killed]:
+    """b1: SIGKILL from outside, restarted by Docker. b2: `docker kill`, restarted by the user."""
+
+    def resumed(killed: Killed, since: float) -> None:
+        status = wait_until_resumed(compose, killed)
+        assert status.state in ("training", "evaluating", "exporting", "done"), status
+        print(f"[compose-kill] {killed.service}: answering again, resumed from epoch "
+              f"{status.resumed_from_epoch}, {time.monotonic() - since:.0f} s after the kill")
+
+    cid, epoch = wait_for_checkpoint(compose, "trainer-b1")
+    crashed = Killed("trainer-b1", cid, epoch)
+    killed_at = {crashed.service: time.monotonic()}
+    sigkill_main_process(cid)
+    deadline = time.monotonic() + RESTART_TIMEOUT_S
+    while inspect(cid)["RestartCount"] < 1:
+        assert time.monotonic() < deadline, f"Docker did not restart {crashed}: {inspect(cid)['State']}"
+        time.sleep(1)
+    print(f"[compose-kill] trainer-b1: SIGKILL after its epoch-{epoch} checkpoint; restarted by Docker "
+          f"within {time.monotonic() - killed_at[crashed.service]:.0f} s")
+    resumed(crashed, killed_at[crashed.service])
+
+    cid, epoch = wait_for_checkpoint(compose, "trainer-b2")
+    stopped = Killed("trainer-b2", cid, epoch)
+    killed_at[stopped.service] = time.monotonic()
+    docker("kill", cid)
+    time.sleep(5)  # Docker's first automatic restart would come after 0.1 s: 5 s is plenty to see none
+    state = inspect(cid)
+    assert state["State"]["Status"] == "exited" and state["RestartCount"] == 0, state["State"]
+    compose.run("up", "-d", "--no-build", "trainer-b2", timeout=300)
+    assert compose.container("trainer-b2") == cid  # started again, not recreated: same checkpoints
+
+    resumed(stopped, killed_at[stopped.service])
+    return crashed, stopped
+
+
+def assert_hardened(compose: Compose) -> None:
+    """No capabilities (even the bounding set) and no privilege gain, in every trajlab container."""
+    for service in HARDENED:
+        cid = compose.container(service)
+        host = inspect(cid)["HostConfig"]
+        assert [c.upper() for c in host["CapDrop"] or []] == ["ALL"], (service, host["CapDrop"])
+        assert "no-new-privileges:true" in (host["SecurityOpt"] or []), (service, host["SecurityOpt"])
+        # What the main process really holds: the kernel's view, not only the configuration.
+        fields = dict(
+            line.split(":", 1) for line in docker("exec", cid, "cat", "/proc/1/status").splitlines() if ":" in line
+        )
+        for cap in ("CapBnd", "CapEff", "CapPrm", "CapAmb"):
+            assert int(fields[cap], 16) == 0, (service, cap, fields[cap])
+        assert fields["NoNewPrivs"].strip() == "1", (service, fields["NoNewPrivs"])
+        assert fields["Uid"].split()[0] != "0", (service, "runs as root")
+
+
 def prometheus_targets(url: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"http://{url}/api/v1/targets", timeout=10) as resp:
         return json.loads(resp.read())["data"]["activeTargets"]
@@ -143,7 +302,10 @@ def prometheus_targets(url: str) -> list[dict[str, Any]]:
 
 def test_compose_up_trains_serves_reports_and_cleans_up(stack: tuple[Compose, Path]) -> None:
     compose, reports = stack
+    assert_hardened(compose)
+    crashed, stopped = kill_two_trainers_mid_training(compose)
     report_dir = wait_for_report(compose, reports)
+    print(f"[compose-kill] report written {time.monotonic() - STARTED[0]:.0f} s after `compose up` returned")
     text = (report_dir / "PARALLEL_RESULTS_COMPARISON.md").read_text()
     for branch in ("b1", "b2", "b3", "b4"):
         assert branch in text
@@ -167,6 +329,15 @@ def test_compose_up_trains_serves_reports_and_cleans_up(stack: tuple[Compose, Pa
         )
     assert resp.class_name in CLASS_NAMES
     assert abs(sum(resp.probabilities) - 1.0) < 1e-3
+
+    # The killed trainers finished from their checkpoints (not from scratch) and exported a model;
+    # b1 was restarted once by Docker (no crash loop), b2 only by the user.
+    for killed, restarts in ((crashed, 1), (stopped, 0)):
+        status = trainer_status(compose, killed.service)
+        assert status is not None and status.state == "done", (killed, status)
+        assert status.resumed_from_epoch >= killed.checkpoint_epoch > 0, (killed, status)
+        assert status.model_version > 0, (killed, status)
+        assert inspect(killed.container)["RestartCount"] == restarts, killed
 
     # Prometheus (the shipped config) scrapes every service.
     targets = prometheus_targets(compose.port("prometheus", 9090))
