@@ -88,6 +88,18 @@ class Profile(_Strict):
     dataset: DatasetConfig = DatasetConfig()
     training: TrainingConfig = TrainingConfig()
 
+    @model_validator(mode="after")
+    def _track_needs_even_size(self) -> Profile:
+        # The track readout's mask is at half resolution, mapped back through the camera.
+        if self.training.track:
+            for field in ("height", "width"):
+                if getattr(self.dataset, field) % 2:
+                    raise ValueError(
+                        f"dataset.{field} must be even when training.track is on "
+                        f"(got {getattr(self.dataset, field)}); set training.track: false or an even size"
+                    )
+        return self
+
 
 class Encoder(StrEnum):
     I3D = "i3d"

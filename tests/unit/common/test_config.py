@@ -51,3 +51,12 @@ def test_bad_profile_field_is_named(tmp_path: Path) -> None:
         load_profile(p)
     with pytest.raises(ConfigError, match="unknown profile 'nope'"):
         load_profile("nope")
+
+
+def test_an_odd_clip_size_with_the_track_readout_is_refused_naming_the_field(tmp_path: Path) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text("name: x\ndataset:\n  width: 33\n")
+    with pytest.raises(ConfigError, match=r"dataset\.width must be even when training\.track is on"):
+        load_profile(p)
+    p.write_text("name: x\ndataset:\n  width: 33\ntraining:\n  track: false\n")
+    assert load_profile(p).dataset.width == 33
