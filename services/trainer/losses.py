@@ -56,7 +56,7 @@ def track_target(model: BranchModel, observed: torch.Tensor) -> TrackTarget | No
     masks = disc_masks(
         observed, height=a.height // 2, width=a.width // 2, focal_px=a.focal_px / 2, radius=a.object_radius
     )
-    return TrackTarget((observed - readout.mean) / readout.std, masks)
+    return TrackTarget(readout.normalise(observed), masks)
 
 
 def combined_loss(

@@ -186,10 +186,18 @@ class TrackReadout(nn.Module):
         self.mean.copy_(mean.reshape(3))
         self.std.copy_(std.reshape(3).clamp_min(1e-6))
 
+    def normalise(self, world: torch.Tensor) -> torch.Tensor:
+        """(..., 3) world positions -> the units of ``Track.points``."""
+        return (world - self.mean) / self.std
+
+    def to_world(self, points: torch.Tensor) -> torch.Tensor:
+        """``Track.points`` (..., 3) -> world positions."""
+        return points * self.std + self.mean
+
     def forward(self, features: torch.Tensor) -> tuple[Track, torch.Tensor]:
         n, _, t = features.shape[:3]
         logits = self.mask(features)[:, 0]  # (N, T, H/2, W/2)
-        points = (self.points_from_mask(torch.sigmoid(logits)) - self.mean) / self.std  # (N, T, 3)
+        points = self.normalise(self.points_from_mask(torch.sigmoid(logits)))  # (N, T, 3)
         return Track(points, logits), self.summary(points.reshape(n, t * 3))
 
     def points_from_mask(self, m: torch.Tensor) -> torch.Tensor:
@@ -277,19 +285,25 @@ def create_i3d_encoder(
     available = (frames // 4, height // 8, width // 8)
     grid = _grid(pool_grid, available)
     pool = _adaptive_avg_pool(available, grid)
-    tr = None
-    if track:
-        tr = TrackReadout(
-            in_channels=c2,
-            frames=frames,
-            height=height,
-            width=width,
-            focal_px=focal_px,
-            object_radius=object_radius,
-        )
+    tr = _track_readout(track, c2, frames, height, width, focal_px, object_radius)
     extra = tr.out_features if tr is not None else 0
     proj = nn.Linear(c3 * grid[0] * grid[1] * grid[2] + extra, feature_dim)
     return I3DEncoder(blocks, pool, proj, tr)
+
+
+def _track_readout(
+    track: bool, in_channels: int, frames: int, height: int, width: int, focal_px: float, object_radius: float
+) -> TrackReadout | None:
+    if not track:
+        return None
+    return TrackReadout(
+        in_channels=in_channels,
+        frames=frames,
+        height=height,
+        width=width,
+        focal_px=focal_px,
+        object_radius=object_radius,
+    )
 
 
 def _grid(wanted: Sequence[int], available: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -434,16 +448,8 @@ def create_dual_pathway_encoder(
     m_grid = _grid(pool_grid, m_avail)
     c_grid = _grid(pool_grid, c_avail)
     m_feat = m_ch[2] * m_grid[0] * m_grid[1] * m_grid[2]
-    tr = None
-    if track:  # reads the motion pathway, the one that keeps every frame
-        tr = TrackReadout(
-            in_channels=m_ch[1],
-            frames=frames,
-            height=height,
-            width=width,
-            focal_px=focal_px,
-            object_radius=object_radius,
-        )
+    # Reads the motion pathway, the one that keeps every frame.
+    tr = _track_readout(track, m_ch[1], frames, height, width, focal_px, object_radius)
     c_feat = c_in * c_grid[0] * c_grid[1] * c_grid[2]
     return DualPathwayEncoder(
         motion_stages=motion_stages,
@@ -617,7 +623,7 @@ class BranchModel(nn.Module):
         forecast = self.heads["forecast"](head_in).reshape(-1, self.args.horizon, 3)
         if track is not None:
             readout = self.encoder.track
-            world = track.points * readout.std + readout.mean  # (N, T, 3)
+            world = readout.to_world(track.points)  # (N, T, 3)
             prior = torch.einsum("ft,nti->nfi", self.extrapolate, world)  # (N, horizon, 3)
             forecast = forecast + (prior - self.forecast_mean) / self.forecast_std
         return BranchOutput(logits, forecast, embedding, features, recon, text_logits, track)

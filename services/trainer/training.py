@@ -579,8 +579,7 @@ class Trainer:
                 if o.text_logits is not None:
                     outs["text_logits"].append(o.text_logits.numpy())
                 if o.track is not None:  # the observed track in world units
-                    readout = model.encoder.track
-                    outs["track"].append((o.track.points * readout.std + readout.mean).numpy())
+                    outs["track"].append(model.encoder.track.to_world(o.track.points).numpy())
                 if labels is not None and positions is not None:
                     frames = self.cfg.profile.dataset.frames
                     y = torch.from_numpy(np.asarray(labels[i : i + batch_size], np.int64))
