@@ -44,6 +44,7 @@ from services.trainer.evaluation import (
     evaluate_baselines,
     forecast_metrics,
     per_class_metrics,
+    track_error,
 )
 from services.trainer.losses import combined_loss, track_target
 from services.trainer.models import (
@@ -611,8 +612,8 @@ class Trainer:
             zero_shot = float((p["text_logits"].argmax(1) == labels).mean())
         track = {}
         if "track" in p:  # how well the readout locates the object in the frames it saw
-            err = np.abs(p["track"] - np.asarray(val.positions[:, :frames])).mean(axis=(1, 2))
-            track = {"track_mae_pct": float((err / np.asarray(val.extent)).mean() * 100.0)}
+            _, pct = track_error(p["track"], val.positions[:, :frames], val.extent)
+            track = {"track_mae_pct": pct}
         return {
             "val_loss": float(p["loss"]),
             "val_accuracy": cls["accuracy"],
@@ -643,11 +644,11 @@ class Trainer:
             # rather than the true positions: a model that loses to these is not using its own
             # evidence well, which points to a bug rather than to the limits of its eyes.
             own = evaluate_baselines(p["track"], future, labels, extent, CLASS_NAMES)[1:]
-            err = np.abs(p["track"] - observed).mean(axis=2)  # (N, T) world units
+            mae, pct = track_error(p["track"], observed, extent)
             track = {
                 "track": {
-                    "observed_mae": float(err.mean()),
-                    "observed_mae_pct": float((err.mean(axis=1) / extent).mean() * 100.0),
+                    "observed_mae": mae,
+                    "observed_mae_pct": pct,
                     "baselines": own,
                 }
             }
