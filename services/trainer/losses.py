@@ -52,10 +52,7 @@ def track_target(model: BranchModel, observed: torch.Tensor) -> TrackTarget | No
     if readout is None:
         return None
     a = model.args
-    # The readout's mask is at half resolution: image size and focal length halve.
-    masks = disc_masks(
-        observed, height=a.height // 2, width=a.width // 2, focal_px=a.focal_px / 2, radius=a.object_radius
-    )
+    masks = disc_masks(observed, height=a.height, width=a.width, focal_px=a.focal_px, radius=a.object_radius)
     return TrackTarget(readout.normalise(observed), masks)
 
 

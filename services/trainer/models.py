@@ -51,7 +51,7 @@ class ModelArgs:
     # the observed positions and fed to the features. Off = the plain encoder of the seed spec.
     track: bool = False
     focal_px: float = 0.0  # camera focal length, pixels (track readout only)
-    object_radius: float = 0.0  # the moving sphere's radius, world units (track readout only)
+    object_radius: float = 0.0  # the moving sphere's radius, world units (the track loss's disc target)
     text_dim: int = 0  # text-embedding width (text alignment only)
     text_encoder: str = ""  # name of the text encoder whose embeddings are baked in
 
@@ -120,71 +120,101 @@ class Track(NamedTuple):
 
 
 class TrackReadout(nn.Module):
-    """Per-frame object track from full-frame-rate features: centroid and area of a soft mask.
+    """Per-frame object track from full-frame-rate features: a soft mask and a depth map.
 
     Pooled conv features say *what* moves but blur *where*, and the forecast is in
     absolute 3D. The readout predicts, for every frame, a soft mask ``m`` of the moving
-    object at half the clip's resolution, from the encoder's second conv block (before
-    time is pooled; its 3x3x3 receptive field over two blocks spans ~8 pixels and 5
-    frames, enough to tell the sphere from clutter and short-lived distractors). The
-    mask's centroid gives the object's image position, its area ``A`` the apparent
-    radius ``r = sqrt(A / pi)``, and the pinhole camera the depth ``z = f R / r`` and then
-    ``x = z (u - cx) / f``, ``y = -z (v - cy) / f`` (the renderer's geometry,
-    :mod:`trajlab.data.camera`; at half resolution f, cx, cy and r all halve). The result
-    is a 3D track the heads can extrapolate: a spatial soft-argmax (Levine et al.,
-    "End-to-End Training of Deep Visuomotor Policies", 2016) extended by the area for
-    depth. Mask and points are supervised by the observed positions during training
-    (:func:`services.trainer.losses.combined_loss`), which is what makes it learn fast.
-    Half resolution keeps it cheap (a full-resolution decoder doubled the step's cost).
+    object at the clip's full resolution and a log-depth map ``d``, from the encoder's
+    first two conv blocks before time is pooled, the way U-Net/FPN decoders mix a fine
+    and a coarse level: a small 3x3x3 conv on block 2 (half resolution; with it a
+    receptive field of ~12 pixels and 7 frames, enough to tell the shaded sphere from
+    flat distractors and static clutter) gives the coarse mask logits and ``d``, both
+    upsampled, and a 1x3x3 conv on block 1 (full resolution) adds the sharp edges. The
+    mask's centroid gives the object's image position (a spatial soft-argmax, Levine et
+    al., "End-to-End Training of Deep Visuomotor Policies", 2016), the mask-weighted mean
+    of ``d`` its depth ``z = z_mean * exp(d)``, and the pinhole camera the rest:
+    ``x = z (u - cx) / f``, ``y = -z (v - cy) / f`` (:mod:`trajlab.data.camera`). Depth is
+    learned rather than read from the mask's area: the area gives the depth to 0.4 % with
+    the true anti-aliased disc, but a learned mask's area is off by 5-10 % (2.5-5 % in
+    depth, most of the track's error), while the network can also read the sphere's
+    brightness, which falls as ``sqrt(4 / z)``. Mask and points are supervised by the
+    observed positions (:func:`services.trainer.losses.combined_loss`).
+
+    What the heads get from the track is translation-invariant: every point relative to
+    the last one, the per-frame steps and their changes (velocity and acceleration),
+    each scaled by its spread on the training split, through a two-layer MLP. Motion
+    class and the next positions depend on the shape of the path, not on where it is.
     ::
 
-        features (N, c, T, H/2, W/2)
-          -> Conv3d 1x3x3 = mask logits                       (N, T, H/2, W/2)
-          -> sigmoid -> centroid (u, v), area -> (x, y, z)    (N, T, 3), normalised by the train split
-          -> flatten -> Linear -> ReLU                        (N, hidden): the track's share of the features
+        block 2 (N, c2, T, H/2, W/2) -> Conv3d 3x3x3 -> ReLU     (N, 16, T, H/2, W/2)
+          -> Conv3d 1x3x3 (mask), Conv3d 1x3x3 (log depth) -> upsample x2
+        block 1 (N, c1, T, H, W) -> Conv3d 1x3x3 (+ coarse)      mask logits (N, T, H, W)
+          -> sigmoid -> centroid (u, v), mean log depth -> (x, y, z)   (N, T, 3) world units
+          -> [p - p_last, steps, changes of steps] -> MLP              (N, hidden): the track's share
     """
 
     def __init__(
         self,
         *,
         in_channels: int,
+        coarse_channels: int,
         frames: int,
         height: int,
         width: int,
         focal_px: float,
-        object_radius: float,
-        hidden_dim: int = 128,
+        hidden_dim: int = 256,
+        coarse_hidden: int = 16,
     ) -> None:
         super().__init__()
-        if focal_px <= 0 or object_radius <= 0:
-            raise ValueError(
-                f"track readout needs focal_px > 0 and object_radius > 0, got {focal_px}, {object_radius}"
-            )
+        if focal_px <= 0:
+            raise ValueError(f"track readout needs focal_px > 0, got {focal_px}")
         if height % 2 or width % 2:
             raise ValueError(f"track readout needs an even clip size, got H={height}, W={width}")
+        if frames < 3:
+            raise ValueError(f"track readout needs at least 3 frames, got {frames}")
+        self.coarse_body = nn.Sequential(
+            nn.Conv3d(coarse_channels, coarse_hidden, (3, 3, 3), padding=(1, 1, 1)), nn.ReLU(inplace=True)
+        )
+        self.coarse_mask = nn.Conv3d(coarse_hidden, 1, (1, 3, 3), padding=(0, 1, 1))
+        # Starts at log depth 0 everywhere: the training split's mean depth.
+        self.coarse_depth = nn.Conv3d(coarse_hidden, 1, (1, 3, 3), padding=(0, 1, 1))
+        nn.init.zeros_(self.coarse_depth.weight)
+        nn.init.zeros_(self.coarse_depth.bias)
         self.mask = nn.Conv3d(in_channels, 1, (1, 3, 3), padding=(0, 1, 1))
-        # Start with an almost empty mask (sigmoid(-4) = 1.8 %): the first areas and depths
-        # are finite and the mask loss only has to switch the object's pixels on.
+        # Start with an almost empty mask (sigmoid(-4) = 1.8 %): the mask loss only has to
+        # switch the object's pixels on.
         nn.init.constant_(self.mask.bias, -4.0)
-        h, w, f = height // 2, width // 2, focal_px / 2  # the mask's grid: every length halves
-        # Mask pixel centres in units of the focal length: x / z = (u - cx) / f, y / z = -(v - cy) / f.
-        xs = (torch.arange(w, dtype=torch.float32) + 0.5 - w / 2) / f
-        ys = -(torch.arange(h, dtype=torch.float32) + 0.5 - h / 2) / f
-        self.register_buffer("grid_x", xs.reshape(1, 1, 1, w), persistent=False)
-        self.register_buffer("grid_y", ys.reshape(1, 1, h, 1), persistent=False)
-        self.depth_scale = float(f * object_radius)  # z * r, world units * mask pixels
-        # Normalisation of the points (per axis), set from the training split and saved.
+        f = float(focal_px)
+        # Pixel centres in units of the focal length: x / z = (u - cx) / f, y / z = -(v - cy) / f.
+        xs = (torch.arange(width, dtype=torch.float32) + 0.5 - width / 2) / f
+        ys = -(torch.arange(height, dtype=torch.float32) + 0.5 - height / 2) / f
+        self.register_buffer("grid_x", xs.reshape(1, 1, 1, width), persistent=False)
+        self.register_buffer("grid_y", ys.reshape(1, 1, height, 1), persistent=False)
+        # Normalisation of the points (per axis) and the scales of the motion features,
+        # set from the training split (set_stats) and saved with the weights.
         self.register_buffer("mean", torch.zeros(3))
         self.register_buffer("std", torch.ones(3))
-        self.summary = nn.Sequential(nn.Linear(frames * 3, hidden_dim), nn.ReLU(inplace=True))
+        self.register_buffer("offset_scale", torch.ones(3))
+        self.register_buffer("step_scale", torch.ones(3))
+        in_dim = 3 * (frames + (frames - 1) + (frames - 2))
+        self.summary = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.ReLU(inplace=True),
+        )
 
     @property
     def out_features(self) -> int:
-        return int(self.summary[0].out_features)
+        return int(self.summary[2].out_features)
 
-    def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.mean.copy_(mean.reshape(3))
-        self.std.copy_(std.reshape(3).clamp_min(1e-6))
+    def set_stats(self, observed: torch.Tensor) -> None:
+        """Statistics of the training split's observed positions (N, T, 3), world units."""
+        obs = observed.to(self.mean.dtype)
+        self.mean.copy_(obs.reshape(-1, 3).mean(0))
+        self.std.copy_(obs.reshape(-1, 3).std(0).clamp_min(1e-6))
+        self.offset_scale.copy_((obs - obs[:, -1:]).reshape(-1, 3).std(0).clamp_min(1e-6))
+        self.step_scale.copy_((obs[:, 1:] - obs[:, :-1]).reshape(-1, 3).std(0).clamp_min(1e-6))
 
     def normalise(self, world: torch.Tensor) -> torch.Tensor:
         """(..., 3) world positions -> the units of ``Track.points``."""
@@ -194,19 +224,30 @@ class TrackReadout(nn.Module):
         """``Track.points`` (..., 3) -> world positions."""
         return points * self.std + self.mean
 
-    def forward(self, features: torch.Tensor) -> tuple[Track, torch.Tensor]:
-        n, _, t = features.shape[:3]
-        logits = self.mask(features)[:, 0]  # (N, T, H/2, W/2)
-        points = self.normalise(self.points_from_mask(torch.sigmoid(logits)))  # (N, T, 3)
-        return Track(points, logits), self.summary(points.reshape(n, t * 3))
+    def motion_features(self, world: torch.Tensor) -> torch.Tensor:
+        """(N, T, 3) world track -> (N, 3 (3T - 3)): offsets from the last point, steps, step changes."""
+        n = world.shape[0]
+        offsets = (world - world[:, -1:]) / self.offset_scale
+        steps = (world[:, 1:] - world[:, :-1]) / self.step_scale
+        changes = steps[:, 1:] - steps[:, :-1]
+        return torch.cat([offsets.reshape(n, -1), steps.reshape(n, -1), changes.reshape(n, -1)], dim=1)
 
-    def points_from_mask(self, m: torch.Tensor) -> torch.Tensor:
-        """(N, T, H/2, W/2) mask in [0, 1] -> (N, T, 3) world positions (centroid, area, pinhole)."""
-        area = m.sum(dim=(2, 3)) + 1e-3  # (N, T) mask pixels^2
+    def forward(self, fine: torch.Tensor, coarse: torch.Tensor) -> tuple[Track, torch.Tensor]:
+        """fine (N, c1, T, H, W) and coarse (N, c2, T, H/2, W/2) features -> track, summary."""
+        h = self.coarse_body(coarse)
+        up = nn.functional.interpolate(
+            torch.cat([self.coarse_mask(h), self.coarse_depth(h)], dim=1), scale_factor=(1.0, 2.0, 2.0)
+        )  # nearest
+        logits = (self.mask(fine) + up[:, :1])[:, 0]  # (N, T, H, W)
+        world = self.points_from(torch.sigmoid(logits), up[:, 1])  # (N, T, 3)
+        return Track(self.normalise(world), logits), self.summary(self.motion_features(world))
+
+    def points_from(self, m: torch.Tensor, log_depth: torch.Tensor) -> torch.Tensor:
+        """Mask (N, T, H, W) in [0, 1] and log-depth map (N, T, H, W) -> (N, T, 3) world positions."""
+        area = m.sum(dim=(2, 3)) + 1e-3  # (N, T) pixels^2
         xn = (m * self.grid_x).sum(dim=(2, 3)) / area
         yn = (m * self.grid_y).sum(dim=(2, 3)) / area
-        radius = torch.sqrt(area / torch.pi).clamp_min(0.25)  # a quarter-pixel floor keeps z finite
-        z = self.depth_scale / radius
+        z = self.mean[2] * torch.exp((m * log_depth).sum(dim=(2, 3)) / area)
         return torch.stack([xn * z, yn * z, z], dim=-1)
 
 
@@ -231,11 +272,12 @@ class I3DEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Track | None]:
         """(N, C, T, H, W) -> features (N, D) and, with the track readout, the track."""
-        second = self.blocks[:3](x)  # (N, c2, T, H/2, W/2): block 2 before time is pooled
+        first = self.blocks[0](x)  # (N, c1, T, H, W): block 1's conv, full resolution
+        second = self.blocks[1:3](first)  # (N, c2, T, H/2, W/2): block 2 before time is pooled
         pooled = torch.flatten(self.pool(self.blocks[3:](second)), 1)
         track = None
         if self.track is not None:
-            track, summary = self.track(second)
+            track, summary = self.track(first, second)
             pooled = torch.cat([pooled, summary], dim=1)
         return self.norm(self.proj(pooled)), track
 
@@ -251,7 +293,6 @@ def create_i3d_encoder(
     feature_dim: int = FEATURE_DIM,
     track: bool = False,
     focal_px: float = 0.0,
-    object_radius: float = 0.0,
 ) -> I3DEncoder:
     """I3D-like 3D CNN (after Carreira & Zisserman, "Quo Vadis, Action Recognition?", CVPR 2017).
 
@@ -259,7 +300,7 @@ def create_i3d_encoder(
     early motion is not averaged away. The final adaptive average pool keeps a
     small (T', H', W') grid rather than one vector, because the forecast head must
     read *where* and *when* the object is, which a global average erases. With
-    ``track`` the :class:`TrackReadout` reads block 2's conv (before time is pooled).
+    ``track`` the :class:`TrackReadout` reads blocks 1 and 2's convs (before time is pooled).
     ::
 
         clip (N, C, T, H, W)
@@ -285,24 +326,30 @@ def create_i3d_encoder(
     available = (frames // 4, height // 8, width // 8)
     grid = _grid(pool_grid, available)
     pool = _adaptive_avg_pool(available, grid)
-    tr = _track_readout(track, c2, frames, height, width, focal_px, object_radius)
+    tr = _track_readout(track, c1, c2, frames, height, width, focal_px)
     extra = tr.out_features if tr is not None else 0
     proj = nn.Linear(c3 * grid[0] * grid[1] * grid[2] + extra, feature_dim)
     return I3DEncoder(blocks, pool, proj, tr)
 
 
 def _track_readout(
-    track: bool, in_channels: int, frames: int, height: int, width: int, focal_px: float, object_radius: float
+    track: bool,
+    fine_channels: int,
+    coarse_channels: int,
+    frames: int,
+    height: int,
+    width: int,
+    focal_px: float,
 ) -> TrackReadout | None:
     if not track:
         return None
     return TrackReadout(
-        in_channels=in_channels,
+        in_channels=fine_channels,
+        coarse_channels=coarse_channels,
         frames=frames,
         height=height,
         width=width,
         focal_px=focal_px,
-        object_radius=object_radius,
     )
 
 
@@ -360,13 +407,15 @@ class DualPathwayEncoder(nn.Module):
         motion = x
         # Every alpha-th frame at half resolution: the cheap view of the scene.
         context = nn.functional.avg_pool3d(x[:, :, :: self.alpha], kernel_size=(1, 2, 2))
-        second: torch.Tensor | None = None  # motion stage 2's conv, before pooling (for the track)
+        # Motion stages 1 and 2's convs before pooling (for the track): full and half resolution.
+        convs: list[torch.Tensor] = []
         for i, (m_stage, c_stage, lateral) in enumerate(
             zip(self.motion_stages, self.context_stages, self.laterals, strict=True)
         ):
-            if i == 1 and self.track is not None:
-                second = m_stage[0](motion)  # (N, m2, T, H/2, W/2)
-                motion = m_stage[1:](second)
+            if i < 2 and self.track is not None:
+                conv = m_stage[0](motion)
+                convs.append(conv)
+                motion = m_stage[1:](conv)
             else:
                 motion = m_stage(motion)
             context = c_stage(context)
@@ -374,8 +423,8 @@ class DualPathwayEncoder(nn.Module):
             context = torch.cat([context, lateral(motion)], dim=1)
         parts = [torch.flatten(self.motion_pool(motion), 1), torch.flatten(self.context_pool(context), 1)]
         track = None
-        if self.track is not None and second is not None:
-            track, summary = self.track(second)
+        if self.track is not None:
+            track, summary = self.track(convs[0], convs[1])
             parts.append(summary)
         return self.norm(self.proj(torch.cat(parts, dim=1))), track
 
@@ -393,7 +442,6 @@ def create_dual_pathway_encoder(
     feature_dim: int = FEATURE_DIM,
     track: bool = False,
     focal_px: float = 0.0,
-    object_radius: float = 0.0,
 ) -> DualPathwayEncoder:
     """Dual-pathway (SlowFast-like) encoder (after Feichtenhofer et al., "SlowFast Networks", ICCV 2019).
 
@@ -403,7 +451,7 @@ def create_dual_pathway_encoder(
     with wide channels. After each stage a lateral Conv3d (kernel 5x1x1, time stride
     ``alpha``) carries motion features into the context pathway (concatenated).
     Both pathways are pooled to a small grid, concatenated and projected. With ``track``
-    the :class:`TrackReadout` reads the motion pathway's stage-2 conv (every frame).
+    the :class:`TrackReadout` reads the motion pathway's stage-1 and stage-2 convs (every frame).
     ::
 
         clip (N, C, T, H, W)
@@ -449,7 +497,7 @@ def create_dual_pathway_encoder(
     c_grid = _grid(pool_grid, c_avail)
     m_feat = m_ch[2] * m_grid[0] * m_grid[1] * m_grid[2]
     # Reads the motion pathway, the one that keeps every frame.
-    tr = _track_readout(track, m_ch[1], frames, height, width, focal_px, object_radius)
+    tr = _track_readout(track, m_ch[0], m_ch[1], frames, height, width, focal_px)
     c_feat = c_in * c_grid[0] * c_grid[1] * c_grid[2]
     return DualPathwayEncoder(
         motion_stages=motion_stages,
@@ -549,14 +597,18 @@ def create_heads(*, in_dim: int, num_classes: int, horizon: int, hidden_dim: int
     )
 
 
-def quadratic_extrapolation(frames: int, horizon: int) -> torch.Tensor:
-    """(horizon, frames) matrix: least-squares quadratic through frames 0..T-1, evaluated at T..T+h-1.
+def linear_extrapolation(frames: int, horizon: int, window: int = 4) -> torch.Tensor:
+    """(horizon, frames) matrix: least-squares line through the last ``window`` frames, evaluated at T..T+h-1.
 
-    Time in frame units (the map does not depend on fps); computed in float64 once.
+    Constant velocity estimated from the latest frames (a straight line through a few
+    points, so one noisy point moves it less than the last step would). Frame units.
     """
-    k = torch.arange(frames + horizon, dtype=torch.float64) / max(frames - 1, 1)
-    v = torch.stack([torch.ones_like(k), k, k * k], dim=1)  # (T + h, 3) Vandermonde
-    return (v[frames:] @ torch.linalg.pinv(v[:frames])).float()
+    window = max(2, min(window, frames))
+    k = torch.arange(frames + horizon, dtype=torch.float64)
+    v = torch.stack([torch.ones_like(k), k], dim=1)  # (T + h, 2)
+    out = torch.zeros(horizon, frames, dtype=torch.float64)
+    out[:, frames - window :] = v[frames:] @ torch.linalg.pinv(v[frames - window : frames])
+    return out.float()
 
 
 class BranchOutput(NamedTuple):
@@ -593,21 +645,23 @@ class BranchModel(nn.Module):
         self.register_buffer("forecast_mean", torch.zeros(args.horizon, 3))
         self.register_buffer("forecast_std", torch.ones(args.horizon, 3))
         if args.track:
-            # With a track the forecast head predicts a correction to a physics prior: the
-            # least-squares quadratic (constant acceleration) through the observed track,
-            # extrapolated to the next frames. A fixed linear map (horizon x frames).
+            # With a track the forecast head predicts a correction to a physics prior:
+            # constant velocity from a line through the track's last 4 points, extrapolated
+            # to the next frames (a fixed linear map, horizon x frames). A quadratic through
+            # the whole track fits circles and helices badly (27 % of extent off on the seed
+            # set's true tracks, against 9 % for constant velocity).
             self.register_buffer(
-                "extrapolate", quadratic_extrapolation(args.frames, args.horizon), persistent=False
+                "extrapolate", linear_extrapolation(args.frames, args.horizon), persistent=False
             )
 
     def set_forecast_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.forecast_mean.copy_(mean.reshape(self.args.horizon, 3))
         self.forecast_std.copy_(std.reshape(self.args.horizon, 3).clamp_min(1e-6))
 
-    def set_track_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Per-axis statistics of the observed positions (training split) for the track readout."""
+    def set_track_stats(self, observed: torch.Tensor) -> None:
+        """Statistics of the training split's observed positions (N, T, 3) for the track readout."""
         if getattr(self.encoder, "track", None) is not None:
-            self.encoder.track.set_stats(mean, std)
+            self.encoder.track.set_stats(observed)
 
     def forward(self, clip: torch.Tensor) -> BranchOutput:
         features, track = self.encoder(self.stem(clip))
@@ -672,7 +726,6 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
         feature_dim=args.feature_dim,
         track=args.track,
         focal_px=args.focal_px,
-        object_radius=args.object_radius,
     )
     encoder: nn.Module
     if args.encoder == "i3d":

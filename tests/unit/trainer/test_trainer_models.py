@@ -35,12 +35,12 @@ def test_encoders_map_any_clip_size_to_512_features(encoder: str, size: tuple[in
     features, track = enc(torch.randn(3, 3, t, h, w))
     assert features.shape == (3, FEATURE_DIM) and track is None
     enc = build(
-        channels=(4, 8, 8), frames=t, height=h, width=w, track=True, focal_px=w * 0.866, object_radius=0.45
+        channels=(4, 8, 8), frames=t, height=h, width=w, track=True, focal_px=w * 0.866
     )
     features, track = enc(torch.randn(3, 3, t, h, w))
     assert features.shape == (3, FEATURE_DIM)
     assert track.points.shape == (3, t, 3)  # one 3D point per observed frame
-    assert track.mask_logits.shape == (3, t, h // 2, w // 2)  # the mask is at half resolution
+    assert track.mask_logits.shape == (3, t, h, w)  # the mask is at the clip's full resolution
 
 
 def test_dual_pathway_sees_every_frame_and_every_fourth_frame() -> None:
@@ -162,22 +162,21 @@ def test_bad_model_args_are_refused_with_the_field_named(kw: dict, match: str) -
 
 def test_track_readout_turns_the_true_disc_back_into_the_true_3d_point() -> None:
     """The readout's geometry and the training targets agree: the mask the loss asks for
-    (the sphere's disc at half resolution) yields the true position through the camera."""
+    (the sphere's anti-aliased disc) and the depth map it is trained towards yield the
+    true position through the camera."""
     from services.trainer.losses import disc_masks
     from services.trainer.models import TrackReadout
     from trajlab.data.camera import Camera
 
     cam = Camera(64, 64, 60.0)
-    readout = TrackReadout(
-        in_channels=1, frames=3, height=64, width=64, focal_px=cam.focal_px, object_radius=0.45
-    )
+    readout = TrackReadout(in_channels=1, coarse_channels=1, frames=3, height=64, width=64, focal_px=cam.focal_px)
     # Left and up near, centre mid-depth, right and down far (x right, y up, z depth).
     true = torch.tensor([[[-1.0, 0.8, 4.0], [0.0, 0.0, 7.0], [2.0, -1.5, 9.5]]])
-    mask = disc_masks(true, height=32, width=32, focal_px=cam.focal_px / 2, radius=0.45)
-    got = readout.points_from_mask(mask)
-    err = (got - true).abs()[0]
-    assert (err[:, :2] < 0.05).all(), got  # image position: within 0.05 world units
-    assert (err[:, 2] / true[0, :, 2] < 0.03).all(), got  # depth from the disc's area: within 3 %
+    readout.set_stats(true)
+    mask = disc_masks(true, height=64, width=64, focal_px=cam.focal_px, radius=0.45)
+    log_depth = torch.log(true[..., 2] / readout.mean[2])[..., None, None].expand(1, 3, 64, 64)
+    got = readout.points_from(mask, log_depth)
+    assert ((got - true).abs() < 0.02).all(), got  # within 0.02 world units on every axis
 
 
 def test_disc_masks_cover_the_sphere_area_where_the_camera_projects_it() -> None:
@@ -195,9 +194,14 @@ def test_disc_masks_cover_the_sphere_area_where_the_camera_projects_it() -> None
     assert abs(float(rows.float().mean()) + 0.5 - float(v)) < 0.5
 
 
-def test_the_forecast_prior_extrapolates_constant_acceleration_exactly() -> None:
-    from services.trainer.models import quadratic_extrapolation
+def test_the_forecast_prior_extrapolates_constant_velocity_from_the_latest_frames() -> None:
+    from services.trainer.models import linear_extrapolation
 
     k = torch.arange(20.0)
-    path = 3.0 + 0.7 * k - 0.05 * k * k
-    assert torch.allclose(quadratic_extrapolation(16, 4) @ path[:16], path[16:], atol=1e-4)
+    path = 3.0 + 0.7 * k
+    prior = linear_extrapolation(16, 4)
+    assert torch.allclose(prior @ path[:16], path[16:], atol=1e-4)
+    # Only the last 4 frames count: an earlier detour changes nothing.
+    bent = path.clone()
+    bent[:12] += torch.linspace(2.0, 0.0, 12)
+    assert torch.allclose(prior @ bent[:16], path[16:], atol=1e-4)
