@@ -6,7 +6,7 @@ it produces. The four seed branches of DESIGN.md are thin presets over
 with, so export and resume rebuild the exact model without the original config.
 
 Input everywhere: ``clip`` float32 (N, 3, T, H, W) from :func:`trajlab.preprocess.to_model_input`.
-A branch model first applies its stem (by default :class:`BackgroundSubtraction`, 3 -> 8
+A branch model first applies its stem (by default :class:`BackgroundSubtraction`, 3 -> 9
 channels), so the encoders' ``in_channels`` (C below) is the stem's output width.
 """
 
@@ -77,12 +77,16 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel: tuple[int, int, int] = (3, 3, 3
 
 
 class BackgroundSubtraction(nn.Module):
-    """(N, C, T, H, W) -> (N, 2C + 2, T, H, W): frames, frames minus their temporal mean, u, v.
+    """(N, C, T, H, W) -> (N, 2C + 3, T, H, W): frames, frames minus their temporal mean, u, v, value.
 
     Static background and clutter cancel in the difference, the moving object stays;
     the two coordinate planes (u, v in [-1, 1], as in CoordConv, Liu et al. 2018) let
     convolutions, which are translation-equivariant, tell *where* that object is, which
-    the absolute 3D forecast needs. Part of the model (and of the exported graph), not
+    the absolute 3D forecast needs. The value plane is the brightest colour channel of
+    each pixel (HSV's V): the renderer dims the sphere with depth (``sqrt(4 / z)`` of a
+    colour of any hue), so V reads depth linearly where a ReLU conv over R, G and B
+    would first have to learn a max over hues (on the seed set, b1 after 6 of 10
+    epochs: track 7.6 vs 13.3 % of extent off, accuracy 0.81 vs 0.72). Part of the model (and of the exported graph), not
     of the preprocessing, so trainer and encoder still share one ``to_model_input``.
     """
 
@@ -94,7 +98,8 @@ class BackgroundSubtraction(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, t, h, w = x.shape
         coords = self.coords.expand(n, 2, t, h, w)
-        return torch.cat([x, x - x.mean(dim=2, keepdim=True), coords], dim=1)
+        value = x.amax(dim=1, keepdim=True)  # HSV's V (the normalisation is the same for R, G and B)
+        return torch.cat([x, x - x.mean(dim=2, keepdim=True), coords, value], dim=1)
 
 
 def create_stem(
@@ -102,11 +107,11 @@ def create_stem(
 ) -> tuple[nn.Module, int]:
     """The input stem and the channels it outputs.
 
-    ``background_subtraction``: 2 * in_channels + 2 (see :class:`BackgroundSubtraction`);
+    ``background_subtraction``: 2 * in_channels + 3 (see :class:`BackgroundSubtraction`);
     ``none``: the raw frames.
     """
     if kind == "background_subtraction":
-        return BackgroundSubtraction(height, width), 2 * in_channels + 2
+        return BackgroundSubtraction(height, width), 2 * in_channels + 3
     if kind == "none":
         return nn.Identity(), in_channels
     raise ValueError(f"stem: unknown {kind!r}; expected 'background_subtraction' or 'none'")

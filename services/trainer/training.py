@@ -61,7 +61,7 @@ from trajlab.profiles import CLASS_NAMES, BranchConfig, Profile
 log = logging.getLogger(__name__)
 
 STATES = ("idle", "training", "evaluating", "exporting", "done", "failed")
-CHECKPOINT_FORMAT = 2  # 2: models carry the track readout's arguments and buffers
+CHECKPOINT_FORMAT = 3  # 2: the track readout; 3: its full-resolution mask, depth map and the value plane
 
 
 class TrainingFailed(RuntimeError):

@@ -81,6 +81,7 @@ def register(app: typer.Typer) -> None:
             title=f"branch {branch} on profile {prof.name} (validation, {results['samples']} clips)"
         )
         table.add_column("predictor")
+        table.add_column("sees")
         table.add_column("accuracy", justify="right")
         table.add_column("MAE (world)", justify="right")
         table.add_column("MAE % extent", justify="right")
@@ -92,6 +93,7 @@ def register(app: typer.Typer) -> None:
 
         table.add_row(
             f"model ({branches[branch].encoder}+{branches[branch].enhancement})",
+            "pixels",
             fmt(results["accuracy"], ".3f"),
             fmt(results["forecast_mae"], ".3f"),
             fmt(results["forecast_mae_pct"], ".2f"),
@@ -99,11 +101,12 @@ def register(app: typer.Typer) -> None:
             fmt(results["fde"], ".3f"),
         )
         own = results.get("track", {}).get("baselines", [])
-        rows = [(b, "on true positions") for b in results["baselines"]]
-        rows += [(b, "on the model's track") for b in own]
+        rows = [(b, "true track") for b in results["baselines"]]
+        rows += [(b, "model's track") for b in own]
         for b, seen in rows:
             table.add_row(
-                b["name"] if b["name"] == "chance" else f"{b['name']} {seen}",
+                b["name"],
+                "-" if b["name"] == "chance" else seen,
                 fmt(b["accuracy"], ".3f"),
                 fmt(b["forecast_mae"], ".3f"),
                 fmt(b["forecast_mae_pct"], ".2f"),
