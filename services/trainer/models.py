@@ -86,8 +86,9 @@ class BackgroundSubtraction(nn.Module):
     each pixel (HSV's V): the renderer dims the sphere with depth (``sqrt(4 / z)`` of a
     colour of any hue), so V reads depth linearly where a ReLU conv over R, G and B
     would first have to learn a max over hues (on the seed set, b1 after 6 of 10
-    epochs: track 7.6 vs 13.3 % of extent off, accuracy 0.81 vs 0.72). Part of the model (and of the exported graph), not
-    of the preprocessing, so trainer and encoder still share one ``to_model_input``.
+    epochs: track 7.6 vs 13.3 % of extent off, accuracy 0.81 vs 0.72). Part of the model
+    (and of the exported graph), not of the preprocessing, so trainer and encoder still
+    share one ``to_model_input``.
     """
 
     def __init__(self, height: int, width: int) -> None:

@@ -34,9 +34,7 @@ def test_encoders_map_any_clip_size_to_512_features(encoder: str, size: tuple[in
     enc = build(channels=(4, 8, 8), frames=t, height=h, width=w)
     features, track = enc(torch.randn(3, 3, t, h, w))
     assert features.shape == (3, FEATURE_DIM) and track is None
-    enc = build(
-        channels=(4, 8, 8), frames=t, height=h, width=w, track=True, focal_px=w * 0.866
-    )
+    enc = build(channels=(4, 8, 8), frames=t, height=h, width=w, track=True, focal_px=w * 0.866)
     features, track = enc(torch.randn(3, 3, t, h, w))
     assert features.shape == (3, FEATURE_DIM)
     assert track.points.shape == (3, t, 3)  # one 3D point per observed frame
@@ -169,7 +167,9 @@ def test_track_readout_turns_the_true_disc_back_into_the_true_3d_point() -> None
     from trajlab.data.camera import Camera
 
     cam = Camera(64, 64, 60.0)
-    readout = TrackReadout(in_channels=1, coarse_channels=1, frames=3, height=64, width=64, focal_px=cam.focal_px)
+    readout = TrackReadout(
+        in_channels=1, coarse_channels=1, frames=3, height=64, width=64, focal_px=cam.focal_px
+    )
     # Left and up near, centre mid-depth, right and down far (x right, y up, z depth).
     true = torch.tensor([[[-1.0, 0.8, 4.0], [0.0, 0.0, 7.0], [2.0, -1.5, 9.5]]])
     readout.set_stats(true)
