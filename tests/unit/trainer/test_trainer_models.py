@@ -176,7 +176,12 @@ def test_track_readout_turns_the_true_disc_back_into_the_true_3d_point() -> None
     mask = disc_masks(true, height=64, width=64, focal_px=cam.focal_px, radius=0.45)
     log_depth = torch.log(true[..., 2] / readout.mean[2])[..., None, None].expand(1, 3, 64, 64)
     got = readout.points_from(mask, log_depth)
-    assert ((got - true).abs() < 0.02).all(), got  # within 0.02 world units on every axis
+    # Exact but for the empty-mask prior's pull towards the image centre and the mean depth:
+    # within 3 % (the farthest, smallest disc here covers ~21 pixels, against 0.5 of prior).
+    assert ((got - true).abs() <= 0.03 * true.abs() + 0.01).all(), got
+    # An empty mask (the sphere hidden) falls back to the image centre at the mean depth.
+    empty = readout.points_from(torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64))
+    assert torch.allclose(empty, torch.tensor([0.0, 0.0, float(readout.mean[2])]).expand(1, 3, 3))
 
 
 def test_disc_masks_cover_the_sphere_area_where_the_camera_projects_it() -> None:
