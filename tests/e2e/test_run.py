@@ -154,6 +154,9 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
         [*TRAJLAB, "run", "--profile", str(profile), "--root", str(tmp_path), "--branches", "b1,b4",
          "--no-prometheus"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As from a terminal: a suite started as a background job (`make test &`) hands its
+        # children SIGINT ignored (POSIX), and the Ctrl-C below would then never arrive.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     status = tmp_path / "runs" / "tiny" / "b4" / "status.json"
 
