@@ -10,6 +10,7 @@ from services.trainer.models import (
     FEATURE_DIM,
     PRESETS,
     ModelArgs,
+    create_b1,
     create_branch_model,
     create_compression_autoencoder,
     create_dual_pathway_encoder,
@@ -210,3 +211,85 @@ def test_the_forecast_prior_extrapolates_constant_velocity_from_the_latest_frame
     bent = path.clone()
     bent[:12] += torch.linspace(2.0, 0.0, 12)
     assert torch.allclose(prior @ bent[:16], path[16:], atol=1e-4)
+
+
+def test_the_class_gated_prior_starts_as_constant_velocity_and_follows_the_chosen_class() -> None:
+    from services.trainer.models import ClassGatedExtrapolation
+
+    torch.manual_seed(0)
+    gate = ClassGatedExtrapolation(frames=16, horizon=4, num_classes=4)
+    k = torch.arange(20.0)[:, None]
+    path = torch.tensor([[1.0, -2.0, 6.0]]) + k * torch.tensor([[0.3, 0.1, -0.05]])  # (20, 3), a line
+    world = path[None, :16].repeat(2, 1, 1)
+    probs = torch.softmax(torch.randn(2, 4), dim=-1)
+    # Untrained, every class forecasts constant velocity: exact on a line, whatever the probabilities.
+    assert torch.allclose(gate(world, probs), path[None, 16:].expand(2, 4, 3), atol=1e-4)
+    # Each class has its own map; one-hot probabilities pick that class's forecast alone.
+    with torch.no_grad():
+        gate.bias[2] = torch.arange(12.0)
+    onehot = torch.eye(4)[[2, 0]]
+    out = gate(world, onehot)
+    assert torch.allclose(out[0], path[16:] + torch.arange(12.0).reshape(4, 3), atol=1e-4)
+    assert torch.allclose(out[1], path[16:], atol=1e-4)
+    # A mixture is the probability-weighted mean of the classes' forecasts.
+    half = torch.tensor([[0.5, 0.0, 0.5, 0.0]])
+    assert torch.allclose(gate(world[:1], half)[0], path[16:] + 0.5 * torch.arange(12.0).reshape(4, 3), atol=1e-4)
+
+
+def test_the_forecast_prior_is_trained_by_the_forecast_loss_but_does_not_train_the_classifier() -> None:
+    model = create_b1(height=32, width=32, channels=(4, 8, 8), track=True, focal_px=27.7, object_radius=0.9)
+    model.set_track_stats(torch.randn(8, 16, 3) + torch.tensor([0.0, 0.0, 7.0]))  # depths around 7
+    out = model(torch.randn(2, 3, 16, 32, 32))
+    out.forecast.square().sum().backward()
+    assert model.extrapolate.weight.grad is not None and model.extrapolate.weight.grad.abs().sum() > 0
+    # The gate's probabilities are detached: the forecast loss leaves the classifier alone.
+    assert model.heads["classify"].weight.grad is None or float(model.heads["classify"].weight.grad.abs().sum()) == 0.0
+
+
+def test_roi_depth_reads_a_whole_pixel_window_around_each_frames_centroid() -> None:
+    import math
+
+    from services.trainer.models import RoiDepth
+
+    roi = RoiDepth(in_channels=2, height=64, width=64, focal_px=55.4)
+    feats = torch.randn(1, 2, 3, 64, 64)
+    # Centroids (as x/z, y/z): left of centre, up, and at the right edge (the window overhangs).
+    xn = torch.tensor([[0.1, -0.3, 0.55]])
+    yn = torch.tensor([[0.05, 0.2, -0.1]])
+    seen: dict[str, torch.Tensor] = {}
+    roi.body.register_forward_hook(lambda mod, inp, out: seen.update(window=inp[0]))
+    offset = roi(feats, xn, yn)
+    # Untrained, it changes nothing: the readout starts from the depth map alone.
+    assert offset.shape == (1, 3) and torch.equal(offset, torch.zeros(1, 3))
+    window = seen["window"].reshape(3, 2, 20, 20)
+    for t in range(3):
+        col = math.floor(32 + 55.4 * float(xn[0, t]))
+        row = math.floor(32 - 55.4 * float(yn[0, t]))
+        want = torch.zeros(2, 20, 20)  # pixels beyond the frame read as zeros
+        for a in range(20):
+            for b in range(20):
+                r, c = row - 10 + a, col - 10 + b
+                if 0 <= r < 64 and 0 <= c < 64:
+                    want[:, a, b] = feats[0, :, t, r, c]
+        assert torch.equal(window[t], want), t
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_the_roi_depth_moves_the_tracks_depth_and_trains_with_it(encoder: str) -> None:
+    args = ModelArgs(
+        encoder=encoder, enhancement="none", frames=16, height=32, width=32, horizon=4,
+        channels=(8, 8, 8), track=True, roi_depth=True, focal_px=27.7, object_radius=0.9,
+    )
+    model = create_branch_model(args).eval()
+    model.set_track_stats(torch.randn(8, 16, 3) + torch.tensor([0.0, 0.0, 7.0]))
+    clip = torch.randn(2, 3, 16, 32, 32)
+    with torch.no_grad():
+        before = model.encoder.track.to_world(model(clip).track.points)
+        model.encoder.track.roi.out.bias.fill_(0.1)  # a log-depth offset of 0.1 on every frame
+        after = model.encoder.track.to_world(model(clip).track.points)
+    # The same image position, every point exp(0.1) times as far along its ray.
+    assert torch.allclose(after, before * torch.exp(torch.tensor(0.1)), rtol=1e-5, atol=1e-6)
+    model.train()
+    model(clip).track.points.sum().backward()
+    # Its output layer starts at zero, so the first gradients reach that layer alone.
+    assert model.encoder.track.roi.out.weight.grad.abs().sum() > 0
