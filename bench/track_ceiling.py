@@ -7,7 +7,9 @@ Two questions behind the trainer's track readout (bench/RESULTS.md, session 3):
 2. Heads: given the TRUE observed 3D track (perfect perception, or with Gaussian noise of a
    few % of the extent), how well does an MLP classify the motion and forecast the next
    frames, on raw positions versus translation-invariant features (offsets from the last
-   point, steps, step changes) with a constant-velocity prior?
+   point, steps, step changes, the model's TrackReadout.motion_features) with the model's
+   prior (ClassGatedExtrapolation: per-class linear forecasters mixed by the class
+   probabilities, each starting as constant velocity)?
 
 Runs on a built dataset (default: the seed profile's, built if missing, ~10 s):
 
@@ -26,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from services.trainer.losses import disc_masks
-from services.trainer.models import linear_extrapolation
+from services.trainer.models import ClassGatedExtrapolation, linear_extrapolation, motion_features
 from trajlab.data.dataset import Split, build_dataset, load_dataset
 from trajlab.profiles import load_profile
 
@@ -75,7 +77,8 @@ class _Heads(nn.Module):
         self.register_buffer("std", flat.std(0))
         self.register_buffer("off", (train_obs - train_obs[:, -1:]).reshape(-1, 3).std(0))
         self.register_buffer("step", (train_obs[:, 1:] - train_obs[:, :-1]).reshape(-1, 3).std(0))
-        self.register_buffer("prior", linear_extrapolation(frames, horizon))
+        # The model's own prior: per-class linear forecasters mixed by the class probabilities.
+        self.prior = ClassGatedExtrapolation(frames=frames, horizon=horizon, num_classes=4)
         d = 3 * (3 * frames - 3) if invariant else 3 * frames
         self.body = nn.Sequential(nn.Linear(d, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU())
         self.classify = nn.Linear(256, 4)
@@ -84,21 +87,15 @@ class _Heads(nn.Module):
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(obs)
         if self.invariant:
-            steps = (obs[:, 1:] - obs[:, :-1]) / self.step
-            x = torch.cat(
-                [
-                    ((obs - obs[:, -1:]) / self.off).reshape(n, -1),
-                    steps.reshape(n, -1),
-                    (steps[:, 1:] - steps[:, :-1]).reshape(n, -1),
-                ],
-                dim=1,
-            )
-            base = torch.einsum("ft,nti->nfi", self.prior, obs)
+            # The same features as the model's track readout (TrackReadout.motion_features).
+            h = self.body(motion_features(obs, self.off, self.step))
+            logits = self.classify(h)
+            base = self.prior(obs, torch.softmax(logits.detach(), dim=-1))
         else:
-            x = ((obs - self.mean) / self.std).reshape(n, -1)
+            h = self.body(((obs - self.mean) / self.std).reshape(n, -1))
+            logits = self.classify(h)
             base = self.mean.expand(n, self.horizon, 3)
-        h = self.body(x)
-        return self.classify(h), base + self.forecast(h).reshape(n, self.horizon, 3) * self.std
+        return logits, base + self.forecast(h).reshape(n, self.horizon, 3) * self.std
 
 
 def heads(
@@ -169,7 +166,7 @@ def main() -> None:
     for noise in a.noise:
         for invariant in (False, True):
             acc, mae = heads(tr, va, a.epochs, noise, invariant)
-            feats = "offsets/steps/changes + CV prior" if invariant else "raw normalised positions"
+            feats = "offsets/steps/changes + gated prior" if invariant else "raw normalised positions"
             print(
                 f"  noise {noise * 100:4.1f} % of extent, {feats:34s} accuracy {acc:.3f}   forecast MAE {mae:5.2f} %"
             )

@@ -201,6 +201,21 @@ class RoiDepth(nn.Module):
         return self.out(self.temporal(code))[:, 0]
 
 
+def motion_features(
+    world: torch.Tensor, offset_scale: torch.Tensor, step_scale: torch.Tensor
+) -> torch.Tensor:
+    """(N, T, 3) world track -> (N, 3 (3T - 3)): offsets from the last point, steps, step changes.
+
+    Translation-invariant: the shape of the path, not where it is. ``offset_scale`` and
+    ``step_scale`` (3,) are the spreads of offsets and steps on the training split.
+    """
+    n = world.shape[0]
+    offsets = (world - world[:, -1:]) / offset_scale
+    steps = (world[:, 1:] - world[:, :-1]) / step_scale
+    changes = steps[:, 1:] - steps[:, :-1]
+    return torch.cat([offsets.reshape(n, -1), steps.reshape(n, -1), changes.reshape(n, -1)], dim=1)
+
+
 class TrackReadout(nn.Module):
     """Per-frame object track from full-frame-rate features: a soft mask and a depth map.
 
@@ -315,11 +330,7 @@ class TrackReadout(nn.Module):
 
     def motion_features(self, world: torch.Tensor) -> torch.Tensor:
         """(N, T, 3) world track -> (N, 3 (3T - 3)): offsets from the last point, steps, step changes."""
-        n = world.shape[0]
-        offsets = (world - world[:, -1:]) / self.offset_scale
-        steps = (world[:, 1:] - world[:, :-1]) / self.step_scale
-        changes = steps[:, 1:] - steps[:, :-1]
-        return torch.cat([offsets.reshape(n, -1), steps.reshape(n, -1), changes.reshape(n, -1)], dim=1)
+        return motion_features(world, self.offset_scale, self.step_scale)
 
     def forward(
         self, fine: torch.Tensor, coarse: torch.Tensor, stem: torch.Tensor | None = None
