@@ -344,7 +344,11 @@ class TrackReadout(nn.Module):
             torch.cat([self.coarse_mask(h), self.coarse_depth(h)], dim=1), scale_factor=(1.0, 2.0, 2.0)
         )  # nearest
         logits = (self.mask(fine) + up[:, :1])[:, 0]  # (N, T, H, W)
-        m = torch.sigmoid(logits)
+        # The mask's sums in float64: a frame whose sphere is hidden has a mask of sigmoid tails
+        # (~1e-5 per pixel), whose float32 sums over 4,096 pixels PyTorch and ONNX Runtime round
+        # differently enough to fail the export's parity gate (seed b4, session 4: 1.04e-4 in the
+        # embedding, with the empty-mask prior). float64 costs little on (N, T, H, W).
+        m = torch.sigmoid(logits.double())
         offset = None
         if self.roi is not None:
             if stem is None:
@@ -352,8 +356,8 @@ class TrackReadout(nn.Module):
             xn, yn, _ = self.centroid(m)
             # Detached: the window is the ROI's own input (its gradient, a scatter back into
             # the full-resolution features, would cost 40 % of the ROI's time per step).
-            offset = self.roi(torch.cat([stem, fine], dim=1).detach(), xn, yn)
-        world = self.points_from(m, up[:, 1], offset)  # (N, T, 3)
+            offset = self.roi(torch.cat([stem, fine], dim=1).detach(), xn.float(), yn.float())
+        world = self.points_from(m, up[:, 1].double(), offset).float()  # (N, T, 3)
         return Track(self.normalise(world), logits), self.summary(self.motion_features(world))
 
     def centroid(self, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
