@@ -152,15 +152,11 @@ class RoiDepth(nn.Module):
           -> (N, 64, T) -> Conv1d 5 (64) -> ReLU -> Conv1d 1 -> log-depth offset (N, T)
     """
 
-    def __init__(
-        self, *, in_channels: int, height: int, width: int, focal_px: float, size: int = 20, code: int = 64
-    ) -> None:
+    def __init__(self, *, in_channels: int, focal_px: float, size: int = 20, code: int = 64) -> None:
         super().__init__()
         if size % 4:
             raise ValueError(f"RoiDepth window size must be a multiple of 4, got {size}")
         self.size = size
-        self.height = height
-        self.width = width
         self.focal_px = float(focal_px)
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, 16, 3, padding=1),
@@ -280,7 +276,7 @@ class TrackReadout(nn.Module):
         nn.init.zeros_(self.coarse_depth.bias)
         # The second look at the object for its depth: stem (roi_channels) and block-1 features.
         self.roi = (
-            RoiDepth(in_channels=roi_channels + in_channels, height=height, width=width, focal_px=focal_px)
+            RoiDepth(in_channels=roi_channels + in_channels, focal_px=focal_px)
             if roi_channels > 0
             else None
         )
@@ -461,7 +457,7 @@ def create_i3d_encoder(
     available = (frames // 4, height // 8, width // 8)
     grid = _grid(pool_grid, available)
     pool = _adaptive_avg_pool(available, grid)
-    tr = _track_readout(track, c1, c2, frames, height, width, focal_px, in_channels if roi_depth else 0)
+    tr = _track_readout(track, c1, c2, frames, height, width, focal_px, roi_depth, in_channels)
     extra = tr.out_features if tr is not None else 0
     proj = nn.Linear(c3 * grid[0] * grid[1] * grid[2] + extra, feature_dim)
     return I3DEncoder(blocks, pool, proj, tr)
@@ -475,12 +471,13 @@ def _track_readout(
     height: int,
     width: int,
     focal_px: float,
-    roi_channels: int = 0,
+    roi_depth: bool,
+    stem_channels: int,
 ) -> TrackReadout | None:
     if not track:
         return None
     return TrackReadout(
-        roi_channels=roi_channels,
+        roi_channels=stem_channels if roi_depth else 0,
         in_channels=fine_channels,
         coarse_channels=coarse_channels,
         frames=frames,
@@ -635,8 +632,7 @@ def create_dual_pathway_encoder(
     c_grid = _grid(pool_grid, c_avail)
     m_feat = m_ch[2] * m_grid[0] * m_grid[1] * m_grid[2]
     # Reads the motion pathway, the one that keeps every frame.
-    roi = in_channels if roi_depth else 0
-    tr = _track_readout(track, m_ch[0], m_ch[1], frames, height, width, focal_px, roi)
+    tr = _track_readout(track, m_ch[0], m_ch[1], frames, height, width, focal_px, roi_depth, in_channels)
     c_feat = c_in * c_grid[0] * c_grid[1] * c_grid[2]
     return DualPathwayEncoder(
         motion_stages=motion_stages,

@@ -251,7 +251,7 @@ def test_roi_depth_reads_a_whole_pixel_window_around_each_frames_centroid() -> N
 
     from services.trainer.models import RoiDepth
 
-    roi = RoiDepth(in_channels=2, height=64, width=64, focal_px=55.4)
+    roi = RoiDepth(in_channels=2, focal_px=55.4)
     feats = torch.randn(1, 2, 3, 64, 64)
     # Centroids (as x/z, y/z): left of centre, up, and at the right edge (the window overhangs).
     xn = torch.tensor([[0.1, -0.3, 0.55]])
