@@ -345,38 +345,40 @@ class TrackReadout(nn.Module):
         # differently enough to fail the export's parity gate (seed b4, session 4: 1.04e-4 in the
         # embedding, with the empty-mask prior). float64 costs little on (N, T, H, W).
         m = torch.sigmoid(logits.double())
-        offset = None
+        roi_input = None
         if self.roi is not None:
             if stem is None:
                 raise ValueError("this track readout has an ROI depth and needs the stem's output")
-            xn, yn, _ = self.centroid(m)
             # Detached: the window is the ROI's own input (its gradient, a scatter back into
             # the full-resolution features, would cost 40 % of the ROI's time per step).
-            offset = self.roi(torch.cat([stem, fine], dim=1).detach(), xn.float(), yn.float())
-        world = self.points_from(m, up[:, 1].double(), offset).float()  # (N, T, 3)
+            roi_input = torch.cat([stem, fine], dim=1).detach()
+        world = self.points_from(m, up[:, 1].double(), roi_input).float()  # (N, T, 3)
         return Track(self.normalise(world), logits), self.summary(self.motion_features(world))
 
     def centroid(self, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mask (N, T, H, W) -> its centroid as x/z and y/z (N, T) and its mass (N, T), prior included."""
         # EMPTY_MASK_PRIOR pixels of prior mass at the image centre and the mean depth: a
         # frame whose mask is (nearly) empty, the sphere hidden behind a distractor, falls
-        # back there smoothly instead of dividing sums of sigmoid tails by each other, whose
-        # float32 rounding differs between PyTorch and ONNX Runtime enough to fail the export's
-        # parity gate (seen: a 0.03-pixel mask, 1.1e-3 off). On a visible sphere (20-120 pixels)
-        # it pulls the centroid 0.4-2 % of the way to the centre, which training absorbs.
+        # back there smoothly instead of dividing sums of sigmoid tails by each other (in
+        # float32 those sums failed the export's parity gate: a 0.03-pixel mask, 1.1e-3 off;
+        # the readout now also sums in float64). On a visible sphere (20-120 pixels) it pulls
+        # the centroid 0.4-2 % of the way to the centre, which training absorbs.
         area = m.sum(dim=(2, 3)) + EMPTY_MASK_PRIOR  # (N, T) pixels^2
         xn = (m * self.grid_x).sum(dim=(2, 3)) / area
         yn = (m * self.grid_y).sum(dim=(2, 3)) / area
         return xn, yn, area
 
     def points_from(
-        self, m: torch.Tensor, log_depth: torch.Tensor, depth_offset: torch.Tensor | None = None
+        self, m: torch.Tensor, log_depth: torch.Tensor, roi_input: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Mask (N, T, H, W) in [0, 1], log-depth map (N, T, H, W), offset (N, T) -> world (N, T, 3)."""
+        """Mask (N, T, H, W) in [0, 1], log-depth map (N, T, H, W) -> world (N, T, 3).
+
+        With an ROI depth, ``roi_input`` (N, C, T, H, W) is what its windows are cut from.
+        """
         xn, yn, area = self.centroid(m)
         d = (m * log_depth).sum(dim=(2, 3)) / area
-        if depth_offset is not None:
-            d = d + depth_offset
+        if self.roi is not None and roi_input is not None:
+            d = d + self.roi(roi_input, xn.float(), yn.float())
         z = self.mean[2] * torch.exp(d)
         return torch.stack([xn * z, yn * z, z], dim=-1)
 
