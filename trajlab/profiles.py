@@ -80,6 +80,9 @@ class TrainingConfig(_Strict):
     # Off by default: on the seed set (b1, 10 epochs) it did not improve the track (6.5 vs
     # 6.3 % of extent at epoch 9) and costs 1.2-1.3x the CPU per step (bench/RESULTS.md).
     roi_depth: bool = False
+    # With the track: each frame's depth corrected from the mask's peak brightness, area and
+    # mean brightness, mixed over 5 frames (services.trainer.models.DepthCues).
+    depth_cues: bool = True
     # Train and evaluate with the conv weights and clips in channels_last_3d (NDHWC): about half
     # the CPU per step of the contiguous layout here (bench/RESULTS.md); same numbers to ~1e-6.
     channels_last: bool = True

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD
 from trajlab.profiles import CLASS_NAMES
 
 FEATURE_DIM = 512  # width of every encoder's output feature, fixed by the seed spec
@@ -51,6 +52,7 @@ class ModelArgs:
     # the observed positions and fed to the features. Off = the plain encoder of the seed spec.
     track: bool = False
     roi_depth: bool = False  # the track readout's second look at the object's depth (RoiDepth)
+    depth_cues: bool = False  # the track readout's depth from its mask's brightness and area (DepthCues)
     focal_px: float = 0.0  # camera focal length, pixels (track readout only)
     object_radius: float = 0.0  # the moving sphere's radius, world units (the track loss's disc target)
     text_dim: int = 0  # text-embedding width (text alignment only)
@@ -197,6 +199,56 @@ class RoiDepth(nn.Module):
         return self.out(self.temporal(code))[:, 0]
 
 
+class DepthCues(nn.Module):
+    """Each frame's depth from what the mask says about the sphere, mixed over time.
+
+    The renderer draws the sphere ``sqrt(4 / z)`` times its full colour, whose brightest
+    channel is 1 (a saturated, bright hue), Lambertian-shaded with the light behind the
+    camera: the brightest pixel under the mask reads ``log z`` to 0.9 % (median, seed set,
+    session 5, the b1 model's own mask), against 1.8 % for the depth map's mask-weighted
+    mean, but with heavy tails (a sphere behind a distractor, a mask that leaks onto one).
+    Per frame this takes four cues, all detached (they are the inputs of a learned
+    correction, not something to bend the mask toward): the log of the mask's peak
+    brightness (``max m V``, V the brightest colour channel in [0, 1]), the log of its area
+    (the size cue, ``z ~ 1 / sqrt(area)``), its mean brightness and the depth map's own
+    estimate; a two-layer temporal conv (5 frames: depth changes smoothly, and the frames
+    around one whose peak is hidden still show it) reads them into a log-depth offset that starts at
+    zero, so an untrained module leaves the depth as it was. Fitted offline on the frozen
+    b1 model's cues, this halved the validation depth error (4.7 -> 2.1 % rms).
+    ::
+
+        mask (N, T, H, W), brightness (N, T, H, W), log depth (N, T)
+          -> [log (max m V + 0.05), log area, mean m V, log depth] (N, 4, T)
+          -> Conv1d 5 (64) -> ReLU -> Conv1d 5 (64) -> ReLU -> Conv1d 1 -> log-depth offset (N, T)
+    """
+
+    def __init__(self, *, hidden: int = 64, kernel: int = 5) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv1d(4, hidden, kernel, padding=kernel // 2),
+            nn.ReLU(inplace=True),
+            nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2),
+            nn.ReLU(inplace=True),
+        )
+        self.out = nn.Conv1d(hidden, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(
+        self, m: torch.Tensor, brightness: torch.Tensor, area: torch.Tensor, log_depth: torch.Tensor
+    ) -> torch.Tensor:
+        """Mask and brightness (N, T, H, W), the mask's area and mean log depth (N, T) -> offset (N, T)."""
+        lit = m * brightness
+        # Every cue bounded, so no frame can throw the convs off: log(peak + 0.05) >= -3 on an
+        # empty mask, the area is at least the empty-mask prior. (A BatchNorm here learned its
+        # running variance from training batches with hidden spheres, 5x that of the validation
+        # clips', and the validation track swung between 5 and 28 % of extent epoch to epoch.)
+        peak = lit.amax(dim=(2, 3))
+        mean = lit.sum(dim=(2, 3)) / area
+        cues = torch.stack([(peak + 0.05).log(), area.log(), mean, log_depth], dim=1).detach().float()
+        return self.out(self.body(cues))[:, 0]
+
+
 def motion_features(
     world: torch.Tensor, offset_scale: torch.Tensor, step_scale: torch.Tensor
 ) -> torch.Tensor:
@@ -258,6 +310,7 @@ class TrackReadout(nn.Module):
         hidden_dim: int = 256,
         coarse_hidden: int = 16,
         roi_channels: int = 0,
+        depth_cues: bool = False,
     ) -> None:
         super().__init__()
         if focal_px <= 0:
@@ -280,6 +333,11 @@ class TrackReadout(nn.Module):
             if roi_channels > 0
             else None
         )
+        self.cues = DepthCues() if depth_cues else None
+        # The stem's first three channels are the normalised frames (trajlab.preprocess's
+        # defaults, which the trainer always uses); their max, un-normalised, is HSV's V in [0, 1].
+        self.register_buffer("value_std", torch.tensor(DEFAULT_STD[0]), persistent=False)
+        self.register_buffer("value_mean", torch.tensor(DEFAULT_MEAN[0]), persistent=False)
         self.mask = nn.Conv3d(in_channels, 1, (1, 3, 3), padding=(0, 1, 1))
         # Start with an almost empty mask (sigmoid(-4) = 1.8 %): the mask loss only has to
         # switch the object's pixels on.
@@ -352,7 +410,12 @@ class TrackReadout(nn.Module):
             # Detached: the window is the ROI's own input (its gradient, a scatter back into
             # the full-resolution features, would cost 40 % of the ROI's time per step).
             roi_input = torch.cat([stem, fine], dim=1).detach()
-        world = self.points_from(m, up[:, 1].double(), roi_input).float()  # (N, T, 3)
+        brightness = None
+        if self.cues is not None:
+            if stem is None:
+                raise ValueError("this track readout reads depth cues and needs the stem's output")
+            brightness = stem[:, :3].amax(dim=1) * self.value_std + self.value_mean  # (N, T, H, W)
+        world = self.points_from(m, up[:, 1].double(), roi_input, brightness).float()  # (N, T, 3)
         return Track(self.normalise(world), logits), self.summary(self.motion_features(world))
 
     def centroid(self, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -369,14 +432,21 @@ class TrackReadout(nn.Module):
         return xn, yn, area
 
     def points_from(
-        self, m: torch.Tensor, log_depth: torch.Tensor, roi_input: torch.Tensor | None = None
+        self,
+        m: torch.Tensor,
+        log_depth: torch.Tensor,
+        roi_input: torch.Tensor | None = None,
+        brightness: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mask (N, T, H, W) in [0, 1], log-depth map (N, T, H, W) -> world (N, T, 3).
 
-        With an ROI depth, ``roi_input`` (N, C, T, H, W) is what its windows are cut from.
+        With an ROI depth, ``roi_input`` (N, C, T, H, W) is what its windows are cut from;
+        with depth cues, ``brightness`` (N, T, H, W) is each pixel's V in [0, 1].
         """
         xn, yn, area = self.centroid(m)
         d = (m * log_depth).sum(dim=(2, 3)) / area
+        if self.cues is not None and brightness is not None:
+            d = d + self.cues(m, brightness, area, d)
         if self.roi is not None and roi_input is not None:
             d = d + self.roi(roi_input, xn.float(), yn.float())
         z = self.mean[2] * torch.exp(d)
@@ -426,6 +496,7 @@ def create_i3d_encoder(
     track: bool = False,
     focal_px: float = 0.0,
     roi_depth: bool = False,
+    depth_cues: bool = False,
 ) -> I3DEncoder:
     """I3D-like 3D CNN (after Carreira & Zisserman, "Quo Vadis, Action Recognition?", CVPR 2017).
 
@@ -459,7 +530,9 @@ def create_i3d_encoder(
     available = (frames // 4, height // 8, width // 8)
     grid = _grid(pool_grid, available)
     pool = _adaptive_avg_pool(available, grid)
-    tr = _track_readout(track, c1, c2, frames, height, width, focal_px, roi_depth, in_channels)
+    tr = _track_readout(
+        track, c1, c2, frames, height, width, focal_px, roi_depth, in_channels, depth_cues
+    )
     extra = tr.out_features if tr is not None else 0
     proj = nn.Linear(c3 * grid[0] * grid[1] * grid[2] + extra, feature_dim)
     return I3DEncoder(blocks, pool, proj, tr)
@@ -475,11 +548,13 @@ def _track_readout(
     focal_px: float,
     roi_depth: bool,
     stem_channels: int,
+    depth_cues: bool = False,
 ) -> TrackReadout | None:
     if not track:
         return None
     return TrackReadout(
         roi_channels=stem_channels if roi_depth else 0,
+        depth_cues=depth_cues,
         in_channels=fine_channels,
         coarse_channels=coarse_channels,
         frames=frames,
@@ -579,6 +654,7 @@ def create_dual_pathway_encoder(
     track: bool = False,
     focal_px: float = 0.0,
     roi_depth: bool = False,
+    depth_cues: bool = False,
 ) -> DualPathwayEncoder:
     """Dual-pathway (SlowFast-like) encoder (after Feichtenhofer et al., "SlowFast Networks", ICCV 2019).
 
@@ -634,7 +710,9 @@ def create_dual_pathway_encoder(
     c_grid = _grid(pool_grid, c_avail)
     m_feat = m_ch[2] * m_grid[0] * m_grid[1] * m_grid[2]
     # Reads the motion pathway, the one that keeps every frame.
-    tr = _track_readout(track, m_ch[0], m_ch[1], frames, height, width, focal_px, roi_depth, in_channels)
+    tr = _track_readout(
+        track, m_ch[0], m_ch[1], frames, height, width, focal_px, roi_depth, in_channels, depth_cues
+    )
     c_feat = c_in * c_grid[0] * c_grid[1] * c_grid[2]
     return DualPathwayEncoder(
         motion_stages=motion_stages,
@@ -901,6 +979,7 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
         track=args.track,
         focal_px=args.focal_px,
         roi_depth=args.roi_depth,
+        depth_cues=args.depth_cues,
     )
     encoder: nn.Module
     if args.encoder == "i3d":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -244,6 +246,42 @@ def test_the_forecast_prior_is_trained_by_the_forecast_loss_but_does_not_train_t
     assert model.extrapolate.weight.grad is not None and model.extrapolate.weight.grad.abs().sum() > 0
     # The gate's probabilities are detached: the forecast loss leaves the classifier alone.
     assert model.heads["classify"].weight.grad is None or float(model.heads["classify"].weight.grad.abs().sum()) == 0.0
+
+
+def test_the_depth_cues_start_at_zero_and_learn_depth_from_the_brightest_masked_pixel() -> None:
+    from services.trainer.models import DepthCues
+
+    torch.manual_seed(0)
+
+    def frames(n: int) -> tuple[torch.Tensor, ...]:
+        # Depths drifting smoothly in [4, 10] over 16 frames; the sphere is a 3x3 mask whose
+        # brightest pixel is sqrt(4 / z) (the renderer's law), on a background as bright or
+        # brighter (0.9) that the mask leaves out. The area and the depth map say nothing.
+        z = 4.0 + 6.0 * torch.rand(n, 1) + torch.linspace(0.0, 1.0, 16) * (torch.rand(n, 1) - 0.5)
+        z = z.clamp(4.0, 10.0)
+        m = torch.zeros(n, 16, 8, 8, dtype=torch.float64)
+        m[:, :, 2:5, 2:5] = 1.0
+        bright = torch.full((n, 16, 8, 8), 0.9, dtype=torch.float64)
+        bright[:, :, 2:5, 2:5] = 0.3
+        bright[:, :, 3, 3] = torch.sqrt(4.0 / z).double()
+        area = m.sum(dim=(2, 3)) + 0.5
+        return m, bright, area, torch.zeros(n, 16, dtype=torch.float64), z.log() - math.log(6.0)
+
+    cues = DepthCues()
+    m, bright, area, d, target = frames(64)
+    assert torch.equal(cues(m, bright, area, d), torch.zeros(64, 16))  # an untrained module changes nothing
+    opt = torch.optim.Adam(cues.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss = (cues(m, bright, area, d) - target).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    cues.eval()
+    m, bright, area, d, target = frames(64)
+    with torch.no_grad():
+        err = (cues(m, bright, area, d) - target).abs().mean()
+    # Depth spans log(10 / 4) = 0.92; read off the peak it is a few per cent off at most.
+    assert float(err) < 0.03, float(err)
 
 
 def test_roi_depth_reads_a_whole_pixel_window_around_each_frames_centroid() -> None:
