@@ -75,11 +75,6 @@ class TrainingConfig(_Strict):
     # positions with weight track_weight. Off = the encoders exactly as the seed spec draws them.
     track: bool = True
     track_weight: float = Field(1.0, ge=0.0)
-    # With the track: a second look at each frame's object for its depth, a small CNN on a
-    # window of full-resolution pixels cut around the mask's centroid (services.trainer.models.RoiDepth).
-    # Off by default: on the seed set (b1, 10 epochs) it did not improve the track (6.5 vs
-    # 6.3 % of extent at epoch 9) and costs 1.2-1.3x the CPU per step (bench/RESULTS.md).
-    roi_depth: bool = False
     # With the track: each frame's depth corrected from the mask's peak brightness, area and
     # mean brightness, mixed over 5 frames (services.trainer.models.DepthCues).
     depth_cues: bool = True

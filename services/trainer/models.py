@@ -51,7 +51,6 @@ class ModelArgs:
     # centroid and area give its 3D position through the pinhole camera below; supervised by
     # the observed positions and fed to the features. Off = the plain encoder of the seed spec.
     track: bool = False
-    roi_depth: bool = False  # the track readout's second look at the object's depth (RoiDepth)
     depth_cues: bool = False  # the track readout's depth from its mask's brightness and area (DepthCues)
     focal_px: float = 0.0  # camera focal length, pixels (track readout only)
     object_radius: float = 0.0  # the moving sphere's radius, world units (the track loss's disc target)
@@ -64,6 +63,8 @@ class ModelArgs:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelArgs:
         d = dict(d)
+        # Retired in session 5 (RoiDepth, never on by default); checkpoints written before carry it off.
+        d.pop("roi_depth", None)
         for key in ("channels", "pool_grid"):
             if key in d:
                 d[key] = tuple(d[key])
@@ -129,74 +130,6 @@ class Track(NamedTuple):
 
 
 EMPTY_MASK_PRIOR = 0.5  # pixels of mask mass at the image centre (see TrackReadout.points_from)
-
-
-class RoiDepth(nn.Module):
-    """A second look at each frame's object: a window cut around the mask's centroid -> log depth.
-
-    The depth map of :class:`TrackReadout` comes from a 16-channel conv at half resolution,
-    which sees the sphere's size (2.5-6 pixels of radius, the absolute depth cue) and
-    brightness (the relative one) only through features shared with everything else; on
-    the seed set its depth was 2 % off (median, 4.6 % rms), and depth was most of the
-    track's error (1.4 % of extent with the true depth, 5 % without). Like the ROI heads
-    of two-stage detectors (Mask R-CNN's RoIAlign, He et al. 2017), this cuts a ``size``
-    x ``size`` window of full-resolution features centred on the pixel that holds each
-    frame's centroid (the centre is detached and whole-pixel, so the window is an exact copy
-    of pixels, the same in PyTorch and ONNX Runtime), reads it with a small 2D CNN, and
-    mixes the frames' codes with a temporal conv (depth changes smoothly; brightness
-    ratios between frames tell relative depth). Its output is added to the depth map's
-    log depth and starts at zero, so an untrained readout behaves as before.
-    ::
-
-        features (N, C, T, H, W), centroid (N, T) -> window (N T, C, S, S)
-          -> Conv 3x3 (16) -> ReLU -> Conv 3x3 (16) -> ReLU
-          -> Conv 3x3 /2 (32) -> ReLU -> Conv 3x3 /2 (32) -> ReLU -> Linear (64) -> ReLU
-          -> (N, 64, T) -> Conv1d 5 (64) -> ReLU -> Conv1d 1 -> log-depth offset (N, T)
-    """
-
-    def __init__(self, *, in_channels: int, focal_px: float, size: int = 20, code: int = 64) -> None:
-        super().__init__()
-        if size % 4:
-            raise ValueError(f"RoiDepth window size must be a multiple of 4, got {size}")
-        self.size = size
-        self.focal_px = float(focal_px)
-        self.body = nn.Sequential(
-            nn.Conv2d(in_channels, 16, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(16, 16, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(32, 32, 3, stride=2, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Flatten(),
-            nn.Linear(32 * (size // 4) ** 2, code),
-            nn.ReLU(inplace=True),
-        )
-        self.temporal = nn.Sequential(nn.Conv1d(code, code, 5, padding=2), nn.ReLU(inplace=True))
-        self.out = nn.Conv1d(code, 1, 1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-        self.register_buffer("offsets", torch.arange(size, dtype=torch.float32) - size // 2, persistent=False)
-
-    def forward(self, features: torch.Tensor, xn: torch.Tensor, yn: torch.Tensor) -> torch.Tensor:
-        """features (N, C, T, H, W); centroid as x/z, y/z (N, T) -> log-depth offset (N, T)."""
-        n, c, t, h, w = features.shape
-        # Pixel (column, row) holding the centroid; the window's pixels are whole pixels around it.
-        col = torch.floor(w / 2 + self.focal_px * xn.detach())
-        row = torch.floor(h / 2 - self.focal_px * yn.detach())
-        cols = col[..., None] + self.offsets  # (N, T, S)
-        rows = row[..., None] + self.offsets
-        # grid_sample's coordinates (align_corners=False): pixel i's centre is (2 i + 1) / W - 1.
-        gx = ((2.0 * cols + 1.0) / w - 1.0)[:, :, None, :].expand(n, t, self.size, self.size)
-        gy = ((2.0 * rows + 1.0) / h - 1.0)[:, :, :, None].expand(n, t, self.size, self.size)
-        grid = torch.stack([gx, gy], dim=-1).reshape(n * t, self.size, self.size, 2)
-        frames = features.transpose(1, 2).reshape(n * t, c, h, w)
-        window = nn.functional.grid_sample(
-            frames, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-        )
-        code = self.body(window).reshape(n, t, -1).transpose(1, 2)  # (N, code, T)
-        return self.out(self.temporal(code))[:, 0]
 
 
 class DepthCues(nn.Module):
@@ -282,8 +215,10 @@ class TrackReadout(nn.Module):
     learned rather than read from the mask's area: the area gives the depth to 0.4 % with
     the true anti-aliased disc, but a learned mask's area is off by 5-10 % (2.5-5 % in
     depth, most of the track's error), while the network can also read the sphere's
-    brightness, which falls as ``sqrt(4 / z)``. Mask and points are supervised by the
-    observed positions (:func:`services.trainer.losses.combined_loss`).
+    brightness, which falls as ``sqrt(4 / z)``; with ``depth_cues``, :class:`DepthCues`
+    corrects each frame's depth from the mask's peak brightness and area, over 5 frames.
+    Mask and points are supervised by the observed positions
+    (:func:`services.trainer.losses.combined_loss`).
 
     What the heads get from the track is translation-invariant: every point relative to
     the last one, the per-frame steps and their changes (velocity and acceleration),
@@ -294,7 +229,8 @@ class TrackReadout(nn.Module):
         block 2 (N, c2, T, H/2, W/2) -> Conv3d 3x3x3 -> ReLU     (N, 16, T, H/2, W/2)
           -> Conv3d 1x3x3 (mask), Conv3d 1x3x3 (log depth) -> upsample x2
         block 1 (N, c1, T, H, W) -> Conv3d 1x3x3 (+ coarse)      mask logits (N, T, H, W)
-          -> sigmoid -> centroid (u, v), mean log depth -> (x, y, z)   (N, T, 3) world units
+          -> sigmoid -> centroid (u, v), mean log depth (+ DepthCues)
+          -> (x, y, z)                                                 (N, T, 3) world units
           -> [p - p_last, steps, changes of steps] -> MLP              (N, hidden): the track's share
     """
 
@@ -309,7 +245,6 @@ class TrackReadout(nn.Module):
         focal_px: float,
         hidden_dim: int = 256,
         coarse_hidden: int = 16,
-        roi_channels: int = 0,
         depth_cues: bool = False,
     ) -> None:
         super().__init__()
@@ -327,12 +262,6 @@ class TrackReadout(nn.Module):
         self.coarse_depth = nn.Conv3d(coarse_hidden, 1, (1, 3, 3), padding=(0, 1, 1))
         nn.init.zeros_(self.coarse_depth.weight)
         nn.init.zeros_(self.coarse_depth.bias)
-        # The second look at the object for its depth: stem (roi_channels) and block-1 features.
-        self.roi = (
-            RoiDepth(in_channels=roi_channels + in_channels, focal_px=focal_px)
-            if roi_channels > 0
-            else None
-        )
         self.cues = DepthCues() if depth_cues else None
         # The stem's first three channels are the normalised frames (trajlab.preprocess's
         # defaults, which the trainer always uses); their max, un-normalised, is HSV's V in [0, 1].
@@ -391,7 +320,7 @@ class TrackReadout(nn.Module):
     ) -> tuple[Track, torch.Tensor]:
         """fine (N, c1, T, H, W) and coarse (N, c2, T, H/2, W/2) features -> track, summary.
 
-        ``stem`` (N, C, T, H, W), the encoder's input, is what the ROI depth reads beside ``fine``.
+        ``stem`` (N, C, T, H, W), the encoder's input, is where the depth cues read the brightness.
         """
         h = self.coarse_body(coarse)
         up = nn.functional.interpolate(
@@ -403,19 +332,12 @@ class TrackReadout(nn.Module):
         # differently enough to fail the export's parity gate (seed b4, session 4: 1.04e-4 in the
         # embedding, with the empty-mask prior). float64 costs little on (N, T, H, W).
         m = torch.sigmoid(logits.double())
-        roi_input = None
-        if self.roi is not None:
-            if stem is None:
-                raise ValueError("this track readout has an ROI depth and needs the stem's output")
-            # Detached: the window is the ROI's own input (its gradient, a scatter back into
-            # the full-resolution features, would cost 40 % of the ROI's time per step).
-            roi_input = torch.cat([stem, fine], dim=1).detach()
         brightness = None
         if self.cues is not None:
             if stem is None:
                 raise ValueError("this track readout reads depth cues and needs the stem's output")
             brightness = stem[:, :3].amax(dim=1) * self.value_std + self.value_mean  # (N, T, H, W)
-        world = self.points_from(m, up[:, 1].double(), roi_input, brightness).float()  # (N, T, 3)
+        world = self.points_from(m, up[:, 1].double(), brightness).float()  # (N, T, 3)
         return Track(self.normalise(world), logits), self.summary(self.motion_features(world))
 
     def centroid(self, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -435,20 +357,16 @@ class TrackReadout(nn.Module):
         self,
         m: torch.Tensor,
         log_depth: torch.Tensor,
-        roi_input: torch.Tensor | None = None,
         brightness: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mask (N, T, H, W) in [0, 1], log-depth map (N, T, H, W) -> world (N, T, 3).
 
-        With an ROI depth, ``roi_input`` (N, C, T, H, W) is what its windows are cut from;
-        with depth cues, ``brightness`` (N, T, H, W) is each pixel's V in [0, 1].
+        With depth cues, ``brightness`` (N, T, H, W) is each pixel's V in [0, 1].
         """
         xn, yn, area = self.centroid(m)
         d = (m * log_depth).sum(dim=(2, 3)) / area
         if self.cues is not None and brightness is not None:
             d = d + self.cues(m, brightness, area, d)
-        if self.roi is not None and roi_input is not None:
-            d = d + self.roi(roi_input, xn.float(), yn.float())
         z = self.mean[2] * torch.exp(d)
         return torch.stack([xn * z, yn * z, z], dim=-1)
 
@@ -495,7 +413,6 @@ def create_i3d_encoder(
     feature_dim: int = FEATURE_DIM,
     track: bool = False,
     focal_px: float = 0.0,
-    roi_depth: bool = False,
     depth_cues: bool = False,
 ) -> I3DEncoder:
     """I3D-like 3D CNN (after Carreira & Zisserman, "Quo Vadis, Action Recognition?", CVPR 2017).
@@ -531,7 +448,7 @@ def create_i3d_encoder(
     grid = _grid(pool_grid, available)
     pool = _adaptive_avg_pool(available, grid)
     tr = _track_readout(
-        track, c1, c2, frames, height, width, focal_px, roi_depth, in_channels, depth_cues
+        track, c1, c2, frames, height, width, focal_px, depth_cues
     )
     extra = tr.out_features if tr is not None else 0
     proj = nn.Linear(c3 * grid[0] * grid[1] * grid[2] + extra, feature_dim)
@@ -546,14 +463,11 @@ def _track_readout(
     height: int,
     width: int,
     focal_px: float,
-    roi_depth: bool,
-    stem_channels: int,
-    depth_cues: bool = False,
+    depth_cues: bool,
 ) -> TrackReadout | None:
     if not track:
         return None
     return TrackReadout(
-        roi_channels=stem_channels if roi_depth else 0,
         depth_cues=depth_cues,
         in_channels=fine_channels,
         coarse_channels=coarse_channels,
@@ -653,7 +567,6 @@ def create_dual_pathway_encoder(
     feature_dim: int = FEATURE_DIM,
     track: bool = False,
     focal_px: float = 0.0,
-    roi_depth: bool = False,
     depth_cues: bool = False,
 ) -> DualPathwayEncoder:
     """Dual-pathway (SlowFast-like) encoder (after Feichtenhofer et al., "SlowFast Networks", ICCV 2019).
@@ -711,7 +624,7 @@ def create_dual_pathway_encoder(
     m_feat = m_ch[2] * m_grid[0] * m_grid[1] * m_grid[2]
     # Reads the motion pathway, the one that keeps every frame.
     tr = _track_readout(
-        track, m_ch[0], m_ch[1], frames, height, width, focal_px, roi_depth, in_channels, depth_cues
+        track, m_ch[0], m_ch[1], frames, height, width, focal_px, depth_cues
     )
     c_feat = c_in * c_grid[0] * c_grid[1] * c_grid[2]
     return DualPathwayEncoder(
@@ -978,7 +891,6 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
         feature_dim=args.feature_dim,
         track=args.track,
         focal_px=args.focal_px,
-        roi_depth=args.roi_depth,
         depth_cues=args.depth_cues,
     )
     encoder: nn.Module

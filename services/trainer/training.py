@@ -145,7 +145,6 @@ def model_args_for(cfg: RunConfig, text_dim: int = 0, text_encoder: str = "") ->
         horizon=d.horizon,
         channels=tuple(t.channels),
         track=t.track,
-        roi_depth=t.track and t.roi_depth,
         depth_cues=t.track and t.depth_cues,
         focal_px=Camera(d.width, d.height, d.fov_degrees).focal_px if t.track else 0.0,
         object_radius=d.sphere_radius if t.track else 0.0,

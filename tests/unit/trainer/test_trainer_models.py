@@ -284,53 +284,25 @@ def test_the_depth_cues_start_at_zero_and_learn_depth_from_the_brightest_masked_
     assert float(err) < 0.03, float(err)
 
 
-def test_roi_depth_reads_a_whole_pixel_window_around_each_frames_centroid() -> None:
-    import math
-
-    from services.trainer.models import RoiDepth
-
-    roi = RoiDepth(in_channels=2, focal_px=55.4)
-    feats = torch.randn(1, 2, 3, 64, 64)
-    # Centroids (as x/z, y/z): left of centre, up, and at the right edge (the window overhangs).
-    xn = torch.tensor([[0.1, -0.3, 0.55]])
-    yn = torch.tensor([[0.05, 0.2, -0.1]])
-    seen: dict[str, torch.Tensor] = {}
-    roi.body.register_forward_hook(lambda mod, inp, out: seen.update(window=inp[0]))
-    offset = roi(feats, xn, yn)
-    # Untrained, it changes nothing: the readout starts from the depth map alone.
-    assert offset.shape == (1, 3) and torch.equal(offset, torch.zeros(1, 3))
-    window = seen["window"].reshape(3, 2, 20, 20)
-    for t in range(3):
-        col = math.floor(32 + 55.4 * float(xn[0, t]))
-        row = math.floor(32 - 55.4 * float(yn[0, t]))
-        want = torch.zeros(2, 20, 20)  # pixels beyond the frame read as zeros
-        for a in range(20):
-            for b in range(20):
-                r, c = row - 10 + a, col - 10 + b
-                if 0 <= r < 64 and 0 <= c < 64:
-                    want[:, a, b] = feats[0, :, t, r, c]
-        assert torch.equal(window[t], want), t
-
-
 @pytest.mark.parametrize("encoder", ENCODERS)
-def test_the_roi_depth_moves_the_tracks_depth_and_trains_with_it(encoder: str) -> None:
+def test_the_depth_cues_move_the_tracks_depth_and_train_with_it(encoder: str) -> None:
     args = ModelArgs(
         encoder=encoder, enhancement="none", frames=16, height=32, width=32, horizon=4,
-        channels=(8, 8, 8), track=True, roi_depth=True, focal_px=27.7, object_radius=0.9,
+        channels=(8, 8, 8), track=True, depth_cues=True, focal_px=27.7, object_radius=0.9,
     )
     model = create_branch_model(args).eval()
     model.set_track_stats(torch.randn(8, 16, 3) + torch.tensor([0.0, 0.0, 7.0]))
     clip = torch.randn(2, 3, 16, 32, 32)
     with torch.no_grad():
         before = model.encoder.track.to_world(model(clip).track.points)
-        model.encoder.track.roi.out.bias.fill_(0.1)  # a log-depth offset of 0.1 on every frame
+        model.encoder.track.cues.out.bias.fill_(0.1)  # a log-depth offset of 0.1 on every frame
         after = model.encoder.track.to_world(model(clip).track.points)
     # The same image position, every point exp(0.1) times as far along its ray.
     assert torch.allclose(after, before * torch.exp(torch.tensor(0.1)), rtol=1e-5, atol=1e-6)
     model.train()
     model(clip).track.points.sum().backward()
     # Its output layer starts at zero, so the first gradients reach that layer alone.
-    assert model.encoder.track.roi.out.weight.grad.abs().sum() > 0
+    assert model.encoder.track.cues.out.weight.grad.abs().sum() > 0
 
 
 def test_a_hidden_sphere_gives_the_same_track_in_onnx_runtime(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -346,13 +318,14 @@ def test_a_hidden_sphere_gives_the_same_track_in_onnx_runtime(tmp_path) -> None:
 
     args = ModelArgs(
         encoder="dual_pathway", enhancement="none", frames=16, height=64, width=64, horizon=4,
-        channels=(8, 16, 32), track=True, focal_px=55.4, object_radius=0.45,
+        channels=(8, 16, 32), track=True, depth_cues=True, focal_px=55.4, object_radius=0.45,
     )
     model = create_branch_model(args)
     model.set_track_stats(torch.randn(64, 16, 3) * 1.5 + torch.tensor([0.0, 0.0, 7.0]))
     with torch.no_grad():
         model.encoder.track.mask.bias.fill_(-10.0)  # every pixel ~1e-5 of mask
         model.encoder.track.coarse_mask.bias.fill_(-2.0)
+        model.encoder.track.cues.out.weight.normal_(0.0, 0.1)  # the depth cues' peak of tails counts too
     model.eval()
     clips = torch.randn(8, 3, 16, 64, 64)
     path = export_onnx(model, tmp_path / "model.onnx", clips[:1])
