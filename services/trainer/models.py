@@ -266,8 +266,8 @@ class TrackReadout(nn.Module):
         self.cues = DepthCues() if depth_cues else None
         # The stem's first three channels are the normalised frames (trajlab.preprocess's
         # defaults, which the trainer always uses); their max, un-normalised, is HSV's V in [0, 1].
-        self.register_buffer("value_std", torch.tensor(DEFAULT_STD[0]), persistent=False)
-        self.register_buffer("value_mean", torch.tensor(DEFAULT_MEAN[0]), persistent=False)
+        self.value_std = float(DEFAULT_STD[0])
+        self.value_mean = float(DEFAULT_MEAN[0])
         self.mask = nn.Conv3d(in_channels, 1, (1, 3, 3), padding=(0, 1, 1))
         # Start with an almost empty mask (sigmoid(-4) = 1.8 %): the mask loss only has to
         # switch the object's pixels on.
@@ -448,9 +448,7 @@ def create_i3d_encoder(
     available = (frames // 4, height // 8, width // 8)
     grid = _grid(pool_grid, available)
     pool = _adaptive_avg_pool(available, grid)
-    tr = _track_readout(
-        track, c1, c2, frames, height, width, focal_px, depth_cues
-    )
+    tr = _track_readout(track, c1, c2, frames, height, width, focal_px, depth_cues)
     extra = tr.out_features if tr is not None else 0
     proj = nn.Linear(c3 * grid[0] * grid[1] * grid[2] + extra, feature_dim)
     return I3DEncoder(blocks, pool, proj, tr)
@@ -624,9 +622,7 @@ def create_dual_pathway_encoder(
     c_grid = _grid(pool_grid, c_avail)
     m_feat = m_ch[2] * m_grid[0] * m_grid[1] * m_grid[2]
     # Reads the motion pathway, the one that keeps every frame.
-    tr = _track_readout(
-        track, m_ch[0], m_ch[1], frames, height, width, focal_px, depth_cues
-    )
+    tr = _track_readout(track, m_ch[0], m_ch[1], frames, height, width, focal_px, depth_cues)
     c_feat = c_in * c_grid[0] * c_grid[1] * c_grid[2]
     return DualPathwayEncoder(
         motion_stages=motion_stages,
