@@ -78,6 +78,10 @@ class TrainingConfig(_Strict):
     # With the track: each frame's depth corrected from the mask's peak brightness, area and
     # mean brightness, mixed over 5 frames (services.trainer.models.DepthCues).
     depth_cues: bool = True
+    # With the track: class logits from the track's shape alone (an MLP with dropout, its own
+    # cross-entropy, also on the time-reversed track) added to the classify head's
+    # (services.trainer.models.TrackClassifier).
+    track_classifier: bool = True
     # Train and evaluate with the conv weights and clips in channels_last_3d (NDHWC): about half
     # the CPU per step of the contiguous layout here (bench/RESULTS.md); same numbers to ~1e-6.
     channels_last: bool = True

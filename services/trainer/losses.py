@@ -1,11 +1,14 @@
 """The combined training loss: classification + weighted forecast + weighted auxiliary terms.
 
 ``total = CE(logits, labels) + forecast_weight * SmoothL1(forecast, target) + aux_weight * aux
+          + CE(track_logits, labels)
           + track_weight * (L1(track, observed) + BCE(mask, disc) + Dice(mask, disc))``,
 where ``aux`` is the autoencoder's reconstruction MSE (compression) or CLIP's InfoNCE
 toward the class descriptions (text alignment), and the track terms (models with the
 track readout only) supervise the per-frame 3D points with the observed positions and
-the per-frame object mask with the disc the sphere covers in the image.
+the per-frame object mask with the disc the sphere covers in the image. ``CE(track_logits)``
+is the track classifier's own cross-entropy (the mean over the track and its time reversal
+in training), with the track classifier only.
 Forecast and track targets are normalised by the training split's statistics, so
 those terms are unit-free and comparable across datasets.
 """
@@ -81,6 +84,14 @@ def combined_loss(
         align = F.cross_entropy(out.text_logits, labels)
         total = total + aux_weight * align
         parts["alignment"] = align.detach()
+    if out.track_logits is not None:
+        # The track classifier learns on its own (and on the time-reversed track in training),
+        # not only through the sum, which the head's confidence on the training split saturates.
+        track_ce = F.cross_entropy(out.track_logits, labels)
+        if out.reversed_track_logits is not None:
+            track_ce = 0.5 * (track_ce + F.cross_entropy(out.reversed_track_logits, labels))
+        total = total + track_ce
+        parts["track_ce"] = track_ce.detach()
     if out.track is not None and track is not None:
         # L1, not smooth L1: the track's errors are a fraction of a standard deviation, where
         # smooth L1 is quadratic and its gradient fades with the error. (Alone it made no
