@@ -561,7 +561,8 @@ class Trainer:
         """Eval-mode outputs for uint8 clips (N, T, H, W, C).
 
         Returns logits, forecast (world units), embedding, text_logits (text alignment
-        only) and, given labels and positions (N, T + horizon, 3), ``loss``: the training objective.
+        only), track and track_logits (with the track readout and its classifier) and,
+        given labels and positions (N, T + horizon, 3), ``loss``: the training objective.
         """
         t = self.cfg.profile.training
         model.eval()
@@ -571,6 +572,7 @@ class Trainer:
             "embedding": [],
             "text_logits": [],
             "track": [],
+            "track_logits": [],
         }
         loss_sum = 0.0
         with torch.no_grad():
@@ -584,6 +586,8 @@ class Trainer:
                     outs["text_logits"].append(o.text_logits.numpy())
                 if o.track is not None:  # the observed track in world units
                     outs["track"].append(model.encoder.track.to_world(o.track.points).numpy())
+                if o.track_logits is not None:
+                    outs["track_logits"].append(o.track_logits.numpy())
                 if labels is not None and positions is not None:
                     frames = self.cfg.profile.dataset.frames
                     y = torch.from_numpy(np.asarray(labels[i : i + batch_size], np.int64))
@@ -653,6 +657,10 @@ class Trainer:
                     "observed_mae": mae,
                     "observed_mae_pct": pct,
                     "baselines": own,
+                    # The track classifier's share of the logits, scored alone.
+                    "classifier_accuracy": (
+                        float((p["track_logits"].argmax(1) == labels).mean()) if "track_logits" in p else -1.0
+                    ),
                 }
             }
             warnings += baseline_warnings(per_class, own, seen_as="the model's own observed track")

@@ -120,6 +120,11 @@ def register(app: typer.Typer) -> None:
                 f"MAE {results['track']['observed_mae']:.3f} world units, "
                 f"{results['track']['observed_mae_pct']:.2f} % of extent"
             )
+            if results["track"].get("classifier_accuracy", -1) >= 0:
+                console.print(
+                    "accuracy of the track classifier alone (the class from the track's shape): "
+                    f"{results['track']['classifier_accuracy']:.3f}"
+                )
         if results.get("zero_shot_accuracy", -1) >= 0:
             console.print(
                 f"zero-shot accuracy (nearest class description): {results['zero_shot_accuracy']:.3f} "

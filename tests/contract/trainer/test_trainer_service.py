@@ -57,6 +57,7 @@ def test_start_watch_history_results(start_trainer: ServerFactory, tmp_path: Pat
     # The track readout is on by default: its error and the physics given the model's own track.
     track = res["observed_track"]
     assert track["present"] is True and track["observed_mae"] > 0 and track["observed_mae_pct"] > 0
+    assert 0.0 <= track["classifier_accuracy"] <= 1.0  # the track classifier alone
     assert [b["name"] for b in track["baselines"]] == [
         "constant_velocity",
         "constant_acceleration",

@@ -127,6 +127,8 @@ def test_published_model_metadata_and_onnx_outputs(tmp_path: Path, tiny_data: Pa
     assert [b["name"] for b in track["baselines"]] == [
         b["name"] for b in res["baselines"] if b["name"] != "chance"
     ]
+    # The track classifier (on by default) scored alone, beside the model's accuracy.
+    assert 0.0 <= track["classifier_accuracy"] <= 1.0
     own = {b["name"]: b for b in track["baselines"]}
     truth = {b["name"]: b for b in res["baselines"]}
     # A noisy track cannot beat the true positions on the motion a baseline is exact for.

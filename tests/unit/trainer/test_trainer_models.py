@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -334,3 +335,81 @@ def test_a_hidden_sphere_gives_the_same_track_in_onnx_runtime(tmp_path) -> None:
         want = [t.numpy() for t in ExportWrapper(model)(clips)]
     for name, g, w in zip(("probabilities", "forecast", "embedding"), got, want, strict=True):
         assert float(np.abs(g - w).max()) < 1e-5, name
+
+
+@pytest.mark.parametrize("enhancement", ENHANCEMENTS)
+def test_the_track_classifier_adds_its_logits_and_reads_the_track_detached(enhancement: str) -> None:
+    from services.trainer.losses import combined_loss
+
+    k = 4
+    args = ModelArgs(
+        encoder="i3d", enhancement=enhancement, frames=8, height=24, width=24, horizon=4,
+        channels=(4, 8, 8), track=True, track_classifier=True, focal_px=20.8, object_radius=0.45,
+        text_dim=16 if enhancement == "text_alignment" else 0,
+    )
+    model = create_branch_model(args)
+    model.set_track_stats(torch.randn(8, 8, 3) + torch.tensor([0.0, 0.0, 7.0]))
+    clip = torch.randn(3, 3, 8, 24, 24)
+    model.eval()
+    with torch.no_grad():
+        out = model(clip)
+        assert out.track_logits.shape == (3, k) and out.reversed_track_logits is None  # eval: no reversal
+        # Its logits are part of the model's: push them hard toward one class and the model follows.
+        model.track_classifier.net[-1].bias.copy_(torch.tensor([0.0, 0.0, 50.0, 0.0]))
+        assert model(clip).logits.argmax(1).tolist() == [2, 2, 2]
+        # Off, the model is the head alone.
+        plain = create_branch_model(dataclasses.replace(args, track_classifier=False))
+        plain.load_state_dict(model.state_dict(), strict=False)
+        plain.eval()
+        shifted = model(clip)
+        assert torch.allclose(shifted.logits - shifted.track_logits, plain(clip).logits, atol=1e-5)
+    model.train()
+    out = model(clip)
+    assert out.reversed_track_logits is not None and out.reversed_track_logits.shape == (3, k)
+    # The classifier reads the track detached: its loss trains it and nothing upstream.
+    out.track_logits.sum().backward()
+    assert model.track_classifier.net[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.encoder.parameters())
+    labels = torch.tensor([0, 1, 2])
+    _, parts = combined_loss(
+        model(clip), labels, torch.zeros(3, 4, 3), forecast_weight=1.0, aux_weight=0.1
+    )
+    assert "track_ce" in parts and float(parts["track_ce"]) > 0
+
+
+def test_the_track_classifier_tells_the_motions_apart_from_a_track_run_either_way() -> None:
+    """Trained on true tracks (with their time reversals, as in training), it classifies held-out
+    tracks forwards and backwards: every motion class run backwards is the same class."""
+    import numpy as np
+
+    from services.trainer.models import TrackClassifier, motion_features
+    from trajlab.data.trajectories import TrajectoryGenerator
+
+    gen = TrajectoryGenerator(frames=16, horizon=4)
+    rng = np.random.default_rng(0)
+    labels = np.arange(480) % 4
+    tracks = np.stack([gen.sample(int(c), rng).positions[:16] for c in labels])
+    world = torch.tensor(tracks, dtype=torch.float32)
+    y = torch.from_numpy(labels)
+    offset_scale = (world - world[:, -1:]).reshape(-1, 3).std(0)
+    step_scale = (world[:, 1:] - world[:, :-1]).reshape(-1, 3).std(0)
+
+    def feats(w: torch.Tensor) -> torch.Tensor:
+        return motion_features(w, offset_scale, step_scale)
+
+    train, test = slice(0, 400), slice(400, None)
+    clf = TrackClassifier(frames=16, num_classes=4)
+    opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
+    x_train = torch.cat([feats(world[train]), feats(world[train].flip(1))])
+    y_train = torch.cat([y[train], y[train]])
+    for _ in range(300):
+        idx = torch.randint(0, len(x_train), (64,))
+        loss = torch.nn.functional.cross_entropy(clf(x_train[idx]), y_train[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    clf.eval()
+    with torch.no_grad():
+        forwards = (clf(feats(world[test])).argmax(1) == y[test]).float().mean()
+        backwards = (clf(feats(world[test].flip(1))).argmax(1) == y[test]).float().mean()
+    assert float(forwards) >= 0.9 and float(backwards) >= 0.9, (float(forwards), float(backwards))
