@@ -296,6 +296,7 @@ def _classification(data: ReportData, figs: dict[str, FigureRef]) -> Section:
                 pct(s.metrics.mean_class_accuracy) if s is not None else MISSING,
                 str(s.metrics.samples) if s is not None else MISSING,
                 pct(r.zero_shot_accuracy) if r is not None and r.zero_shot_accuracy >= 0 else "n/a",
+                _track_classifier_accuracy(r) if r is not None else MISSING,
             ]
         )
     blocks: list[Block] = [
@@ -309,9 +310,12 @@ def _classification(data: ReportData, figs: dict[str, FigureRef]) -> Section:
                 "served mean class accuracy",
                 "served clips",
                 "zero-shot accuracy",
+                "track classifier alone",
             ],
             rows,
-            caption="Trainer's evaluation (left) and the served ONNX model through the encoder (right).",
+            caption="Trainer's evaluation (left) and the served ONNX model through the encoder (right); "
+            "the last column scores the track classifier's share of the logits on its own (the motion "
+            "class from the shape of the model's estimated track; n/a: the model has none).",
         )
     ]
     if "bars_accuracy" in figs:
@@ -424,6 +428,13 @@ OWN_TRACK_BASELINES: tuple[str, ...] = (
 def _has_track(r: trainer_pb2.EvaluationResults) -> bool:
     # Results of older runs, or of a model with the track readout off, leave the message unset.
     return r.HasField("observed_track") and r.observed_track.present
+
+
+def _track_classifier_accuracy(r: trainer_pb2.EvaluationResults) -> str:
+    t = r.observed_track
+    if not _has_track(r) or not t.HasField("classifier_accuracy") or t.classifier_accuracy < 0:
+        return "n/a"
+    return pct(t.classifier_accuracy)
 
 
 def _track_error(r: trainer_pb2.EvaluationResults) -> str:

@@ -80,6 +80,7 @@ def test_results_without_a_track_readout_leave_observed_track_unset() -> None:
     )
     t = msg.observed_track
     assert t.present and t.observed_mae_pct == 3.0 and t.baselines[0].forecast_mae_pct == 7.5
+    assert not t.HasField("classifier_accuracy")  # results from before the track classifier
 
 
 def test_restarted_service_reports_done_without_retraining(

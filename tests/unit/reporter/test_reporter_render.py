@@ -71,3 +71,13 @@ def test_results_without_an_observed_track_render_as_not_applicable() -> None:
     # A baseline the trainer did not send is missing, not zero.
     assert rows[0] == "| b1 | 9.00 % | 3.00 % | missing | missing | missing | 7.25 % |"
     assert rows[1] == "| b2 | 9.00 % | n/a | n/a | n/a | n/a | n/a |"
+    # The track classifier's accuracy alone: n/a where the results do not carry it, not 0 %.
+    classification = md.split("## Classification", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in classification.splitlines() if line.startswith(("| b1 ", "| b2 "))]
+    assert rows[0].endswith("| n/a |") and rows[1].endswith("| n/a |")
+    track.classifier_accuracy = 0.95
+    new = trainer_pb2.EvaluationResults(forecast_mae_pct=9.0, observed_track=track)
+    md = render_markdown(build_document(_data(new, old), []))  # type: ignore[arg-type]
+    classification = md.split("## Classification", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in classification.splitlines() if line.startswith(("| b1 ", "| b2 "))]
+    assert rows[0].endswith("| 95.00 % |") and rows[1].endswith("| n/a |")
