@@ -379,8 +379,9 @@ class TrackClassifier(nn.Module):
     The motion classes are defined by the 3D path, and an MLP on the (predicted) track's
     motion features tells them apart better than the classify head, which reads the pooled
     conv features and overfits them (seed b1, session 5: 99 % train, 90 % validation
-    accuracy; an MLP with dropout fitted offline on the same model's tracks: 95 %, the two
-    summed 95-96 %; bench/RESULTS.md). It reads the track detached, so the track stays
+    accuracy; an MLP with dropout fitted offline on the same model's tracks: 96 %, the two
+    summed 94-96 %; in training, seed profile, b1 went from 90 to 96 %; bench/RESULTS.md).
+    It reads the track detached, so the track stays
     supervised by the positions only, and has its own cross-entropy
     (:func:`services.trainer.losses.combined_loss`), so it learns to classify on its own
     however confident the head becomes on the training split. In training it also scores
