@@ -184,6 +184,11 @@ class DepthCues(nn.Module):
         return self.out(self.body(cues))[:, 0]
 
 
+def motion_features_dim(frames: int) -> int:
+    """Width of :func:`motion_features` for ``frames`` points: T offsets, T - 1 steps, T - 2 changes."""
+    return 3 * (frames + (frames - 1) + (frames - 2))
+
+
 def motion_features(
     world: torch.Tensor, offset_scale: torch.Tensor, step_scale: torch.Tensor
 ) -> torch.Tensor:
@@ -285,7 +290,7 @@ class TrackReadout(nn.Module):
         self.register_buffer("std", torch.ones(3))
         self.register_buffer("offset_scale", torch.ones(3))
         self.register_buffer("step_scale", torch.ones(3))
-        in_dim = 3 * (frames + (frames - 1) + (frames - 2))
+        in_dim = motion_features_dim(frames)
         self.summary = nn.Sequential(
             nn.Linear(in_dim, hidden_dim),
             nn.ReLU(inplace=True),
@@ -395,7 +400,7 @@ class TrackClassifier(nn.Module):
 
     def __init__(self, *, frames: int, num_classes: int, hidden_dim: int = 256, dropout: float = 0.3) -> None:
         super().__init__()
-        in_dim = 3 * (frames + (frames - 1) + (frames - 2))
+        in_dim = motion_features_dim(frames)
         self.net = nn.Sequential(
             nn.Linear(in_dim, hidden_dim),
             nn.ReLU(inplace=True),
