@@ -82,6 +82,11 @@ class TrainingConfig(_Strict):
     # cross-entropy, also on the time-reversed track) added to the classify head's
     # (services.trainer.models.TrackClassifier).
     track_classifier: bool = True
+    # With the track: the forecast head corrects a prior read off the track. "parametric": each
+    # class's kind of path (line, circle, helix, parabola) fitted by least squares to the whole
+    # track and extrapolated, mixed by the class probabilities (ParametricExtrapolation);
+    # "affine": one learned affine map per class (ClassGatedExtrapolation, sessions 4-6).
+    forecast_prior: Literal["parametric", "affine"] = "parametric"
     # Train and evaluate with the conv weights and clips in channels_last_3d (NDHWC): about half
     # the CPU per step of the contiguous layout here (bench/RESULTS.md); same numbers to ~1e-6.
     channels_last: bool = True
