@@ -848,13 +848,16 @@ class ParametricExtrapolation(nn.Module):
     Each motion class is a family of paths linear in a few coefficients per axis: a line
     (``a + b t``), a parabola (``a + b t + c t^2``), a circle (``a + b cos wt + c sin wt``)
     and a helix (the circle plus ``d t``), the last two for an angular rate ``w`` searched
-    on a log-spaced grid (``omega_range`` rad per frame). For a fixed basis the fit to the
-    T observed points and its value at the next ``horizon`` frames are fixed linear maps
-    of the track (``B_obs pinv(B_obs)`` and ``B_next pinv(B_obs)``), precomputed here; the
-    forward pass scores every candidate by its residual, weighs the candidates of each
-    class by a softmin of the residual relative to the class's best (``sharpness``; smooth,
-    so PyTorch and ONNX Runtime agree, and as sharp as an argmin on a clean track), and
-    mixes the classes' extrapolations by the class probabilities. No parameters.
+    on a log-spaced grid of ``grid`` rates, given as the angle swept from the clip's first
+    frame to its last forecast one (``sweep_range``, radians; the generator's circles sweep
+    1.25-2.5 pi and its helices 2-4 pi, for any fps: trajlab.data.trajectories). For a
+    fixed basis, the fit to the T observed points and its value at the next ``horizon``
+    frames are fixed linear maps of the track (``B_obs pinv(B_obs)`` and
+    ``B_next pinv(B_obs)``), precomputed here. The forward pass scores every candidate by
+    its residual, weighs the candidates of each class by a softmin of the residual
+    relative to the class's best (``sharpness``; smooth, so PyTorch and ONNX Runtime
+    agree, and as sharp as an argmin on a clean track), and mixes the classes'
+    extrapolations by the class probabilities. No parameters.
 
     Why: the track is noisy (3.3 % of extent for seed b1, mostly depth, frame to frame),
     and a fit of the right family over all 16 frames averages that noise where the
@@ -876,19 +879,20 @@ class ParametricExtrapolation(nn.Module):
         frames: int,
         horizon: int,
         classes: Sequence[str] = CLASS_NAMES,
-        omega_range: tuple[float, float] = (0.05, 1.5),
-        grid: int = 160,
+        sweep_range: tuple[float, float] = (0.5 * math.pi, 6.0 * math.pi),
+        grid: int = 320,
         sharpness: float = 50.0,
     ) -> None:
         super().__init__()
         unknown = [c for c in classes if c not in _FAMILY_BASES]
         if unknown:
             raise ValueError(f"parametric forecast prior: no family for classes {unknown}")
-        lo, hi = omega_range
+        lo, hi = sweep_range
         if not 0 < lo < hi:
-            raise ValueError(f"parametric forecast prior: omega_range must be 0 < lo < hi, got {omega_range}")
+            raise ValueError(f"parametric forecast prior: sweep_range must be 0 < lo < hi, got {sweep_range}")
         t = torch.arange(frames + horizon, dtype=torch.float64) - (frames - 1)  # 0 at the last observed frame
-        omegas = torch.exp(torch.linspace(math.log(lo), math.log(hi), grid, dtype=torch.float64))
+        span = frames + horizon - 1  # frames from the first to the last of the clip
+        omegas = torch.exp(torch.linspace(math.log(lo), math.log(hi), grid, dtype=torch.float64)) / span
         residual, extrapolate, owner = [], [], []
         for k, name in enumerate(classes):
             periodic = _FAMILY_BASES[name][1]

@@ -413,3 +413,89 @@ def test_the_track_classifier_tells_the_motions_apart_from_a_track_run_either_wa
         forwards = (clf(feats(world[test])).argmax(1) == y[test]).float().mean()
         backwards = (clf(feats(world[test].flip(1))).argmax(1) == y[test]).float().mean()
     assert float(forwards) >= 0.9 and float(backwards) >= 0.9, (float(forwards), float(backwards))
+
+
+def _paths(per_class: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded true paths of every class: (N, 20, 3) positions, (N,) labels, (N,) extents."""
+    import numpy as np
+
+    from trajlab.data.trajectories import TrajectoryGenerator
+
+    gen = TrajectoryGenerator(frames=16, horizon=4)
+    rng = np.random.default_rng(seed)
+    labels = np.arange(4 * per_class) % 4
+    trajs = [gen.sample(int(c), rng) for c in labels]
+    positions = torch.tensor(np.stack([t.positions for t in trajs]), dtype=torch.float32)
+    extents = torch.tensor([t.extent for t in trajs], dtype=torch.float32)
+    return positions, torch.from_numpy(labels), extents
+
+
+def _error_pct(pred: torch.Tensor, true: torch.Tensor, extent: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error per path as a percentage of its extent (the trainer's forecast metric)."""
+    return (pred - true).abs().mean(dim=(1, 2)) / extent * 100
+
+
+def test_the_parametric_prior_extrapolates_every_kind_of_path_from_its_own_class() -> None:
+    """On clean paths of the generator, each class's fit continues its own kind of path: lines and
+    parabolas exactly, circles and helices (rate found on a grid) to 0.3 % of the extent on average;
+    and the wrong family does not (a circle continued as a line is far off)."""
+    from services.trainer.models import ParametricExtrapolation
+
+    positions, labels, extents = _paths(12)
+    prior = ParametricExtrapolation(frames=16, horizon=4)
+    per_class = prior.per_class(positions[:, :16])  # (N, K, 4, 3)
+    own = per_class[torch.arange(len(labels)), labels]
+    err = _error_pct(own, positions[:, 16:], extents)
+    for k, name in enumerate(("linear", "circular", "helical", "parabolic")):
+        mean, worst = float(err[labels == k].mean()), float(err[labels == k].max())
+        if name in ("linear", "parabolic"):
+            assert worst < 0.01, (name, worst)
+        else:
+            assert mean < 0.3 and worst < 1.0, (name, mean, worst)
+    circles = labels == 1
+    as_line = _error_pct(per_class[circles, 0], positions[circles, 16:], extents[circles])
+    assert float(as_line.mean()) > 10.0
+    # One-hot probabilities pick that class's fit; a mixture is the weighted mean of the fits.
+    onehot = torch.nn.functional.one_hot(labels, 4).float()
+    assert torch.allclose(prior(positions[:, :16], onehot), own, atol=1e-5)
+    half = torch.full((len(labels), 4), 0.0)
+    half[:, 0] = half[:, 1] = 0.5
+    assert torch.allclose(prior(positions[:, :16], half), per_class[:, :2].mean(1), atol=1e-5)
+
+
+def test_the_parametric_prior_averages_a_noisy_track_better_than_the_latest_frames() -> None:
+    """A track off by noise (as a learned track is): the fit over all 16 frames forecasts the next
+    4 much closer than constant velocity through the last 4 (the affine prior's starting point)."""
+    from services.trainer.models import ClassGatedExtrapolation, ParametricExtrapolation
+
+    positions, labels, extents = _paths(25, seed=1)
+    gen = torch.Generator().manual_seed(0)
+    noisy = positions[:, :16] + 0.03 * extents[:, None, None] * torch.randn(positions[:, :16].shape, generator=gen)
+    onehot = torch.nn.functional.one_hot(labels, 4).float()
+    fit = _error_pct(ParametricExtrapolation(frames=16, horizon=4)(noisy, onehot), positions[:, 16:], extents)
+    with torch.no_grad():
+        cv = ClassGatedExtrapolation(frames=16, horizon=4, num_classes=4)(noisy, onehot)
+    cv_err = _error_pct(cv, positions[:, 16:], extents)
+    assert float(fit.mean()) < 0.6 * float(cv_err.mean()), (float(fit.mean()), float(cv_err.mean()))
+
+
+def test_the_model_forecasts_from_the_parametric_prior_and_exports_it() -> None:
+    """With forecast_prior "parametric" the model's prior is the fit (no parameters of its own, the
+    forecast loss still reaches the track); an unknown prior is refused by name."""
+    from services.trainer.models import ParametricExtrapolation
+
+    model = create_b1(
+        height=32, width=32, channels=(4, 8, 8), track=True, focal_px=27.7, object_radius=0.9,
+        forecast_prior="parametric",
+    )
+    args = model.args
+    assert isinstance(model.extrapolate, ParametricExtrapolation)
+    assert not list(model.extrapolate.parameters())
+    # The precomputed fits are not weights: a checkpoint holds none of them.
+    assert not any(k.startswith("extrapolate.") for k in model.state_dict())
+    model.set_track_stats(torch.randn(8, 16, 3) + torch.tensor([0.0, 0.0, 7.0]))
+    out = model(torch.randn(2, 3, 16, 32, 32))
+    out.forecast.square().sum().backward()
+    assert model.encoder.track.mask.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="forecast_prior: unknown 'cubic'"):
+        create_branch_model(dataclasses.replace(args, forecast_prior="cubic"))
