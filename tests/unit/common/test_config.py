@@ -60,3 +60,13 @@ def test_an_odd_clip_size_with_the_track_readout_is_refused_naming_the_field(tmp
         load_profile(p)
     p.write_text("name: x\ndataset:\n  width: 33\ntraining:\n  track: false\n")
     assert load_profile(p).dataset.width == 33
+
+
+def test_an_unknown_forecast_prior_is_refused_naming_the_field_and_the_choices(tmp_path: Path) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text("name: x\ntraining:\n  forecast_prior: cubic\n")
+    with pytest.raises(ConfigError, match=r"training\.forecast_prior: .*'parametric' or 'affine'"):
+        load_profile(p)
+    p.write_text("name: x\ntraining:\n  forecast_prior: affine\n")
+    assert load_profile(p).training.forecast_prior == "affine"
+    assert load_profile("seed").training.forecast_prior == "parametric"

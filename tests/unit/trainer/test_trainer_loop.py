@@ -149,11 +149,17 @@ def test_published_model_metadata_and_onnx_outputs(tmp_path: Path, tiny_data: Pa
     np.testing.assert_allclose(probs.argmax(1), ref["logits"].argmax(1))
 
 
-def test_the_depth_cues_train_and_export_through_the_parity_gate(tmp_path: Path, tiny_data: Path) -> None:
+def test_the_depth_cues_and_the_parametric_prior_train_and_export_through_the_parity_gate(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    from services.trainer.models import ParametricExtrapolation
+
     cfg = kit.run_config(tmp_path, tiny_data, "b4", publish=True, epochs=2)
     t = Trainer(cfg)
     res = t.run()
     assert res["model_version"] == 1 and t.model.encoder.track.cues is not None  # on by default
+    assert isinstance(t.model.extrapolate, ParametricExtrapolation)  # on by default
+    assert t.model.args.forecast_prior == "parametric"
     assert t.model.encoder.track.cues.out.weight.abs().sum() > 0  # trained away from its zero start
     vdir = cfg.model_repo / "b4" / "1"
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -499,3 +499,16 @@ def test_the_model_forecasts_from_the_parametric_prior_and_exports_it() -> None:
     assert model.encoder.track.mask.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="forecast_prior: unknown 'cubic'"):
         create_branch_model(dataclasses.replace(args, forecast_prior="cubic"))
+
+
+def test_model_args_written_before_the_parametric_prior_rebuild_the_affine_one() -> None:
+    """A checkpoint's model arguments from before session 7 carry no forecast_prior: the model they
+    rebuild is the one they trained (the learned affine prior), whose weights they hold."""
+    from services.trainer.models import ClassGatedExtrapolation
+
+    old = ModelArgs(encoder="i3d", enhancement="none", frames=16, height=32, width=32, horizon=4,
+                    channels=(4, 8, 8), track=True, focal_px=27.7, object_radius=0.9).to_dict()
+    old.pop("forecast_prior")
+    args = ModelArgs.from_dict(old)
+    assert args.forecast_prior == "affine"
+    assert isinstance(create_branch_model(args).extrapolate, ClassGatedExtrapolation)
