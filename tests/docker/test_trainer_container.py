@@ -113,6 +113,14 @@ def test_a_killed_trainer_resumes_from_its_checkpoint(image, volumes: dict[str, 
     name = image("trainer")
     with trainer(name, volumes, TRAJLAB_TRAINER_AUTO_START="true") as first:
         wait_state(first, lambda st: st.epoch >= 2)
+        # The status counts an epoch when its training ends; its checkpoint lands just after
+        # (atomically, by rename). Kill once epoch 2's is on the volume, or a loaded machine
+        # can land the kill in between and the run rightly resumes from epoch 1.
+        ckpts = volumes["runs"] / BRANCH / "checkpoints"
+        deadline = time.monotonic() + 120
+        while not list(ckpts.glob("*/ckpt-epoch-00002.pt")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert list(ckpts.glob("*/ckpt-epoch-00002.pt")), first.logs_text()
         first.get_wrapped_container().kill()  # SIGKILL: a crash, no graceful stop
     with trainer(name, volumes) as second:  # no auto-start: resuming is the trainer's own doing
         st = wait_state(second, lambda st: st.state == S.TRAINING_STATE_DONE)
