@@ -820,25 +820,21 @@ class ClassGatedExtrapolation(nn.Module):
         return mixed.reshape(n, self.horizon, 3) + last
 
 
-# Which parametric family each motion class's path belongs to (ParametricExtrapolation):
-# its basis functions of time, per axis, and whether it has an angular rate to search.
-_FAMILY_BASES = {
-    "linear": ("1, t", False),
-    "parabolic": ("1, t, t^2", False),
-    "circular": ("1, cos wt, sin wt", True),
-    "helical": ("1, t, cos wt, sin wt", True),
-}
+# The angular rate each motion class's path has to be searched for (ParametricExtrapolation).
+_PERIODIC = {"linear": False, "parabolic": False, "circular": True, "helical": True}
 
 
 def _family_basis(name: str, t: torch.Tensor, w: float = 0.0) -> torch.Tensor:
     """(len(t), p) basis of ``name``'s path per axis at times ``t`` (frames), angular rate ``w`` rad/frame."""
     one = torch.ones_like(t)
-    cols = {
-        "linear": [one, t],
-        "parabolic": [one, t, t * t],
-        "circular": [one, torch.cos(w * t), torch.sin(w * t)],
-        "helical": [one, t, torch.cos(w * t), torch.sin(w * t)],
-    }[name]
+    if name == "linear":
+        cols = [one, t]
+    elif name == "parabolic":
+        cols = [one, t, t * t]
+    elif name == "circular":
+        cols = [one, torch.cos(w * t), torch.sin(w * t)]
+    else:  # helical
+        cols = [one, t, torch.cos(w * t), torch.sin(w * t)]
     return torch.stack(cols, dim=1)
 
 
@@ -884,7 +880,7 @@ class ParametricExtrapolation(nn.Module):
         sharpness: float = 50.0,
     ) -> None:
         super().__init__()
-        unknown = [c for c in classes if c not in _FAMILY_BASES]
+        unknown = [c for c in classes if c not in _PERIODIC]
         if unknown:
             raise ValueError(f"parametric forecast prior: no family for classes {unknown}")
         lo, hi = sweep_range
@@ -895,8 +891,7 @@ class ParametricExtrapolation(nn.Module):
         omegas = torch.exp(torch.linspace(math.log(lo), math.log(hi), grid, dtype=torch.float64)) / span
         residual, extrapolate, owner = [], [], []
         for k, name in enumerate(classes):
-            periodic = _FAMILY_BASES[name][1]
-            for w in omegas.tolist() if periodic else [0.0]:
+            for w in omegas.tolist() if _PERIODIC[name] else [0.0]:
                 basis = _family_basis(name, t, w)
                 pinv = torch.linalg.pinv(basis[:frames])  # (p, T)
                 residual.append(torch.eye(frames, dtype=torch.float64) - basis[:frames] @ pinv)

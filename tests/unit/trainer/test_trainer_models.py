@@ -380,17 +380,10 @@ def test_the_track_classifier_adds_its_logits_and_reads_the_track_detached(enhan
 def test_the_track_classifier_tells_the_motions_apart_from_a_track_run_either_way() -> None:
     """Trained on true tracks (with their time reversals, as in training), it classifies held-out
     tracks forwards and backwards: every motion class run backwards is the same class."""
-    import numpy as np
-
     from services.trainer.models import TrackClassifier, motion_features
-    from trajlab.data.trajectories import TrajectoryGenerator
 
-    gen = TrajectoryGenerator(frames=16, horizon=4)
-    rng = np.random.default_rng(0)
-    labels = np.arange(480) % 4
-    tracks = np.stack([gen.sample(int(c), rng).positions[:16] for c in labels])
-    world = torch.tensor(tracks, dtype=torch.float32)
-    y = torch.from_numpy(labels)
+    positions, y, _ = _paths(120)
+    world = positions[:, :16]
     offset_scale = (world - world[:, -1:]).reshape(-1, 3).std(0)
     step_scale = (world[:, 1:] - world[:, :-1]).reshape(-1, 3).std(0)
 
