@@ -82,6 +82,10 @@ class TrainingConfig(_Strict):
     # cross-entropy, also on the time-reversed track) added to the classify head's
     # (services.trainer.models.TrackClassifier).
     track_classifier: bool = True
+    # With the track classifier: in training it also learns on the true observed positions
+    # carrying another clip's track error, scaled to depth (services.trainer.models.
+    # borrowed_track_error), so it meets more noisy tracks than the training split's own.
+    track_classifier_noise: bool = True
     # With the track: the forecast head corrects a prior read off the track. "parametric": each
     # class's kind of path (line, circle, helix, parabola) fitted by least squares to the whole
     # track and extrapolated, mixed by the class probabilities (ParametricExtrapolation);

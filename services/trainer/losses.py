@@ -7,8 +7,9 @@ where ``aux`` is the autoencoder's reconstruction MSE (compression) or CLIP's In
 toward the class descriptions (text alignment), and the track terms (models with the
 track readout only) supervise the per-frame 3D points with the observed positions and
 the per-frame object mask with the disc the sphere covers in the image. ``CE(track_logits)``
-is the track classifier's own cross-entropy (the mean over the track and its time reversal
-in training), with the track classifier only.
+is the track classifier's own cross-entropy (in training the mean over the track and its time
+reversal, and, with ``track_classifier_noise``, averaged with the same on the true positions
+carrying another clip's track error), with the track classifier only.
 Forecast and track targets are normalised by the training split's statistics, so
 those terms are unit-free and comparable across datasets.
 """
@@ -90,6 +91,9 @@ def combined_loss(
         track_ce = F.cross_entropy(out.track_logits, labels)
         if out.reversed_track_logits is not None:
             track_ce = 0.5 * (track_ce + F.cross_entropy(out.reversed_track_logits, labels))
+        if out.noisy_track_logits is not None:  # (2N, K): forwards, then reversed
+            noisy_ce = F.cross_entropy(out.noisy_track_logits, labels.repeat(2))
+            track_ce = 0.5 * (track_ce + noisy_ce)
         total = total + track_ce
         parts["track_ce"] = track_ce.detach()
     if out.track is not None and track is not None:

@@ -469,14 +469,15 @@ class Trainer:
                 x = self._model_input(clips)
                 y = torch.from_numpy(np.asarray(train.labels[idx], np.int64))
                 target = self._normalised_target(model, positions[:, frames:])
-                out = model(x)
+                observed = torch.from_numpy(positions[:, :frames])
+                out = model(x, observed if t.track_classifier_noise else None)
                 loss, _parts = combined_loss(
                     out,
                     y,
                     target,
                     forecast_weight=t.forecast_weight,
                     aux_weight=t.aux_weight,
-                    track=track_target(model, torch.from_numpy(positions[:, :frames])),
+                    track=track_target(model, observed),
                     track_weight=t.track_weight,
                 )
                 if not torch.isfinite(loss):
