@@ -70,3 +70,4 @@ def test_an_unknown_forecast_prior_is_refused_naming_the_field_and_the_choices(t
     p.write_text("name: x\ntraining:\n  forecast_prior: affine\n")
     assert load_profile(p).training.forecast_prior == "affine"
     assert load_profile("seed").training.forecast_prior == "parametric"
+    assert load_profile("seed").training.track_classifier_noise is True  # on by default

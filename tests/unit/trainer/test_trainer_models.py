@@ -375,7 +375,63 @@ def test_the_track_classifier_adds_its_logits_and_reads_the_track_detached(enhan
         model(clip), labels, torch.zeros(3, 4, 3), forecast_weight=1.0, aux_weight=0.1
     )
     assert "track_ce" in parts and float(parts["track_ce"]) > 0
+    assert model(clip).noisy_track_logits is None  # no true positions given, no noisy tracks
 
+
+def test_the_track_classifier_also_learns_on_true_positions_carrying_another_clips_track_error() -> None:
+    from services.trainer.losses import combined_loss
+
+    args = ModelArgs(
+        encoder="i3d", enhancement="none", frames=8, height=24, width=24, horizon=4,
+        channels=(4, 8, 8), track=True, track_classifier=True, focal_px=20.8, object_radius=0.45,
+    )
+    model = create_branch_model(args)
+    model.set_track_stats(torch.randn(8, 8, 3) + torch.tensor([0.0, 0.0, 7.0]))
+    clip = torch.randn(3, 3, 8, 24, 24)
+    observed = torch.randn(3, 8, 3) * 0.3 + torch.tensor([0.0, 0.0, 6.0])
+    labels = torch.tensor([0, 1, 3])
+    model.train()
+    torch.manual_seed(0)
+    out = model(clip, observed)
+    # The noisy true tracks forwards, then reversed: twice the batch.
+    assert out.noisy_track_logits is not None and out.noisy_track_logits.shape == (6, 4)
+    torch.manual_seed(0)
+    plain = model(clip)
+    assert plain.noisy_track_logits is None
+    _, with_noise = combined_loss(out, labels, torch.zeros(3, 4, 3), forecast_weight=1.0, aux_weight=0.1)
+    _, without = combined_loss(plain, labels, torch.zeros(3, 4, 3), forecast_weight=1.0, aux_weight=0.1)
+    assert float(with_noise["track_ce"]) != float(without["track_ce"])  # the noisy tracks are scored
+    assert float(with_noise["ce"]) == float(without["ce"])  # and nothing else changes
+    # They train the classifier and nothing upstream (the track and the positions are data here).
+    model.zero_grad()
+    out.noisy_track_logits.sum().backward()
+    assert model.track_classifier.net[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.encoder.parameters())
+    model.eval()
+    with torch.no_grad():
+        assert model(clip, observed).noisy_track_logits is None  # training only
+
+
+def test_a_borrowed_track_error_is_another_clips_error_scaled_to_this_clips_depth() -> None:
+    from services.trainer.models import borrowed_track_error
+
+    n = 6
+    observed = torch.randn(n, 16, 3) + torch.tensor([0.0, 0.0, 7.0])
+    observed[..., 2] = torch.linspace(4.0, 9.0, n)[:, None] + 0.1 * torch.randn(n, 16)
+    depth = observed[..., 2:3]
+    # Each clip's track is off by its own pattern of errors, proportional to its depth.
+    relative = 0.02 * torch.randn(n, 16, 3)
+    track = observed + relative * depth
+    torch.manual_seed(0)
+    noisy = borrowed_track_error(track, observed)
+    got = (noisy - observed) / depth  # each clip's error, relative to its own depth
+    # Each one is another clip's pattern, every pattern used once.
+    match = torch.cdist(got.reshape(n, -1), relative.reshape(n, -1)).argmin(1)
+    assert torch.allclose(got, relative[match], atol=1e-5)
+    assert sorted(match.tolist()) == list(range(n))
+    assert match.tolist() != list(range(n))  # paired with other clips (seed 0)
+    # So a far clip carries a larger error in world units than a near one with the same pattern.
+    assert torch.allclose(noisy - observed, relative[match] * depth, atol=1e-5)
 
 def test_the_track_classifier_tells_the_motions_apart_from_a_track_run_either_way() -> None:
     """Trained on true tracks (with their time reversals, as in training), it classifies held-out
