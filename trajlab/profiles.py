@@ -91,6 +91,9 @@ class TrainingConfig(_Strict):
     # track and extrapolated, mixed by the class probabilities (ParametricExtrapolation);
     # "affine": one learned affine map per class (ClassGatedExtrapolation, sessions 4-6).
     forecast_prior: Literal["parametric", "affine"] = "parametric"
+    # Parametric prior: Huber re-fits after the least-squares fit, so a few far-off frames of the
+    # track (a sphere behind a distractor) do not pull the whole fit; 0 = least squares alone.
+    forecast_prior_refits: int = Field(3, ge=0, le=10)
     # Train and evaluate with the conv weights and clips in channels_last_3d (NDHWC): about half
     # the CPU per step of the contiguous layout here (bench/RESULTS.md); same numbers to ~1e-6.
     channels_last: bool = True

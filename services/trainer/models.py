@@ -57,6 +57,9 @@ class ModelArgs:
     # The forecast head's prior read off the track: "parametric" (ParametricExtrapolation: each
     # class's kind of path fitted to the track) or "affine" (ClassGatedExtrapolation, learned).
     forecast_prior: str = "affine"
+    # Parametric prior only: Huber re-fits after the least-squares fit (0 = least squares alone,
+    # as written before session 8).
+    prior_refits: int = 0
     focal_px: float = 0.0  # camera focal length, pixels (track readout only)
     object_radius: float = 0.0  # the moving sphere's radius, world units (the track loss's disc target)
     text_dim: int = 0  # text-embedding width (text alignment only)
@@ -862,10 +865,22 @@ class ParametricExtrapolation(nn.Module):
     is 6.0 % of extent off mixed by the model's probabilities (5.6 % with the true class),
     against 7.7 % for per-class affine maps fitted to the same tracks; on true tracks
     0.25 %, the grid's spacing.
+
+    Robust re-fits (``refits``): some frames of a track are far off (a sphere behind a
+    distractor, a mask that leaks onto one: 2 % of seed b1's frames are > 10 % off in depth),
+    and least squares lets each pull the whole fit. Each re-fit is one step of Huber's
+    M-estimator in its pseudo-observation form: every point's residual to the current fit is
+    clipped to the fit's rms residual (per candidate), the clipped points are fitted again
+    with the same fixed maps, so the step stays a few tensor products (exported as they are).
+    On the session 7 seed models' validation tracks, three re-fits took the forecast with the
+    true class from 5.40 to 4.81 % of extent (b1; b3 5.86 -> 5.26), and mixed by the models'
+    probabilities from 5.89 to 5.39 % (b3 6.81 -> 6.24); more re-fits gained nothing, a clip
+    at 1.5 rms or a median scale did less (bench/RESULTS.md). 0.4 % of a seed-size step.
     ::
 
         track (N, T, 3) -> offsets from the last point
-          -> residual of every candidate fit (N, G); softmin within each class (N, K, G)
+          -> residual of every candidate fit (N, G, T, 3) [-> clip at rms, re-fit] x refits
+          -> squared residual (N, G); softmin within each class (N, K, G)
           -> extrapolations (N, K, horizon, 3) -> mixed by p (N, K)    prior (N, horizon, 3)
     """
 
@@ -878,8 +893,11 @@ class ParametricExtrapolation(nn.Module):
         sweep_range: tuple[float, float] = (0.5 * math.pi, 6.0 * math.pi),
         grid: int = 320,
         sharpness: float = 50.0,
+        refits: int = 0,
     ) -> None:
         super().__init__()
+        if refits < 0:
+            raise ValueError(f"parametric forecast prior: refits must be >= 0, got {refits}")
         unknown = [c for c in classes if c not in _PERIODIC]
         if unknown:
             raise ValueError(f"parametric forecast prior: no family for classes {unknown}")
@@ -900,6 +918,7 @@ class ParametricExtrapolation(nn.Module):
         owner_t = torch.tensor(owner)
         self.horizon = horizon
         self.sharpness = float(sharpness)
+        self.refits = int(refits)
         self.register_buffer("residual", torch.stack(residual).float(), persistent=False)  # (G, T, T)
         self.register_buffer("extrapolate", torch.stack(extrapolate).float(), persistent=False)  # (G, h, T)
         member = owner_t[None, :] == torch.arange(len(classes))[:, None]  # (K, G)
@@ -909,13 +928,25 @@ class ParametricExtrapolation(nn.Module):
         """Track (N, T, 3) world units -> each class's best-fit extrapolation (N, K, horizon, 3)."""
         last = world[:, -1:]  # (N, 1, 3)
         offsets = world - last
-        res = torch.einsum("gst,nta->ngsa", self.residual, offsets).square().sum(dim=(2, 3))  # (N, G)
+        points = offsets[:, None]  # (N, 1, T, 3): what each candidate fits, the same track at first
+        resid = torch.einsum("gst,nta->ngsa", self.residual, offsets)  # (N, G, T, 3): points - fit
+        for _ in range(self.refits):
+            dist = resid.square().sum(dim=3, keepdim=True)  # (N, G, T, 1) squared distance to the fit
+            rms = dist.mean(dim=2, keepdim=True)
+            # Huber's pseudo-observations: fit + residual clipped to the rms (kept within it).
+            keep = torch.clamp(((rms + 1e-12) / (dist + 1e-12)).sqrt(), max=1.0)
+            points = points - resid * (1.0 - keep)
+            resid = torch.einsum("gst,ngta->ngsa", self.residual, points)
+        res = resid.square().sum(dim=(2, 3))  # (N, G)
         # Relative to each class's best fit: scale-free, and a clean track (best ~0) picks its best.
         big = torch.finfo(res.dtype).max
         best = torch.where(self.member[None], res[:, None], big).amin(dim=2, keepdim=True)  # (N, K, 1)
         score = -self.sharpness * res[:, None] / (best + 1e-9)
         weights = torch.softmax(torch.where(self.member[None], score, -big), dim=2)  # (N, K, G)
-        fits = torch.einsum("ght,nta->ngha", self.extrapolate, offsets)  # (N, G, h, 3)
+        if self.refits:
+            fits = torch.einsum("ght,ngta->ngha", self.extrapolate, points)  # (N, G, h, 3)
+        else:
+            fits = torch.einsum("ght,nta->ngha", self.extrapolate, offsets)
         return torch.einsum("nkg,ngha->nkha", weights, fits) + last[:, None]
 
     def forward(self, world: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -988,7 +1019,10 @@ class BranchModel(nn.Module):
             # 27 % of extent off on the seed set's true tracks, against 9 % for constant velocity.)
             if args.forecast_prior == "parametric":
                 self.extrapolate = ParametricExtrapolation(
-                    frames=args.frames, horizon=args.horizon, classes=CLASS_NAMES[: args.num_classes]
+                    frames=args.frames,
+                    horizon=args.horizon,
+                    classes=CLASS_NAMES[: args.num_classes],
+                    refits=args.prior_refits,
                 )
             elif args.forecast_prior == "affine":
                 self.extrapolate = ClassGatedExtrapolation(

@@ -61,9 +61,10 @@ from trajlab.profiles import CLASS_NAMES, BranchConfig, Profile
 log = logging.getLogger(__name__)
 
 STATES = ("idle", "training", "evaluating", "exporting", "done", "failed")
-CHECKPOINT_FORMAT = 7  # 2: the track readout; 3: its full-resolution mask, depth map and the value plane;
+CHECKPOINT_FORMAT = 8  # 2: the track readout; 3: its full-resolution mask, depth map and the value plane;
 # 4: the class-gated linear forecasters of the track (ClassGatedExtrapolation); 5: the depth cues (DepthCues);
-# 6: the track classifier (TrackClassifier); 7: the parametric forecast prior (ParametricExtrapolation)
+# 6: the track classifier (TrackClassifier); 7: the parametric forecast prior (ParametricExtrapolation);
+# 8: its robust re-fits (prior_refits)
 
 
 class TrainingFailed(RuntimeError):
@@ -149,6 +150,7 @@ def model_args_for(cfg: RunConfig, text_dim: int = 0, text_encoder: str = "") ->
         depth_cues=t.track and t.depth_cues,
         track_classifier=t.track and t.track_classifier,
         forecast_prior=t.forecast_prior,
+        prior_refits=t.forecast_prior_refits if t.forecast_prior == "parametric" else 0,
         focal_px=Camera(d.width, d.height, d.fov_degrees).focal_px if t.track else 0.0,
         object_radius=d.sphere_radius if t.track else 0.0,
         text_dim=text_dim,

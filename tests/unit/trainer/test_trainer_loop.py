@@ -160,6 +160,7 @@ def test_the_depth_cues_and_the_parametric_prior_train_and_export_through_the_pa
     assert res["model_version"] == 1 and t.model.encoder.track.cues is not None  # on by default
     assert isinstance(t.model.extrapolate, ParametricExtrapolation)  # on by default
     assert t.model.args.forecast_prior == "parametric"
+    assert t.model.extrapolate.refits == 3  # with its robust re-fits, through the parity gate below
     assert t.model.encoder.track.cues.out.weight.abs().sum() > 0  # trained away from its zero start
     vdir = cfg.model_repo / "b4" / "1"
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])

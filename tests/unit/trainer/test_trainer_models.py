@@ -528,6 +528,29 @@ def test_the_parametric_prior_averages_a_noisy_track_better_than_the_latest_fram
     assert float(fit.mean()) < 0.6 * float(cv_err.mean()), (float(fit.mean()), float(cv_err.mean()))
 
 
+def test_robust_refits_keep_a_few_far_off_frames_from_pulling_the_fit() -> None:
+    """A noisy track with three frames far off (a sphere hidden behind a distractor reads a wrong
+    depth): least squares bends every fit toward them; three Huber re-fits mostly ignore them
+    and forecast far closer. On clean paths the re-fits change nothing."""
+    from services.trainer.models import ParametricExtrapolation
+
+    positions, labels, extents = _paths(25, seed=2)
+    gen = torch.Generator().manual_seed(0)
+    track = positions[:, :16] + 0.01 * extents[:, None, None] * torch.randn(positions[:, :16].shape, generator=gen)
+    frames = torch.stack([torch.randperm(15, generator=gen)[:3] for _ in range(len(labels))])  # not the last
+    off = torch.zeros_like(track)
+    off.scatter_(1, frames[..., None].expand(-1, -1, 3), 0.3 * extents[:, None, None].expand(-1, 3, 3))
+    onehot = torch.nn.functional.one_hot(labels, 4).float()
+    plain, robust = (ParametricExtrapolation(frames=16, horizon=4, refits=r) for r in (0, 3))
+    plain_err = _error_pct(plain(track + off, onehot), positions[:, 16:], extents)
+    robust_err = _error_pct(robust(track + off, onehot), positions[:, 16:], extents)
+    assert float(robust_err.mean()) < 0.6 * float(plain_err.mean()), (robust_err.mean(), plain_err.mean())  # 4.3 vs 8.8
+    clean = positions[:, :16]
+    assert torch.allclose(robust(clean, onehot), plain(clean, onehot), atol=0.02)  # world units; paths ~2-3
+    with pytest.raises(ValueError, match="refits must be >= 0"):
+        ParametricExtrapolation(frames=16, horizon=4, refits=-1)
+
+
 def test_the_model_forecasts_from_the_parametric_prior_and_exports_it() -> None:
     """With forecast_prior "parametric" the model's prior is the fit (no parameters of its own, the
     forecast loss still reaches the track); an unknown prior is refused by name."""
@@ -561,3 +584,18 @@ def test_model_args_written_before_the_parametric_prior_rebuild_the_affine_one()
     args = ModelArgs.from_dict(old)
     assert args.forecast_prior == "affine"
     assert isinstance(create_branch_model(args).extrapolate, ClassGatedExtrapolation)
+
+
+def test_model_args_written_before_the_robust_refits_rebuild_the_least_squares_prior() -> None:
+    """Session 7's checkpoints carry no prior_refits: they rebuild the plain least-squares fit they
+    were trained with; a model built with re-fits says so."""
+    from services.trainer.models import ParametricExtrapolation
+
+    new = ModelArgs(encoder="i3d", enhancement="none", frames=16, height=32, width=32, horizon=4,
+                    channels=(4, 8, 8), track=True, focal_px=27.7, object_radius=0.9,
+                    forecast_prior="parametric", prior_refits=3)
+    assert create_branch_model(new).extrapolate.refits == 3
+    old = new.to_dict()
+    old.pop("prior_refits")
+    prior = create_branch_model(ModelArgs.from_dict(old)).extrapolate
+    assert isinstance(prior, ParametricExtrapolation) and prior.refits == 0
