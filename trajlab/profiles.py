@@ -75,6 +75,10 @@ class TrainingConfig(_Strict):
     # positions with weight track_weight. Off = the encoders exactly as the seed spec draws them.
     track: bool = True
     track_weight: float = Field(1.0, ge=0.0)
+    # With the track: read each frame's whole-pixel camera shift (dataset.camera_jitter) off the
+    # static background and take it off the track (services.trainer.models.CameraShift); a no-op
+    # for clips without jitter (camera_jitter 0 builds no estimator).
+    undo_camera_jitter: bool = True
     # With the track: each frame's depth corrected from the mask's peak brightness, area and
     # mean brightness, mixed over 5 frames (services.trainer.models.DepthCues).
     depth_cues: bool = True

@@ -30,9 +30,18 @@ class TrackTarget(NamedTuple):
 
 
 def disc_masks(
-    observed: torch.Tensor, *, height: int, width: int, focal_px: float, radius: float
+    observed: torch.Tensor,
+    *,
+    height: int,
+    width: int,
+    focal_px: float,
+    radius: float,
+    shift: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(N, T, 3) world positions -> (N, T, H, W) coverage of the sphere's disc per pixel.
+
+    ``shift`` (N, T, 2): the camera's shift (du, dv) of each frame in pixels, which moves the
+    disc where the image shows it.
 
     The renderer's pinhole geometry (trajlab.data.camera): centre ``u = W/2 + f x / z``,
     ``v = H/2 - f y / z``, radius ``f R / z`` pixels; a pixel is covered by the fraction
@@ -41,6 +50,9 @@ def disc_masks(
     z = observed[..., 2].clamp_min(1e-3)
     u = width / 2 + focal_px * observed[..., 0] / z  # (N, T)
     v = height / 2 - focal_px * observed[..., 1] / z
+    if shift is not None:
+        u = u + shift[..., 0].to(u.dtype)
+        v = v + shift[..., 1].to(v.dtype)
     r = focal_px * radius / z
     cols = torch.arange(width, dtype=observed.dtype) + 0.5
     rows = torch.arange(height, dtype=observed.dtype) + 0.5
@@ -50,13 +62,26 @@ def disc_masks(
     return (r[..., None, None] - d + 0.5).clamp(0.0, 1.0)
 
 
-def track_target(model: BranchModel, observed: torch.Tensor) -> TrackTarget | None:
-    """The track readout's targets for observed world positions (N, T, 3); None without a readout."""
+def track_target(
+    model: BranchModel, observed: torch.Tensor, shift: torch.Tensor | None = None
+) -> TrackTarget | None:
+    """The track readout's targets for observed world positions (N, T, 3); None without a readout.
+
+    ``shift`` (N, T, 2), the camera shift the readout read off the clips (``Track.shift``), puts
+    each mask target where the image shows the object; the points stay the world's.
+    """
     readout = getattr(model.encoder, "track", None)
     if readout is None:
         return None
     a = model.args
-    masks = disc_masks(observed, height=a.height, width=a.width, focal_px=a.focal_px, radius=a.object_radius)
+    masks = disc_masks(
+        observed,
+        height=a.height,
+        width=a.width,
+        focal_px=a.focal_px,
+        radius=a.object_radius,
+        shift=None if shift is None else shift.detach(),
+    )
     return TrackTarget(readout.normalise(observed), masks)
 
 

@@ -55,16 +55,17 @@ from services.trainer.models import (
     set_conv_memory_format,
 )
 from trajlab.data.camera import Camera
+from trajlab.data.render import RenderSettings
 from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
 from trajlab.profiles import CLASS_NAMES, BranchConfig, Profile
 
 log = logging.getLogger(__name__)
 
 STATES = ("idle", "training", "evaluating", "exporting", "done", "failed")
-CHECKPOINT_FORMAT = 8  # 2: the track readout; 3: its full-resolution mask, depth map and the value plane;
+CHECKPOINT_FORMAT = 9  # 2: the track readout; 3: its full-resolution mask, depth map and the value plane;
 # 4: the class-gated linear forecasters of the track (ClassGatedExtrapolation); 5: the depth cues (DepthCues);
 # 6: the track classifier (TrackClassifier); 7: the parametric forecast prior (ParametricExtrapolation);
-# 8: its robust re-fits (prior_refits)
+# 8: its robust re-fits (prior_refits); 9: the camera shift taken off the track (CameraShift)
 
 
 class TrainingFailed(RuntimeError):
@@ -151,6 +152,8 @@ def model_args_for(cfg: RunConfig, text_dim: int = 0, text_encoder: str = "") ->
         track_classifier=t.track and t.track_classifier,
         forecast_prior=t.forecast_prior,
         prior_refits=t.forecast_prior_refits if t.forecast_prior == "parametric" else 0,
+        # The renderer's jitter is clipped to its margin, ceil(3 sigma) whole pixels.
+        camera_shift=RenderSettings.from_config(d).jitter_margin if t.track and t.undo_camera_jitter else 0,
         focal_px=Camera(d.width, d.height, d.fov_degrees).focal_px if t.track else 0.0,
         object_radius=d.sphere_radius if t.track else 0.0,
         text_dim=text_dim,
@@ -479,7 +482,7 @@ class Trainer:
                     target,
                     forecast_weight=t.forecast_weight,
                     aux_weight=t.aux_weight,
-                    track=track_target(model, observed),
+                    track=track_target(model, observed, out.track.shift if out.track is not None else None),
                     track_weight=t.track_weight,
                 )
                 if not torch.isfinite(loss):
@@ -602,7 +605,11 @@ class Trainer:
                         self._normalised_target(model, pos[:, frames:]),
                         forecast_weight=t.forecast_weight,
                         aux_weight=t.aux_weight,
-                        track=track_target(model, torch.from_numpy(pos[:, :frames])),
+                        track=track_target(
+                            model,
+                            torch.from_numpy(pos[:, :frames]),
+                            o.track.shift if o.track is not None else None,
+                        ),
                         track_weight=t.track_weight,
                     )
                     loss_sum += float(loss) * len(x)

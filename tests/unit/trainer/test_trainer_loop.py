@@ -171,6 +171,41 @@ def test_the_depth_cues_and_the_parametric_prior_train_and_export_through_the_pa
     np.testing.assert_allclose(forecast, ref["forecast"], atol=1e-4)
 
 
+def test_on_jittered_clips_the_camera_shift_is_taken_off_the_track_and_exported(tmp_path: Path) -> None:
+    """Clips rendered with camera jitter: the trainer builds the shift estimator (the tiny set
+    has no jitter and builds none), trains with the mask target moved where the image shows the
+    sphere, and the export passes the parity gate with it; off by configuration, none."""
+    import dataclasses
+
+    from services.trainer.models import CameraShift
+    from services.trainer.training import model_args_for
+    from trajlab.data import build_dataset
+    from trajlab.profiles import Profile
+
+    jittered = kit.TINY_DATASET.model_copy(update={"camera_jitter": 0.4})
+    data = build_dataset(jittered, tmp_path / "data")
+
+    def config(run: str, **training: object) -> object:
+        cfg = kit.run_config(tmp_path, data, "b1", publish=True, run=run, epochs=1, **training)
+        return dataclasses.replace(cfg, profile=Profile(name="tiny-jitter", dataset=jittered, training=cfg.profile.training))
+
+    cfg = config("on")
+    t = Trainer(cfg)  # type: ignore[arg-type]
+    res = t.run()
+    assert res["model_version"] == 1  # exported: the parity gate passed
+    assert t.model.args.camera_shift == 2  # ceil(3 x 0.4) pixels, the renderer's margin
+    assert isinstance(t.model.encoder.track.camera_shift, CameraShift)
+    vdir = tmp_path / "models" / "b1" / "1"
+    sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
+    ds = load_dataset(data)
+    meta = read_metadata(vdir, root=tmp_path / "models")
+    _, forecast, _ = sess.run(None, {"clip": to_model_input(ds.val.clips, meta.input.mean, meta.input.std)})
+    ref = t.predict(t.model, ds.val.clips)  # type: ignore[arg-type]
+    np.testing.assert_allclose(forecast, ref["forecast"], atol=1e-4)
+    assert model_args_for(config("off", undo_camera_jitter=False)).camera_shift == 0  # type: ignore[arg-type]
+    assert model_args_for(kit.run_config(tmp_path, data, "b1")).camera_shift == 0  # no jitter in the tiny set
+
+
 def test_a_completed_run_is_not_retrained(tmp_path: Path, tiny_data: Path) -> None:
     cfg = kit.run_config(tmp_path, tiny_data, "b4", publish=True, epochs=1)
     first = Trainer(cfg).run()

@@ -188,6 +188,56 @@ def test_track_readout_turns_the_true_disc_back_into_the_true_3d_point() -> None
     assert torch.allclose(empty, torch.tensor([0.0, 0.0, float(readout.mean[2])]).expand(1, 3, 3))
 
 
+@pytest.mark.parametrize("jitter", [0.3, 0.7])
+def test_the_camera_shift_of_every_frame_is_read_off_the_background(jitter: float) -> None:
+    """Clips rendered with camera jitter (the whole view moved by whole pixels in some frames,
+    a moving sphere, clutter and a transient): the estimate is the renderer's shift, every frame."""
+    import numpy as np
+
+    from services.trainer.models import CameraShift
+    from trajlab.data.camera import Camera
+    from trajlab.data.render import RenderSettings, render_clip
+    from trajlab.preprocess import to_model_input
+
+    settings = RenderSettings(camera=Camera(64, 64, 60.0), clutter=2, transients=1, camera_jitter=jitter)
+    t = np.arange(16)[:, None]
+    clips, shifts = [], []
+    for seed in range(6):
+        path = np.array([-1.5, -0.5, 6.0]) + t * np.array([0.2, 0.06, 0.1]) * (1 + seed / 3)
+        clip, info = render_clip(path, settings, np.random.default_rng(seed))
+        clips.append(clip)
+        shifts.append(info.shifts)
+    truth = torch.tensor(np.stack(shifts), dtype=torch.float32)  # (6, 16, 2)
+    assert (truth != 0).any(), "the test needs frames that moved"
+    est = CameraShift(settings.jitter_margin)(torch.from_numpy(to_model_input(np.stack(clips))))
+    assert est.shape == (6, 16, 2)
+    assert float((est - truth).abs().max()) < 0.01, (est - truth).abs().max()
+
+
+def test_the_track_readout_takes_the_camera_shift_off_the_track() -> None:
+    """A frame whose view moved shows the sphere moved: the mask there (the target the loss asks
+    for, given the shift) with the shift gives the true world point, without it a wrong one."""
+    from services.trainer.losses import disc_masks
+    from services.trainer.models import TrackReadout
+    from trajlab.data.camera import Camera
+
+    cam = Camera(64, 64, 60.0)
+    readout = TrackReadout(
+        in_channels=1, coarse_channels=1, frames=3, height=64, width=64, focal_px=cam.focal_px, camera_shift=1
+    )
+    true = torch.tensor([[[-1.0, 0.8, 4.0], [0.0, 0.0, 7.0], [2.0, -1.5, 9.5]]])
+    readout.set_stats(true)
+    shift = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [-1.0, 1.0]]])
+    mask = disc_masks(true, height=64, width=64, focal_px=cam.focal_px, radius=0.45, shift=shift)
+    plain = disc_masks(true, height=64, width=64, focal_px=cam.focal_px, radius=0.45)
+    assert torch.equal(mask[0, 1], plain[0, 1]) and not torch.equal(mask[0, 0], plain[0, 0])
+    log_depth = torch.log(true[..., 2] / readout.mean[2])[..., None, None].expand(1, 3, 64, 64)
+    got = readout.points_from(mask, log_depth, shift=shift)
+    assert ((got - true).abs() <= 0.03 * true.abs() + 0.01).all(), got
+    off = readout.points_from(mask, log_depth)  # the shift left on: one pixel is 0.07-0.17 units here
+    assert float((off - true)[0, 0, 0]) > 0.05 and float((off - true)[0, 2, 1]) < -0.1
+
+
 def test_disc_masks_cover_the_sphere_area_where_the_camera_projects_it() -> None:
     from services.trainer.losses import disc_masks
     from trajlab.data.camera import Camera, apparent_radius, project
@@ -586,9 +636,9 @@ def test_model_args_written_before_the_parametric_prior_rebuild_the_affine_one()
     assert isinstance(create_branch_model(args).extrapolate, ClassGatedExtrapolation)
 
 
-def test_model_args_written_before_the_robust_refits_rebuild_the_least_squares_prior() -> None:
-    """Session 7's checkpoints carry no prior_refits: they rebuild the plain least-squares fit they
-    were trained with; a model built with re-fits says so."""
+def test_model_args_written_before_session_8_rebuild_the_model_they_trained() -> None:
+    """Session 7's checkpoints carry no prior_refits and no camera_shift: they rebuild the plain
+    least-squares fit they were trained with and no shift estimator."""
     from services.trainer.models import ParametricExtrapolation
 
     new = ModelArgs(encoder="i3d", enhancement="none", frames=16, height=32, width=32, horizon=4,
@@ -599,3 +649,6 @@ def test_model_args_written_before_the_robust_refits_rebuild_the_least_squares_p
     old.pop("prior_refits")
     prior = create_branch_model(ModelArgs.from_dict(old)).extrapolate
     assert isinstance(prior, ParametricExtrapolation) and prior.refits == 0
+    # Nor a camera shift: they rebuild a readout that takes none off (there is none to load).
+    old.pop("camera_shift")
+    assert create_branch_model(ModelArgs.from_dict(old)).encoder.track.camera_shift is None
