@@ -79,6 +79,10 @@ class TrainingConfig(_Strict):
     # static background and take it off the track (services.trainer.models.CameraShift); a no-op
     # for clips without jitter (camera_jitter 0 builds no estimator).
     undo_camera_jitter: bool = True
+    # With the track: each frame's sphere fitted to its pixels by render and compare (centre and
+    # depth from its size, brightness and shading, as the renderer draws it), started from the
+    # readout's point; the heads read the fitted track (services.trainer.models.SphereFit).
+    fit_sphere: bool = True
     # With the track: each frame's depth corrected from the mask's peak brightness, area and
     # mean brightness, mixed over 5 frames (services.trainer.models.DepthCues).
     depth_cues: bool = True

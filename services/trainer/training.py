@@ -62,10 +62,11 @@ from trajlab.profiles import CLASS_NAMES, BranchConfig, Profile
 log = logging.getLogger(__name__)
 
 STATES = ("idle", "training", "evaluating", "exporting", "done", "failed")
-CHECKPOINT_FORMAT = 9  # 2: the track readout; 3: its full-resolution mask, depth map and the value plane;
+CHECKPOINT_FORMAT = 10  # 2: the track readout; 3: its full-resolution mask, depth map and the value plane;
 # 4: the class-gated linear forecasters of the track (ClassGatedExtrapolation); 5: the depth cues (DepthCues);
 # 6: the track classifier (TrackClassifier); 7: the parametric forecast prior (ParametricExtrapolation);
-# 8: its robust re-fits (prior_refits); 9: the camera shift taken off the track (CameraShift)
+# 8: its robust re-fits (prior_refits); 9: the camera shift taken off the track (CameraShift);
+# 10: each frame's sphere fitted to its pixels (SphereFit)
 
 
 class TrainingFailed(RuntimeError):
@@ -154,6 +155,7 @@ def model_args_for(cfg: RunConfig, text_dim: int = 0, text_encoder: str = "") ->
         prior_refits=t.forecast_prior_refits if t.forecast_prior == "parametric" else 0,
         # The renderer's jitter is clipped to its margin, ceil(3 sigma) whole pixels.
         camera_shift=RenderSettings.from_config(d).jitter_margin if t.track and t.undo_camera_jitter else 0,
+        sphere_fit=t.track and t.fit_sphere,
         focal_px=Camera(d.width, d.height, d.fov_degrees).focal_px if t.track else 0.0,
         object_radius=d.sphere_radius if t.track else 0.0,
         text_dim=text_dim,
@@ -591,8 +593,9 @@ class Trainer:
                 outs["embedding"].append(o.embedding.numpy())
                 if o.text_logits is not None:
                     outs["text_logits"].append(o.text_logits.numpy())
-                if o.track is not None:  # the observed track in world units
-                    outs["track"].append(model.encoder.track.to_world(o.track.points).numpy())
+                if o.track is not None:  # the observed track in world units, as the heads read it
+                    seen = o.track.points if o.track.fitted is None else o.track.fitted
+                    outs["track"].append(model.encoder.track.to_world(seen).numpy())
                 if o.track_logits is not None:
                     outs["track_logits"].append(o.track_logits.numpy())
                 if labels is not None and positions is not None:

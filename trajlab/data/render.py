@@ -46,6 +46,9 @@ from trajlab.data.camera import Camera, apparent_radius, project
 from trajlab.profiles import DatasetConfig
 
 __all__ = [
+    "AMBIENT",
+    "LIGHT_DIRECTION",
+    "Z_REF",
     "Camera",
     "RenderInfo",
     "RenderSettings",
@@ -56,9 +59,13 @@ __all__ = [
     "render_clip_fullframe",
 ]
 
-_LIGHT = np.array([-0.45, 0.55, 0.70]) / np.linalg.norm([-0.45, 0.55, 0.70])  # (right, up, to camera)
-_AMBIENT = 0.35  # share of a colour seen on the unlit side
-_Z_REF = 4.0  # world units: depth at which brightness is the full colour
+# How the moving sphere is lit and dimmed (public: a model may fit this scene model to a frame).
+LIGHT_DIRECTION = (-0.45, 0.55, 0.70)  # (right, up, to camera), normalised below
+AMBIENT = 0.35  # share of a colour seen on the unlit side
+Z_REF = 4.0  # world units: depth at which brightness is the full colour; sqrt(Z_REF / z) beyond
+_LIGHT = np.array(LIGHT_DIRECTION) / np.linalg.norm(LIGHT_DIRECTION)
+_AMBIENT = AMBIENT
+_Z_REF = Z_REF
 _MAX_CLUTTER = 16  # table sizes drawn every clip (= DatasetConfig's upper bounds)
 _MAX_TRANSIENTS = 8
 _RGB = np.arange(3)

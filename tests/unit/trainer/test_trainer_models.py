@@ -652,3 +652,108 @@ def test_model_args_written_before_session_8_rebuild_the_model_they_trained() ->
     # Nor a camera shift: they rebuild a readout that takes none off (there is none to load).
     old.pop("camera_shift")
     assert create_branch_model(ModelArgs.from_dict(old)).encoder.track.camera_shift is None
+
+
+def _rendered_clips(n: int, *, jitter: float = 0.0, transients: int = 1):  # type: ignore[no-untyped-def]
+    """n seed-size clips (64x64, clutter, a transient) of a sphere on varied paths, their render info."""
+    import numpy as np
+
+    from trajlab.data.camera import Camera
+    from trajlab.data.render import RenderSettings, render_clip
+
+    settings = RenderSettings(
+        camera=Camera(64, 64, 60.0), clutter=2, transients=transients, camera_jitter=jitter
+    )
+    t = np.arange(16)[:, None]
+    clips, infos, paths = [], [], []
+    for seed in range(n):
+        rng = np.random.default_rng(100 + seed)
+        start = np.array([rng.uniform(-1.2, 0.2), rng.uniform(-0.8, 0.4), rng.uniform(4.5, 7.0)])
+        path = start + t * np.array([0.08, 0.04, rng.uniform(-0.05, 0.15)])
+        clip, info = render_clip(path, settings, rng)
+        clips.append(clip)
+        infos.append(info)
+        paths.append(path)
+    return np.stack(clips), infos, np.stack(paths), settings
+
+
+def test_the_sphere_fit_finds_each_frames_centre_and_depth_from_its_pixels() -> None:
+    """Started half a pixel and 8 % of the depth off, the fit lands on the renderer's centre
+    (hundredths of a pixel) and depth (tenths of a percent) on every frame it is confident of."""
+    import numpy as np
+
+    from services.trainer.models import SphereFit
+
+    clips, infos, paths, settings = _rendered_clips(6)
+    value = torch.from_numpy(clips.max(axis=-1).astype(np.float32))  # (6, 16, 64, 64) grey levels
+    centres = torch.tensor(np.stack([i.centers for i in infos]), dtype=torch.float32)
+    z = torch.tensor(paths[..., 2], dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(3, 6, 16, generator=g)
+    fit = SphereFit(height=64, width=64, focal_px=settings.camera.focal_px, radius=0.45)
+    u, v, zf, conf = fit(value, centres[..., 0] + 0.5 * noise[0], centres[..., 1] + 0.5 * noise[1],
+                         z * (1 + 0.08 * noise[2]))
+    sure = conf > 0.99
+    assert float(sure.float().mean()) > 0.9, conf
+    depth_err = ((zf / z - 1).abs())[sure]
+    assert float(depth_err.median()) < 0.003 and float(depth_err.max()) < 0.02, depth_err.max()
+    centre_err = torch.hypot(u - centres[..., 0], v - centres[..., 1])[sure]
+    assert float(centre_err.max()) < 0.1, centre_err.max()
+    # Where the start was, no: the fit moved the depth by up to 8 %.
+    assert float(((z * (1 + 0.08 * noise[2])) / z - 1).abs()[sure].median()) > 0.03
+
+
+def test_a_sphere_the_fit_cannot_explain_keeps_the_readouts_point() -> None:
+    """A frame whose sphere is painted over (a flat patch, as a distractor in front of it would
+    be) gets no confidence, and the track keeps the readout's own point there."""
+    import numpy as np
+
+    from services.trainer.models import SphereFit, TrackReadout
+
+    clips, infos, paths, settings = _rendered_clips(2, transients=0)
+    u, v = (int(x) for x in infos[0].centers[5])
+    clips[0, 5, v - 8 : v + 9, u - 8 : u + 9] = (200, 40, 40)
+    value = torch.from_numpy(clips.max(axis=-1).astype(np.float32))
+    centres = torch.tensor(np.stack([i.centers for i in infos]), dtype=torch.float32)
+    z = torch.tensor(paths[..., 2], dtype=torch.float32)
+    fit = SphereFit(height=64, width=64, focal_px=settings.camera.focal_px, radius=0.45)
+    _, _, _, conf = fit(value, centres[..., 0], centres[..., 1], z)
+    assert float(conf[0, 5]) == 0.0 and float(conf[0, 4]) > 0.99 and float(conf[1].min()) > 0.99
+
+    readout = TrackReadout(in_channels=1, coarse_channels=1, frames=16, height=64, width=64,
+                           focal_px=settings.camera.focal_px, sphere_radius=0.45)
+    true = torch.tensor(paths, dtype=torch.float32)
+    start = true * torch.tensor([1.02, 0.98, 1.05])  # a readout a few percent off
+    got = readout.fit(start, value / 255.0, None)
+    assert torch.equal(got[0, 5], start[0, 5])  # the hidden frame: the readout's point
+    err = (got - true).norm(dim=-1)
+    err[0, 5] = 0.0
+    assert float(err.max()) < 0.03 < float((start - true).norm(dim=-1).min())
+
+
+def test_the_heads_read_the_fitted_track_and_the_readouts_loss_its_own() -> None:
+    args = ModelArgs(encoder="i3d", enhancement="none", frames=16, height=64, width=64, horizon=4,
+                     channels=(4, 8, 8), track=True, track_classifier=True, depth_cues=True,
+                     forecast_prior="parametric", sphere_fit=True, focal_px=55.4, object_radius=0.45)
+    model = create_branch_model(args)
+    model.set_track_stats(torch.randn(64, 16, 3) * 1.5 + torch.tensor([0.0, 0.0, 7.0]))
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 16, 64, 64))
+        assert out.track.fitted is not None and out.track.fitted.shape == out.track.points.shape
+        track = model.encoder.track
+        want = model.track_classifier(track.motion_features(track.to_world(out.track.fitted)))
+    assert torch.allclose(out.track_logits, want)
+    # Off: no fit, the heads read the readout's points.
+    off = create_branch_model(dataclasses.replace(args, sphere_fit=False))
+    assert off.encoder.track.sphere_fit is None
+    assert off(torch.randn(2, 3, 16, 64, 64)).track.fitted is None
+
+
+def test_model_args_written_before_session_9_fit_no_sphere() -> None:
+    new = ModelArgs(encoder="i3d", enhancement="none", frames=16, height=32, width=32, horizon=4,
+                    channels=(4, 8, 8), track=True, focal_px=27.7, object_radius=0.9, sphere_fit=True)
+    assert create_branch_model(new).encoder.track.sphere_fit is not None
+    old = new.to_dict()
+    old.pop("sphere_fit")
+    assert create_branch_model(ModelArgs.from_dict(old)).encoder.track.sphere_fit is None
