@@ -72,6 +72,10 @@ def test_an_unknown_forecast_prior_is_refused_naming_the_field_and_the_choices(t
     assert load_profile("seed").training.forecast_prior == "parametric"
     assert load_profile("seed").training.track_classifier_noise is True  # on by default
     assert load_profile("seed").training.undo_camera_jitter is True
+    assert load_profile("seed").training.fit_sphere is True
+    p.write_text("name: x\ntraining:\n  fit_sphere: sometimes\n")
+    with pytest.raises(ConfigError, match=r"training\.fit_sphere: "):
+        load_profile(p)
     p.write_text("name: x\ntraining:\n  forecast_prior_refits: -1\n")
     with pytest.raises(ConfigError, match=r"training\.forecast_prior_refits: .*greater than or equal to 0"):
         load_profile(p)

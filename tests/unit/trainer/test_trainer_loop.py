@@ -195,6 +195,8 @@ def test_on_jittered_clips_the_camera_shift_is_taken_off_the_track_and_exported(
     assert res["model_version"] == 1  # exported: the parity gate passed
     assert t.model.args.camera_shift == 2  # ceil(3 x 0.4) pixels, the renderer's margin
     assert isinstance(t.model.encoder.track.camera_shift, CameraShift)
+    # The sphere is fitted to its pixels (fit_sphere, on by default) and exports with the rest.
+    assert t.model.args.sphere_fit and t.model.encoder.track.sphere_fit is not None
     vdir = tmp_path / "models" / "b1" / "1"
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
     ds = load_dataset(data)
@@ -203,6 +205,7 @@ def test_on_jittered_clips_the_camera_shift_is_taken_off_the_track_and_exported(
     ref = t.predict(t.model, ds.val.clips)  # type: ignore[arg-type]
     np.testing.assert_allclose(forecast, ref["forecast"], atol=1e-4)
     assert model_args_for(config("off", undo_camera_jitter=False)).camera_shift == 0  # type: ignore[arg-type]
+    assert model_args_for(config("nofit", fit_sphere=False)).sphere_fit is False  # type: ignore[arg-type]
     assert model_args_for(kit.run_config(tmp_path, data, "b1")).camera_shift == 0  # no jitter in the tiny set
 
 
