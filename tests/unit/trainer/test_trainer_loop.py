@@ -189,13 +189,13 @@ def test_on_jittered_clips_the_camera_shift_is_taken_off_the_track_and_exported(
         cfg = kit.run_config(tmp_path, data, "b1", publish=True, run=run, epochs=1, **training)
         return dataclasses.replace(cfg, profile=Profile(name="tiny-jitter", dataset=jittered, training=cfg.profile.training))
 
-    cfg = config("on")
+    cfg = config("on", fit_sphere=True)
     t = Trainer(cfg)  # type: ignore[arg-type]
     res = t.run()
     assert res["model_version"] == 1  # exported: the parity gate passed
     assert t.model.args.camera_shift == 2  # ceil(3 x 0.4) pixels, the renderer's margin
     assert isinstance(t.model.encoder.track.camera_shift, CameraShift)
-    # The sphere is fitted to its pixels (fit_sphere, on by default) and exports with the rest.
+    # The sphere is fitted to its pixels (fit_sphere, as the seed profile has it) and exports with the rest.
     assert t.model.args.sphere_fit and t.model.encoder.track.sphere_fit is not None
     vdir = tmp_path / "models" / "b1" / "1"
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
