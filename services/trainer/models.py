@@ -300,7 +300,7 @@ class SphereFit(nn.Module):
 
         V (N, T, H, W) grey levels, start (u, v, z) (N, T)
           -> a 17 x 17 window around (u, v) (N T, 17, 17)
-          -> best of 45 starts -> 6 robust Gauss-Newton steps -> (u, v, z), confidence (N, T)
+          -> best of 45 starts -> 10 robust Gauss-Newton steps (float64) -> (u, v, z), confidence (N, T)
     """
 
     def __init__(
