@@ -6,7 +6,8 @@
    (relative) and centre (pixels), on the frames it is confident of and blended with the start
    on the rest (as the track does).
 2. Cost: a seed-size training step (b1, batch 16, one thread) with and without the fit,
-   interleaved, as a ratio taken in one run.
+   interleaved, as a ratio taken in one run; then the ONNX export of each (the fit's steps
+   are a loop, one ONNX Loop: unrolled, ten copies made the export ~9x slower).
 
     .venv/bin/python bench/bench_sphere_fit.py [--data data/seed] [--clips 240] [--steps 5]
 """
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from services.trainer.export import export_onnx
 from services.trainer.models import ModelArgs, SphereFit, create_branch_model
 from trajlab.data.camera import Camera
 from trajlab.data.dataset import _sample_rng, build_dataset, load_dataset
@@ -104,6 +107,16 @@ def cost(data: Path, steps: int) -> None:
     off, on = (float(np.median(times[k][1:])) for k in (False, True))
     print(f"training step (b1, batch {t.batch_size}, 1 thread): without the fit {off:.3f} s, with {on:.3f} s, "
           f"ratio {on / off:.3f}")
+    # The ONNX export (dynamo, as the trainer runs it), each model once, one after the other.
+    took = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fit, m in models.items():
+            m.eval()
+            t0 = time.perf_counter()
+            export_onnx(m, Path(tmp) / f"fit{int(fit)}.onnx", x[:2])
+            took[fit] = time.perf_counter() - t0
+    print(f"ONNX export (b1, seed size, 1 thread): without the fit {took[False]:.1f} s, with {took[True]:.1f} s, "
+          f"ratio {took[True] / took[False]:.2f}")
 
 
 def main() -> None:

@@ -291,6 +291,10 @@ class SphereFit(nn.Module):
     depth, or 0.7 pixel and 10 % of the depth off: depth 0.08 % off (median), centre 0.005
     pixel, on the 99 % of frames it is confident of (the rest: a distractor in front).
 
+    The steps are a ``torch.while_loop`` (two: the Huber steps, then the Cauchy ones), one ONNX
+    ``Loop`` each in the export: unrolled, their ten copies made the dynamo export ~9x slower
+    than the model's without the fit (~2.5x now, bench/bench_sphere_fit.py).
+
     Each frame's confidence (in [0, 1]) says how much of the disc the fit explains (the
     Cauchy weights' share of the disc: a sphere hidden behind a distractor explains little)
     and whether there were pixels enough; the track takes the fit in that proportion and its
@@ -319,12 +323,30 @@ class SphereFit(nn.Module):
         self.height, self.width = int(height), int(width)
         self.focal_px, self.radius = float(focal_px), float(radius)
         self.window, self.steps = int(window), int(steps)
-        light = torch.tensor(LIGHT_DIRECTION, dtype=torch.float64)
-        self.register_buffer("light", light / light.norm(), persistent=False)
-        self.register_buffer("span", torch.arange(self.window, dtype=torch.float64), persistent=False)
+        # Plain floats and small constant tensors (buffers: a tensor made inside the steps' loop body
+        # breaks the export): few nodes in the exported graph, whose count sets the export's cost.
+        norm = math.sqrt(sum(c * c for c in LIGHT_DIRECTION))
+        self.light = tuple(float(c) / norm for c in LIGHT_DIRECTION)
+        f64 = torch.float64
+        self.register_buffer("span", torch.arange(self.window, dtype=f64), persistent=False)
         steps_px, factors = (-1.0, 0.0, 1.0), (0.8, 0.9, 1.0, 1.1, 1.25)
         starts = [(du, dv, fz) for du in steps_px for dv in steps_px for fz in factors]
-        self.register_buffer("starts", torch.tensor(starts, dtype=torch.float64), persistent=False)  # (S, 3)
+        starts_t = torch.tensor(starts, dtype=f64)  # (S, 3): a start = (u + du, v + dv, z fz)
+        uv, only_z = torch.tensor([1.0, 1.0, 0.0], dtype=f64), torch.tensor([0.0, 0.0, 1.0], dtype=f64)
+        self.register_buffer("start_add", starts_t * uv, persistent=False)
+        self.register_buffer("start_mul", starts_t * only_z + uv, persistent=False)
+        # Finite differences: the sphere and three copies nudged by h = (0.02, 0.02, 0.002 z) (rows).
+        self.register_buffer("nudge", torch.cat([torch.zeros(1, 3), torch.eye(3)]).to(f64), persistent=False)
+        self.register_buffer("h_mul", torch.tensor([0.0, 0.0, 0.002], dtype=f64), persistent=False)
+        self.register_buffer("h_add", torch.tensor([0.02, 0.02, 0.0], dtype=f64), persistent=False)
+        # At most a pixel and a fifth of the depth per step: the limit is p * lim_mul + lim_add.
+        self.register_buffer("lim_mul", torch.tensor([0.0, 0.0, 0.2], dtype=f64), persistent=False)
+        self.register_buffer("lim_add", torch.tensor([1.0, 1.0, 0.0], dtype=f64), persistent=False)
+        self.register_buffer("nxt", torch.tensor([1, 2, 0]), persistent=False)  # i -> i + 1 (mod 3)
+        self.register_buffer("aft", torch.tensor([2, 0, 1]), persistent=False)  # i -> i + 2 (mod 3)
+        # Levenberg-style damping of the normal equations' diagonal.
+        self.register_buffer("damping", torch.ones(3, 3, dtype=f64) + 1e-3 * torch.eye(3, dtype=f64),
+                             persistent=False)
 
     def render(
         self, p: torch.Tensor, px: torch.Tensor, py: torch.Tensor
@@ -332,15 +354,58 @@ class SphereFit(nn.Module):
         """Spheres ``p`` (M, S, 3) = (u, v, z) -> the V of a fully covered pixel centred at
         (px, py) (M, 1, 1, k) and (M, 1, k, 1), and its interior weight (1 inside the disc's
         last pixel, ramping to 0 where the coverage stops being whole): both (M, S, k, k)."""
-        u, v, z = p[..., 0, None, None], p[..., 1, None, None], p[..., 2, None, None]
-        r = self.focal_px * self.radius / z
+        u, v, z = p[..., None, None].unbind(2)  # (M, S, 1, 1) each
+        lx, ly, lz = self.light
+        fr = self.focal_px * self.radius
+        r, inv_r = fr / z, z * (1.0 / fr)  # the disc's radius in pixels, and its inverse
         dx, dy = px - u, py - v
-        nx, ny = dx / r, -dy / r
-        nz = torch.sqrt(torch.clamp(1.0 - nx * nx - ny * ny, min=0.0))
-        lam = torch.clamp(nx * self.light[0] + ny * self.light[1] + nz * self.light[2], min=0.0)
-        value = 255.0 * torch.sqrt(torch.clamp(Z_REF / z, max=1.0)) * (AMBIENT + (1.0 - AMBIENT) * lam)
-        inside = torch.clamp(2.0 * (r - 0.5 - torch.sqrt(dx * dx + dy * dy)), min=0.0, max=1.0)
+        d2 = dx * dx + dy * dy
+        # The unit normal: (dx, -dy) / r and nz; the shade is its dot with the light.
+        nz = torch.sqrt(torch.clamp(1.0 - d2 * (inv_r * inv_r), min=0.0))
+        lam = torch.clamp(dx * (inv_r * lx) + dy * (inv_r * -ly) + nz * lz, min=0.0)
+        bright = 255.0 * torch.sqrt(torch.clamp(Z_REF / z, max=1.0))
+        value = bright * (AMBIENT + (1.0 - AMBIENT) * lam)
+        inside = torch.clamp((2.0 * r - 1.0) - 2.0 * torch.sqrt(d2), min=0.0, max=1.0)
         return value, inside
+
+    def _gauss_newton(
+        self,
+        p: torch.Tensor,
+        obs: torch.Tensor,
+        px: torch.Tensor,
+        py: torch.Tensor,
+        *,
+        steps: int,
+        huber: bool,
+    ) -> torch.Tensor:
+        """``steps`` robust Gauss-Newton steps from spheres ``p`` (M, 3) on the window ``obs``
+        (M, 1, k, k), as a ``torch.while_loop``: exported as one ONNX Loop, not ``steps`` copies."""
+        if steps <= 0:
+            return p
+        kk = self.window * self.window  # shapes as -1: the loop's body cannot capture the symbolic batch
+
+        def more(i: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+            return i < steps
+
+        def step(i: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            # The sphere and three nudged copies (finite differences): (M, 4, k, k) in one call.
+            hstep = p * self.h_mul + self.h_add  # (M, 3)
+            pred4, inside4 = self.render(p[:, None] + hstep[:, None] * self.nudge, px, py)
+            pred = pred4[:, :1]
+            res = obs - pred  # (M, 1, k, k)
+            if huber:
+                robust = torch.clamp(10.0 / torch.clamp(res.abs(), min=1e-3), max=1.0)  # Huber at 10
+            else:
+                robust = 1.0 / (1.0 + (res / 3.0) ** 2)  # Cauchy at 3 grey levels
+            jac = ((pred4[:, 1:] - pred) / hstep[:, :, None, None]).reshape(-1, 3, kk)
+            jw = jac * (inside4[:, :1] * robust).reshape(-1, 1, kk)
+            a = (jw @ jac.transpose(1, 2)) * self.damping  # (M, 3, 3), the diagonal damped
+            g = (jw * res.reshape(-1, 1, kk)).sum(dim=2)  # (M, 3)
+            limit = p * self.lim_mul + self.lim_add
+            return i + 1, p + torch.maximum(torch.minimum(_solve3(a, g, self.nxt, self.aft), limit), -limit)
+
+        _, p = torch.while_loop(more, step, (torch.zeros((), dtype=torch.int64, device=p.device), p))
+        return p
 
     def forward(
         self, value: torch.Tensor, u0: torch.Tensor, v0: torch.Tensor, z0: torch.Tensor
@@ -351,82 +416,51 @@ class SphereFit(nn.Module):
         # In float64: in float32 the fit's sums over the window round differently in PyTorch and ONNX
         # Runtime, by up to 6e-5 at the seed b1 model's outputs (the parity gate is 1e-4); 2e-6 in float64.
         frames = value.detach().double().reshape(m, h * w)
-        u0, v0, z0 = (a.detach().double().reshape(m) for a in (u0, v0, z0))
-        z0 = torch.clamp(z0, min=0.5)
+        start = torch.stack([u0.detach(), v0.detach(), torch.clamp(z0.detach(), min=0.5)], dim=-1)
+        start = start.double().reshape(m, 1, 3)
         # The window: pixel columns and rows around the start, clamped into the image.
-        cols = torch.clamp((torch.round(u0 - 0.5) - k // 2)[:, None] + self.span, min=0.0, max=float(w - 1))
-        rows = torch.clamp((torch.round(v0 - 0.5) - k // 2)[:, None] + self.span, min=0.0, max=float(h - 1))
+        corner = torch.round(start[:, 0, :2] - 0.5) - k // 2  # (M, 2): first column, first row
+        cols = torch.clamp(corner[:, :1] + self.span, min=0.0, max=float(w - 1))
+        rows = torch.clamp(corner[:, 1:] + self.span, min=0.0, max=float(h - 1))
         index = (rows[:, :, None] * w + cols[:, None, :]).long().reshape(m, k * k)
         obs = torch.gather(frames, 1, index).reshape(m, 1, k, k)
         px = (cols + 0.5)[:, None, None, :]  # (M, 1, 1, k)
         py = (rows + 0.5)[:, None, :, None]  # (M, 1, k, 1)
 
         # The best start: the truncated mean squared residual over the disc, all starts at once.
-        start = torch.stack([u0, v0, z0], dim=1)[:, None]  # (M, 1, 3)
-        cands = torch.stack(
-            [
-                start[..., 0] + self.starts[:, 0],
-                start[..., 1] + self.starts[:, 1],
-                start[..., 2] * self.starts[:, 2],
-            ],
-            dim=-1,
-        )  # (M, S, 3)
+        cands = start * self.start_mul + self.start_add  # (M, S, 3)
         pred, inside = self.render(cands, px, py)
         res2 = torch.clamp((obs - pred) ** 2, max=400.0)
         cost = (inside * res2).sum(dim=(2, 3)) / torch.clamp(inside.sum(dim=(2, 3)), min=1.0)  # (M, S)
         best = torch.argmin(cost, dim=1)
-        p = torch.gather(cands, 1, best[:, None, None].expand(-1, 1, 3))  # (M, 1, 3)
-        eye = torch.eye(3, dtype=p.dtype, device=p.device)
-        eps = torch.tensor([0.02, 0.02, 0.002], dtype=p.dtype, device=p.device)
-        for step in range(self.steps):
-            # The sphere and three nudged copies (finite differences): (M, 4, k, k) in one call.
-            hstep = eps * torch.cat([torch.ones_like(p[..., :2]), p[..., 2:]], dim=-1)  # (M, 1, 3)
-            pred4, inside4 = self.render(torch.cat([p, p + eye * hstep], dim=1), px, py)
-            pred, inside = pred4[:, :1], inside4[:, :1]
-            res = obs - pred  # (M, 1, k, k)
-            if step < 2:
-                robust = torch.clamp(10.0 / torch.clamp(res.abs(), min=1e-3), max=1.0)  # Huber at 10
-            else:
-                robust = 1.0 / (1.0 + (res / 3.0) ** 2)  # Cauchy at 3 grey levels
-            wgt = (inside * robust).reshape(m, 1, k * k)
-            jac = ((pred4[:, 1:] - pred) / hstep[:, 0, :, None, None]).reshape(m, 3, k * k)
-            a = (jac * wgt) @ jac.transpose(1, 2)  # (M, 3, 3)
-            g = ((jac * wgt) * res.reshape(m, 1, k * k)).sum(dim=2)  # (M, 3)
-            d = _solve3(a + 1e-3 * torch.diag_embed(torch.diagonal(a, dim1=1, dim2=2)), g)
-            # At most a pixel and a fifth of the depth per step.
-            d = torch.stack(
-                [d[:, 0].clamp(-1.0, 1.0), d[:, 1].clamp(-1.0, 1.0),
-                 torch.maximum(torch.minimum(d[:, 2], 0.2 * p[:, 0, 2]), -0.2 * p[:, 0, 2])],
-                dim=1,
-            )
-            p = p + d[:, None]
-        pred, inside = self.render(p, px, py)
+        p = torch.gather(cands, 1, best[:, None, None].expand(-1, 1, 3))[:, 0]  # (M, 3)
+        # Two Huber steps, then Cauchy; each a loop (one copy of its body in the exported graph).
+        p = self._gauss_newton(p, obs, px, py, steps=min(2, self.steps), huber=True)
+        p = self._gauss_newton(p, obs, px, py, steps=self.steps - min(2, self.steps), huber=False)
+        pred, inside = self.render(p[:, None], px, py)
         explained = inside / (1.0 + ((obs - pred) / 3.0) ** 2)
         mass = explained.sum(dim=(1, 2, 3))
         share = mass / torch.clamp(inside.sum(dim=(1, 2, 3)), min=1e-3)
         confidence = torch.clamp((share - 0.6) / 0.2, min=0.0, max=1.0) * torch.clamp(
             (mass - 4.0) / 3.0, min=0.0, max=1.0
         )
-        u, v, z = (p[:, 0, i].reshape(n, t) for i in range(3))
-        return u.float(), v.float(), z.float(), confidence.reshape(n, t).float()
+        u, v, z = p.float().reshape(n, t, 3).unbind(-1)
+        return u, v, z, confidence.reshape(n, t).float()
 
 
-def _solve3(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """x with a x = g for (M, 3, 3) symmetric ``a`` and (M, 3) ``g``, by cofactors (ONNX has no solve)."""
-    a00, a01, a02 = a[:, 0, 0], a[:, 0, 1], a[:, 0, 2]
-    a11, a12, a22 = a[:, 1, 1], a[:, 1, 2], a[:, 2, 2]
-    c00 = a11 * a22 - a12 * a12
-    c01 = a02 * a12 - a01 * a22
-    c02 = a01 * a12 - a02 * a11
-    c11 = a00 * a22 - a02 * a02
-    c12 = a01 * a02 - a00 * a12
-    c22 = a00 * a11 - a01 * a01
-    det = a00 * c00 + a01 * c01 + a02 * c02
+def _solve3(a: torch.Tensor, g: torch.Tensor, nxt: torch.Tensor, aft: torch.Tensor) -> torch.Tensor:
+    """x with a x = g for (M, 3, 3) ``a`` and (M, 3) ``g``, by cofactors (ONNX has no solve).
+
+    With rows a_i, the inverse's columns are the cross products c_i = a_(i+1) x a_(i+2) over
+    det = a_0 . c_0; all three at once, as products of permuted copies. ``nxt`` and ``aft``
+    are the index tensors (1, 2, 0) and (2, 0, 1) (tensors, not lists: a list index inside a
+    ``torch.while_loop`` body fails the ONNX export's decomposition).
+    """
+    r1, r2 = a.index_select(1, nxt), a.index_select(1, aft)  # rows i + 1 and i + 2
+    c = r1.index_select(2, nxt) * r2.index_select(2, aft) - r1.index_select(2, aft) * r2.index_select(2, nxt)
+    det = (a[:, 0] * c[:, 0]).sum(dim=1)  # c's row i is c_i
     det = torch.where(det.abs() < 1e-12, torch.full_like(det, 1e-12), det)
-    x0 = (c00 * g[:, 0] + c01 * g[:, 1] + c02 * g[:, 2]) / det
-    x1 = (c01 * g[:, 0] + c11 * g[:, 1] + c12 * g[:, 2]) / det
-    x2 = (c02 * g[:, 0] + c12 * g[:, 1] + c22 * g[:, 2]) / det
-    return torch.stack([x0, x1, x2], dim=1)
+    return (c * g[:, :, None]).sum(dim=1) / det[:, None]
 
 
 def motion_features_dim(frames: int) -> int:
