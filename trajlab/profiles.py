@@ -82,9 +82,9 @@ class TrainingConfig(_Strict):
     # With the track: each frame's sphere fitted to its pixels by render and compare (centre and
     # depth from its size, brightness and shading, as the renderer draws it), started from the
     # readout's point; the heads read the fitted track (services.trainer.models.SphereFit).
-    # Off unless a profile turns it on (the seed profile does): it makes the ONNX export of a
-    # small model about 2.5x slower (its steps are ONNX Loops; unrolled they made it ~9x), which
-    # the quick profile and the tests would pay on every export.
+    # Off unless a profile turns it on (the seed profile does): on the quick profile's thin models
+    # it costs more than the network (b1 quick: 85 -> 209 s; 77.5 -> 87.5 % accuracy, forecast
+    # 16.5 -> 6.6 %), and it makes every export about 2x slower (b1 seed size 8.9 -> 16.6 s).
     fit_sphere: bool = False
     # With the track: each frame's depth corrected from the mask's peak brightness, area and
     # mean brightness, mixed over 5 frames (services.trainer.models.DepthCues).

@@ -292,8 +292,8 @@ class SphereFit(nn.Module):
     pixel, on the 99 % of frames it is confident of (the rest: a distractor in front).
 
     The steps are a ``torch.while_loop`` (two: the Huber steps, then the Cauchy ones), one ONNX
-    ``Loop`` each in the export: unrolled, their ten copies made the dynamo export ~9x slower
-    than the model's without the fit (~2.5x now, bench/bench_sphere_fit.py).
+    ``Loop`` each in the export: unrolled, their ten copies made the dynamo export 4-9x slower
+    than the model's without the fit (~2x now: b1 at seed size 8.9 -> 16.6 s, bench/bench_sphere_fit.py).
 
     Each frame's confidence (in [0, 1]) says how much of the disc the fit explains (the
     Cauchy weights' share of the disc: a sphere hidden behind a distractor explains little)
