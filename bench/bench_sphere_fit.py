@@ -7,7 +7,7 @@
    on the rest (as the track does).
 2. Cost: a seed-size training step (b1, batch 16, one thread) with and without the fit,
    interleaved, as a ratio taken in one run; then the ONNX export of each (the fit's steps
-   are a loop, one ONNX Loop: unrolled, ten copies made the export ~9x slower).
+   are a loop, one ONNX Loop: unrolled, ten copies made the export 4-9x slower).
 
     .venv/bin/python bench/bench_sphere_fit.py [--data data/seed] [--clips 240] [--steps 5]
 """

@@ -435,8 +435,9 @@ class SphereFit(nn.Module):
         best = torch.argmin(cost, dim=1)
         p = torch.gather(cands, 1, best[:, None, None].expand(-1, 1, 3))[:, 0]  # (M, 3)
         # Two Huber steps, then Cauchy; each a loop (one copy of its body in the exported graph).
-        p = self._gauss_newton(p, obs, px, py, steps=min(2, self.steps), huber=True)
-        p = self._gauss_newton(p, obs, px, py, steps=self.steps - min(2, self.steps), huber=False)
+        huber_steps = min(2, self.steps)
+        p = self._gauss_newton(p, obs, px, py, steps=huber_steps, huber=True)
+        p = self._gauss_newton(p, obs, px, py, steps=self.steps - huber_steps, huber=False)
         pred, inside = self.render(p[:, None], px, py)
         explained = inside / (1.0 + ((obs - pred) / 3.0) ** 2)
         mass = explained.sum(dim=(1, 2, 3))

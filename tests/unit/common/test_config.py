@@ -73,7 +73,7 @@ def test_an_unknown_forecast_prior_is_refused_naming_the_field_and_the_choices(t
     assert load_profile("seed").training.track_classifier_noise is True  # on by default
     assert load_profile("seed").training.undo_camera_jitter is True
     assert load_profile("seed").training.fit_sphere is True
-    assert load_profile("quick").training.fit_sphere is False  # its export is slow: seed profile only
+    assert load_profile("quick").training.fit_sphere is False  # its cost on thin models: seed profile only
     p.write_text("name: x\ntraining:\n  fit_sphere: sometimes\n")
     with pytest.raises(ConfigError, match=r"training\.fit_sphere: "):
         load_profile(p)
