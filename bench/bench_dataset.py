@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _cli() -> list[str]:
     exe = Path(sys.executable).with_name("trajlab")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "trajlab.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "trajlab_cli"]
 
 
 def bench_cli_build(profile: str, workers: int | None) -> tuple[float, float, int, str]:

@@ -22,7 +22,7 @@ from trajlab.profiles import CLASS_NAMES
 
 pytestmark = pytest.mark.slow
 
-TRAJLAB = [sys.executable, "-m", "trajlab.cli"]
+TRAJLAB = [sys.executable, "-m", "trajlab_cli"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -232,7 +232,7 @@ def test_cli_against_the_service(target: str, tmp_path: Path) -> None:
 
     from typer.testing import CliRunner
 
-    from trajlab.cli import app
+    from trajlab_cli import app
 
     tr = make_trajectory("linear", 4)
     path = tmp_path / "pts.npy"

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.contract.encoder import kit
-from trajlab.cli import app
+from trajlab_cli import app
 from trajlab.clipio import save_clip
 from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
 

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from services.reporter.monitor import Monitor, render_table
 from tests.contract.reporter import kit
-from trajlab.cli import app
+from trajlab_cli import app
 
 
 def test_monitor_once_shows_up_and_unreachable_trainers(world: kit.FakeWorld) -> None:

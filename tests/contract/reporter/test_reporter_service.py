@@ -14,7 +14,7 @@ from services.reporter.servicer import ReporterServicer
 from services.reporter.settings import ReporterSettings
 from services.reporter.sources.grpc_sources import DescriberSource, EncoderSource, TrainerSource
 from tests.contract.reporter import kit
-from trajlab.cli import app
+from trajlab_cli import app
 from trajlab.clients.reporter import ReporterClient
 from trajlab.config import load_settings
 from trajlab.grpc_server import create_server

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from trajlab.cli import app
+from trajlab_cli import app
 from trajlab.errors import ConfigError
 
 PROFILE = """name: tiny

@@ -180,7 +180,7 @@ def test_bad_config_names_its_field(tmp_path: Path) -> None:
 
 def test_dataset_import_keeps_heavy_modules_out() -> None:
     code = (
-        "import sys; import trajlab.data, trajlab.cli.dataset; "
+        "import sys; import trajlab.data, trajlab_cli.dataset; "
         "print(sorted(m for m in ('torch', 'matplotlib', 'sympy', 'scipy') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.unit.describer.kit import N_OBSERVED, make_trajectory
-from trajlab.cli import app
+from trajlab_cli import app
 
 runner = CliRunner()
 

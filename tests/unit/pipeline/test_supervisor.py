@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trajlab.supervisor import ChildFailed, Supervisor
+from trajlab_cli.supervisor import ChildFailed, Supervisor
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 # A child that ignores SIGTERM and starts a grandchild: the worst case for cleanup.
@@ -93,7 +93,7 @@ def test_children_die_when_the_parent_is_killed(tmp_path: Path) -> None:
             f"""
             import sys, time
             sys.path.insert(0, {str(Path.cwd())!r})
-            from trajlab.supervisor import Supervisor
+            from trajlab_cli.supervisor import Supervisor
             sup = Supervisor({str(tmp_path / 'logs')!r})
             c = sup.start("child", [sys.executable, "-c", "import time; time.sleep(600)"])
             print(c.proc.pid, flush=True)

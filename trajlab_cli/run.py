@@ -23,8 +23,8 @@ def run(
     from rich.console import Console
     from rich.live import Live
 
-    from trajlab.runner import make_plan, run_pipeline
-    from trajlab.supervisor import ChildFailed
+    from trajlab_cli.runner import make_plan, run_pipeline
+    from trajlab_cli.supervisor import ChildFailed
 
     console = Console(stderr=True)
     plan = make_plan(
@@ -51,7 +51,7 @@ def run(
     except TimeoutError as exc:
         console.print(f"[red]error:[/] {exc}; logs in {plan.log_dir}")
         raise typer.Exit(1) from None
-    from trajlab.cli.pipeline import print_report_summary
+    from trajlab_cli.pipeline import print_report_summary
 
     print_report_summary(outcome.report)
     if outcome.failed_branches:

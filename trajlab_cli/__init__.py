@@ -34,7 +34,7 @@ def _root(
 
 
 for _name in _MODULES:
-    importlib.import_module(f"trajlab.cli.{_name}").register(app)
+    importlib.import_module(f"trajlab_cli.{_name}").register(app)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.reporter.monitor import BranchView, poll_once
 from trajlab.clients.reporter import Report, ReporterClient
 from trajlab.profiles import Profile, load_branches, load_profile
-from trajlab.supervisor import Supervisor, free_port
+from trajlab_cli.supervisor import Supervisor, free_port
 from trajlab.trainer.v1.trainer_pb2 import TRAINING_STATE_DONE
 
 log = logging.getLogger(__name__)
