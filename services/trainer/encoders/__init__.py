@@ -1,0 +1,6 @@
+"""The zoo's video encoders, one module each; importing this package registers them all
+in :data:`services.trainer.registry.ENCODERS`. The contract is in ``contract.py``."""
+
+from services.trainer.encoders.contract import TapSpec, VideoEncoder, VideoFeatures
+
+__all__ = ["TapSpec", "VideoEncoder", "VideoFeatures"]
