@@ -2,9 +2,9 @@
 
 Every loader returns ``(clip, fps)``: a (T, H, W, C) uint8 array with ``channels``
 colour channels (grey is repeated to RGB, alpha is dropped) and the file's frame
-rate in frames per second (0.0 when the file does not say). Nothing is resized:
-the encoder refuses clips of another size than its model's, naming the expected
-shape, so a wrong file is noticed rather than silently stretched.
+rate in frames per second (0.0 when the file does not say). Nothing is resized
+here: ``trajlab.clipadapt`` fits a clip to a model's input and says what it did, and
+the servers refuse clips of another size than their model's, naming the expected shape.
 
 GIF is read with Pillow; MP4 and other videos with PyAV (the ``av`` package, which
 ships FFmpeg's libraries: no system ffmpeg, and no ffmpeg subprocess, so reading and

@@ -1,8 +1,11 @@
 """CLI commands of the encoder: ``trajlab classify CLIP``, ``trajlab forecast CLIP``, ``trajlab models``.
 
 CLIP is a .npy/.npz array, a folder of PNG frames, or a GIF/MP4 video
-(see ``trajlab.clipio``). The clip is sent as it is; a clip of another size than
-the model's is refused by the server with the expected shape.
+(see ``trajlab.clipio``) of any size, length and frame rate: it is fitted to the served
+model's input (``trajlab.clipadapt``: resized, resampled to the model's fps, its last
+window kept or padded) and what was done is said on stderr (``adapted`` in ``--json``).
+``--strict`` sends the clip as it is, and the server refuses another shape with the
+expected one.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ _JSON = typer.Option(False, "--json", help="Print one JSON object instead of a t
 _TIMEOUT = typer.Option(30.0, "--timeout", min=0.1, help="Deadline of the call, seconds.")
 _KEY = typer.Option(None, "--key", help="Array name inside an .npz (default: clip, clips, frames or video).")
 _INDEX = typer.Option(0, "--index", min=0, help="Which clip of a stack of clips (N, T, H, W, C).")
+_STRICT = typer.Option(
+    False, "--strict", help="Send the clip as it is: refuse, rather than resize or resample, another shape."
+)
 _FPS = typer.Option(
     0.0, "--fps", min=0.0, help="Frames per second of the clip (default: the file's, else the model's)."
 )
@@ -57,6 +63,35 @@ def _load(clip: Path, key: str | None, index: int, fps: float) -> tuple[Any, flo
     return arr, (fps or file_fps)
 
 
+def _model_target(client: Any, branch: str, version: int) -> Any:
+    """The served model's input (frames, height, width, channels, fps), from ListModels."""
+    from trajlab.clipadapt import Target
+    from trajlab.errors import NotFound
+
+    infos = [m for m in client.list_models(branch) if m.branch == branch]
+    chosen = [m for m in infos if (m.version == version if version else m.is_default)]
+    if not chosen:
+        wanted = f"version {version}" if version else "a default version"
+        raise NotFound(f"the encoder serves no {wanted} of branch {branch!r}")
+    frames, height, width, channels = chosen[0].input_shape
+    return Target(frames, height, width, channels, float(chosen[0].metadata.get("fps") or 0.0))
+
+
+def _prepare(
+    client: Any, clip: Path, arr: Any, rate: float, branch: str, version: int, strict: bool, say: bool
+) -> tuple[Any, float, list[str]]:
+    """The clip to send, its fps and what was done to it (nothing with ``strict``); ``say``
+    prints each step on stderr (``--json`` carries them in its ``adapted`` field instead)."""
+    if strict:
+        return arr, rate, []
+    from trajlab.clipadapt import adapt_clip
+
+    adapted = adapt_clip(arr, rate, _model_target(client, branch, version), source=str(clip))
+    for note in adapted.notes if say else ():
+        typer.secho(f"adapted: {note}", fg=typer.colors.YELLOW, err=True)
+    return adapted.clip, adapted.fps, adapted.notes
+
+
 def classify(
     clip: Path = typer.Argument(..., help="A .npy/.npz file, a folder of PNG frames, or a .gif/.mp4 video."),
     target: str | None = _TARGET,
@@ -67,14 +102,19 @@ def classify(
     key: str | None = _KEY,
     index: int = _INDEX,
     fps: float = _FPS,
+    strict: bool = _STRICT,
 ) -> None:
     """Classify the motion in CLIP (linear, circular, helical, parabolic)."""
-    arr, rate = _load(clip, key, index, fps)
-    res = _call(
-        _target(target), lambda c: c.classify(arr, branch=branch, version=version, fps=rate, timeout=timeout)
-    )
+    source, rate = _load(clip, key, index, fps)
+
+    def run(c: Any) -> Any:
+        sent, sent_fps, notes = _prepare(c, clip, source, rate, branch, version, strict, not as_json)
+        return sent, notes, c.classify(sent, branch=branch, version=version, fps=sent_fps, timeout=timeout)
+
+    arr, notes, res = _call(_target(target), run)
     if as_json:
-        typer.echo(json.dumps({"clip": str(clip), "shape": list(arr.shape), **res.to_dict()}))
+        doc = {"clip": str(clip), "source_shape": list(source.shape), "shape": list(arr.shape)}
+        typer.echo(json.dumps({**doc, "adapted": notes, **res.to_dict()}))
         return
     from rich.console import Console
     from rich.table import Table
@@ -100,14 +140,19 @@ def forecast(
     key: str | None = _KEY,
     index: int = _INDEX,
     fps: float = _FPS,
+    strict: bool = _STRICT,
 ) -> None:
     """Forecast the object's 3D positions (world units) in the frames after CLIP."""
-    arr, rate = _load(clip, key, index, fps)
-    res = _call(
-        _target(target), lambda c: c.forecast(arr, branch=branch, version=version, fps=rate, timeout=timeout)
-    )
+    source, rate = _load(clip, key, index, fps)
+
+    def run(c: Any) -> Any:
+        sent, sent_fps, notes = _prepare(c, clip, source, rate, branch, version, strict, not as_json)
+        return sent, notes, c.forecast(sent, branch=branch, version=version, fps=sent_fps, timeout=timeout)
+
+    arr, notes, res = _call(_target(target), run)
     if as_json:
-        typer.echo(json.dumps({"clip": str(clip), "shape": list(arr.shape), **res.to_dict()}))
+        doc = {"clip": str(clip), "source_shape": list(source.shape), "shape": list(arr.shape)}
+        typer.echo(json.dumps({**doc, "adapted": notes, **res.to_dict()}))
         return
     from rich.console import Console
     from rich.table import Table

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.contract.encoder import kit
-from trajlab_cli import app
 from trajlab.clipio import save_clip
 from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
+from trajlab_cli import app
 
 
 @pytest.fixture
@@ -84,13 +84,59 @@ def test_readable_forecast_and_models_listing(served: str, tmp_path: Path) -> No
 
 def test_cli_reports_server_refusals_and_bad_files(served: str, tmp_path: Path) -> None:
     wrong = save_clip(tmp_path / "big.npy", np.zeros((16, 64, 64, 3), np.uint8))
-    code, out = _run("classify", str(wrong), "--target", served)
+    code, out = _run("classify", str(wrong), "--target", served, "--strict")
     assert code == 1
     assert "INVALID_ARGUMENT" in out and "expects clips of frames=8 height=32 width=32 channels=3" in out
-    code, out = _run("classify", str(wrong), "--target", served, "--branch", "zz")
+    code, out = _run("classify", str(wrong), "--target", served, "--branch", "zz", "--strict")
     assert code == 1 and "NOT_FOUND" in out
     floats = tmp_path / "f.npy"
     np.save(floats, np.zeros((8, 32, 32, 3), np.float32))
     res = CliRunner().invoke(app, ["classify", str(floats), "--target", served])
     assert res.exit_code != 0
     assert "must be uint8" in str(res.exception)
+
+
+def test_a_phone_sized_mp4_is_fitted_to_the_model_and_says_how(served: str, tmp_path: Path) -> None:
+    # 3 s of 640x480 at 30 fps; the model takes 8 frames of 32x32 at 8 fps.
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 255, (90, 480, 640, 3), dtype=np.uint8)
+    path = save_clip(tmp_path / "phone.mp4", video, fps=30.0)
+    code, out = _run("classify", str(path), "--target", served, "--json")
+    assert code == 0, out
+    got = json.loads(out.splitlines()[-1])
+    assert got["source_shape"] == [90, 480, 640, 3]
+    assert got["shape"] == [kit.FRAMES, kit.HEIGHT, kit.WIDTH, kit.CHANNELS]
+    assert any("30 fps" in n for n in got["adapted"]) and any("640x480" in n for n in got["adapted"])
+    assert sum(got["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    code, out = _run("forecast", str(path), "--target", served)
+    assert code == 0, out
+    assert "adapted: resampled 90 frames at 30 fps" in out  # said to the user (stderr)
+    # Strict: sent as it is, and this one is too big to send at all.
+    code, out = _run("classify", str(path), "--target", served, "--strict")
+    assert code != 0 and "exceeds the max message size" in out
+
+
+def test_a_gif_of_another_size_and_length_is_classified(served: str, tmp_path: Path) -> None:
+    path = save_clip(tmp_path / "small.gif", kit.random_clips(1, seed=5)[0][:5, :20, :24], fps=10.0)
+    code, out = _run("classify", str(path), "--target", served, "--json")
+    assert code == 0, out
+    got = json.loads(out.splitlines()[-1])
+    notes = " ".join(got["adapted"])
+    assert "padded" in notes and "24x20" in notes
+
+
+@pytest.mark.parametrize("kind", ["single", "garbage"])
+def test_clips_that_cannot_be_used_get_one_clear_line_naming_the_file(
+    served: str, tmp_path: Path, kind: str
+) -> None:
+    if kind == "single":
+        path = save_clip(tmp_path / "one.npy", kit.random_clips(1)[0][:1])
+        expected = "at least 2 frames"
+    else:
+        path = tmp_path / "broken.mp4"
+        path.write_bytes(b"not a video at all" * 100)
+        expected = "cannot read"
+    res = CliRunner().invoke(app, ["classify", str(path), "--target", served])
+    assert res.exit_code != 0
+    message = res.output + str(res.exception)
+    assert expected in message and path.name in message
