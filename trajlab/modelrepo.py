@@ -56,6 +56,12 @@ class InputSpec(BaseModel):
     std: list[float]
 
 
+# The model contract's outputs. Every model has the first three; a model with the
+# object-track perception also exports its estimate of the observed track.
+REQUIRED_OUTPUTS = ("probabilities", "forecast", "embedding")
+TRACK_OUTPUTS = ("track", "track_confidence")  # (N, frames, 3) world units; (N, frames) in [0, 1]
+
+
 class ModelMetadata(BaseModel):
     """metadata.json of one model version. Unknown keys are refused."""
 
@@ -67,7 +73,9 @@ class ModelMetadata(BaseModel):
     profile: str
     input: InputSpec
     class_names: list[str]
-    outputs: list[TensorSpec]  # probabilities (N, K), forecast (N, horizon, 3), embedding (N, D)
+    # probabilities (N, K), forecast (N, horizon, 3), embedding (N, D) [, track (N, T, 3),
+    # track_confidence (N, T)]
+    outputs: list[TensorSpec]
     forecast_horizon: int = Field(gt=0)
     fps: float = Field(gt=0)  # frames per second of the clips the model was trained on
     embedding_dim: int = Field(gt=0)
@@ -78,6 +86,16 @@ class ModelMetadata(BaseModel):
     model_sha256: str
     model_size_bytes: int
     created_at: str  # RFC 3339 UTC
+
+    @property
+    def has_track(self) -> bool:
+        """True when the model exports its own observed track (TRACK_OUTPUTS)."""
+        return set(TRACK_OUTPUTS) <= {t.name for t in self.outputs}
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The outputs a session of this model is run for, in this order."""
+        return REQUIRED_OUTPUTS + (TRACK_OUTPUTS if self.has_track else ())
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

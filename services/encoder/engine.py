@@ -34,6 +34,10 @@ class Analysis:
     forecast: np.ndarray  # (horizon, 3) float32, world units, nearest frame first
     times: np.ndarray  # (horizon,) float64, seconds from the clip's first frame
     embedding: np.ndarray  # (D,) float32
+    # The model's own estimate of the object in each observed frame (models with a track only):
+    track: np.ndarray | None = None  # (T, 3) float32, world units
+    track_confidence: np.ndarray | None = None  # (T,) float32 in [0, 1]
+    track_times: np.ndarray | None = None  # (T,) float64, seconds from the clip's first frame
 
     @property
     def top_index(self) -> int:
@@ -77,10 +81,18 @@ class Encoder:
                 )
             meta = model.metadata
             x = to_model_input(clip, meta.input.mean, meta.input.std)
-            probs, forecast, embedding = model.run(x, deadline=deadline, is_active=is_active)
+            outs = model.run(x, deadline=deadline, is_active=is_active)
+            probs, forecast, embedding = outs[:3]
             rate = fps if fps > 0 else meta.fps
             frames = clip.shape[0]
             times = (frames + np.arange(meta.forecast_horizon, dtype=np.float64)) / rate
+            track = {}
+            if len(outs) == 5:  # metadata.output_names: the track and its confidence follow
+                track = dict(
+                    track=outs[3][0],
+                    track_confidence=outs[4][0],
+                    track_times=np.arange(frames, dtype=np.float64) / rate,
+                )
             return Analysis(
                 branch=model.branch,
                 version=model.version,
@@ -89,6 +101,7 @@ class Encoder:
                 forecast=forecast[0],
                 times=times,
                 embedding=embedding[0],
+                **track,
             )
 
 

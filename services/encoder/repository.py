@@ -36,7 +36,7 @@ import numpy as np
 from services.encoder import metrics
 from services.encoder.batcher import DynamicBatcher
 from services.encoder.errors import Cancelled, DeadlineExceeded
-from services.encoder.runtime import OUTPUT_NAMES, LoadedSession, ModelLoadError, SessionConfig, load_session
+from services.encoder.runtime import LoadedSession, ModelLoadError, SessionConfig, load_session
 from trajlab.errors import FailedPrecondition, InvalidArgument, ModelNotFound, Unavailable
 from trajlab.modelrepo import METADATA_FILE, MODEL_FILE, list_branches, list_versions, utc_now
 
@@ -102,7 +102,7 @@ class ServedModel:
         loaded = self._loaded
         if loaded is None:  # cannot happen while a lease is held; kept as a clear error
             raise Unavailable(f"model {self.branch} v{self.version} was unloaded")
-        return loaded.session.run(list(OUTPUT_NAMES), {loaded.input_name: x})
+        return loaded.session.run(list(loaded.output_names), {loaded.input_name: x})
 
     def run(
         self,
@@ -111,7 +111,8 @@ class ServedModel:
         deadline: float | None = None,
         is_active: Callable[[], bool] | None = None,
     ) -> list[np.ndarray]:
-        """Run preprocessed clips (N, C, T, H, W) float32; returns probabilities, forecast, embedding.
+        """Run preprocessed clips (N, C, T, H, W) float32; returns probabilities, forecast, embedding
+        [, track, track_confidence] (``metadata.output_names``).
 
         ``deadline`` is a ``time.monotonic()`` instant: work that cannot start before
         it is skipped and answered DEADLINE_EXCEEDED.

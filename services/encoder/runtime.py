@@ -22,12 +22,20 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from trajlab.modelrepo import METADATA_FILE, MODEL_FILE, ModelMetadata, read_metadata, sha256_file
+from trajlab.modelrepo import (
+    METADATA_FILE,
+    MODEL_FILE,
+    REQUIRED_OUTPUTS,
+    ModelMetadata,
+    read_metadata,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
 
-# Output names of the model contract, in the order the encoder returns them.
-OUTPUT_NAMES = ("probabilities", "forecast", "embedding")
+# Output names every model has, in the order the encoder returns them (a model with a
+# track returns metadata.output_names: these, then its track and track confidence).
+OUTPUT_NAMES = REQUIRED_OUTPUTS
 
 
 class ModelLoadError(Exception):
@@ -103,14 +111,18 @@ class LoadedSession:
     provider: str
     input_name: str
     load_seconds: float
+    output_names: tuple[str, ...] = OUTPUT_NAMES  # what run() returns, in order
 
 
 def _expected_output_shapes(meta: ModelMetadata) -> dict[str, tuple[int, ...]]:
-    return {
+    shapes = {
         "probabilities": (len(meta.class_names),),
         "forecast": (meta.forecast_horizon, 3),
         "embedding": (meta.embedding_dim,),
     }
+    if meta.has_track:
+        shapes |= {"track": (meta.input.frames, 3), "track_confidence": (meta.input.frames,)}
+    return shapes
 
 
 def load_session(version_dir: Path, cfg: SessionConfig, *, root: Path | None = None) -> LoadedSession:
@@ -195,10 +207,10 @@ def load_session(version_dir: Path, cfg: SessionConfig, *, root: Path | None = N
         x = np.zeros((n, *want), dtype=np.float32)
         for _ in range(max(1, cfg.warmup_runs)):
             try:
-                res = sess.run(list(OUTPUT_NAMES), {inp.name: x})
+                res = sess.run(list(meta.output_names), {inp.name: x})
             except Exception as exc:
                 raise ModelLoadError("incompatible", f"warm-up run at batch {n} failed: {exc}") from None
-        for name, arr in zip(OUTPUT_NAMES, res, strict=True):
+        for name, arr in zip(meta.output_names, res, strict=True):
             if arr.shape != (n, *expected[name]):
                 raise ModelLoadError(
                     "incompatible",
@@ -214,4 +226,5 @@ def load_session(version_dir: Path, cfg: SessionConfig, *, root: Path | None = N
         provider=sess.get_providers()[0],
         input_name=inp.name,
         load_seconds=time.perf_counter() - start,
+        output_names=meta.output_names,
     )

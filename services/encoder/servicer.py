@@ -24,8 +24,11 @@ def _motion_class(name: str) -> int:
     return CLASS_NAMES.index(name) + 1 if name in CLASS_NAMES else 0
 
 
-def _points(a: Analysis) -> list[common_pb2.Point3]:
-    return [common_pb2.Point3(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in a.forecast]
+def _points(points) -> list[common_pb2.Point3]:  # type: ignore[no-untyped-def]
+    """(N, 3) world units -> Point3 messages; None (no track) -> none."""
+    if points is None:
+        return []
+    return [common_pb2.Point3(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in points]
 
 
 class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
@@ -84,7 +87,7 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
             a = self._analyze(request, context)
             return encoder_pb2.ForecastResponse(
                 model=common_pb2.ModelRef(branch=a.branch, version=a.version),
-                positions=_points(a),
+                positions=_points(a.forecast),
                 times=[float(t) for t in a.times],
             )
 
@@ -99,9 +102,12 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
                 class_name=a.class_name,
                 probabilities=[float(p) for p in a.probabilities],
                 class_names=list(a.class_names),
-                positions=_points(a),
+                positions=_points(a.forecast),
                 times=[float(t) for t in a.times],
                 embedding=a.embedding.astype(float).tolist(),
+                observed_track=_points(a.track),
+                track_confidence=[] if a.track_confidence is None else a.track_confidence.tolist(),
+                track_times=[] if a.track_times is None else a.track_times.tolist(),
             )
 
     def ListModels(
@@ -123,6 +129,7 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
                         sha256=m.sha256,
                         metadata_json=m.metadata_json,
                         loaded_at=m.loaded_at,
+                        has_track=meta.has_track,
                     )
                 )
             return encoder_pb2.ListModelsResponse(models=out)

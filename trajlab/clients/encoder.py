@@ -65,6 +65,10 @@ class Analysis:
     classification: Classification
     forecast: Forecast
     embedding: np.ndarray  # (D,) float32
+    # The model's own observed track; None when the model has none (ModelInfo.has_track).
+    track: np.ndarray | None = None  # (T, 3) world units
+    track_confidence: np.ndarray | None = None  # (T,) in [0, 1]
+    track_times: np.ndarray | None = None  # (T,) seconds from the clip's first frame
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +76,9 @@ class Analysis:
             "positions": self.forecast.positions.tolist(),
             "times": self.forecast.times.tolist(),
             "embedding": self.embedding.tolist(),
+            "track": None if self.track is None else self.track.tolist(),
+            "track_confidence": None if self.track_confidence is None else self.track_confidence.tolist(),
+            "track_times": None if self.track_times is None else self.track_times.tolist(),
         }
 
 
@@ -88,6 +95,7 @@ class ModelInfo:
     sha256: str
     loaded_at: str
     metadata: dict[str, Any] = field(repr=False)
+    has_track: bool = False  # Analyze returns the model's own observed track
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -197,10 +205,18 @@ class EncoderClient:
         """Class probabilities, forecast and embedding of one clip in one call."""
         req = encoder_pb2.AnalyzeRequest(model=self._ref(branch, version), clip=self._clip(clip, fps))
         resp = self._stub.Analyze(req, timeout=self._timeout(timeout))
+        track = {}
+        if len(resp.observed_track):
+            track = dict(
+                track=np.array([[p.x, p.y, p.z] for p in resp.observed_track], dtype=np.float32),
+                track_confidence=np.array(resp.track_confidence, dtype=np.float32),
+                track_times=np.array(resp.track_times, dtype=np.float64),
+            )
         return Analysis(
             classification=_classification(resp),
             forecast=_forecast(resp),
             embedding=np.array(resp.embedding, dtype=np.float32),
+            **track,
         )
 
     def list_models(self, branch: str = "", *, timeout: float | None = None) -> list[ModelInfo]:
@@ -221,6 +237,7 @@ class EncoderClient:
                 sha256=m.sha256,
                 loaded_at=m.loaded_at,
                 metadata=json.loads(m.metadata_json) if m.metadata_json else {},
+                has_track=m.has_track,
             )
             for m in resp.models
         ]

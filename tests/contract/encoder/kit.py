@@ -22,8 +22,12 @@ EMBED = 8  # embedding size
 FPS = 8.0  # frames per second
 
 
-def export_tiny_model(path: Path, *, seed: int = 0, batch_axis: bool = True) -> Path:
-    """Build a small 3D CNN with the contract's outputs and export it to ONNX at ``path``."""
+def export_tiny_model(path: Path, *, seed: int = 0, batch_axis: bool = True, track: bool = False) -> Path:
+    """Build a small 3D CNN with the contract's outputs and export it to ONNX at ``path``.
+
+    ``track``: also the optional outputs of a model with the track perception, ``track``
+    (N, FRAMES, 3) and ``track_confidence`` (N, FRAMES), read off each frame's mean colour.
+    """
     import torch
     from torch import nn
 
@@ -40,17 +44,17 @@ def export_tiny_model(path: Path, *, seed: int = 0, batch_axis: bool = True) -> 
             h = self.pool(torch.relu(self.conv(clip))).flatten(1)
             e = torch.tanh(self.embed(h))
             probs = torch.softmax(self.cls(e) * 4.0, dim=1)
-            return probs, self.fc(e).reshape(-1, HORIZON, 3), e
+            outs = (probs, self.fc(e).reshape(-1, HORIZON, 3), e)
+            if not track:
+                return outs
+            per_frame = clip.mean(dim=(3, 4)).transpose(1, 2)  # (N, T, C): each frame's mean colour
+            return (*outs, per_frame * 2.0 + 5.0, torch.sigmoid(per_frame.sum(-1)))
 
     torch.manual_seed(seed)
     model = Tiny().eval()
     x = torch.zeros(2, CHANNELS, FRAMES, HEIGHT, WIDTH)
-    axes = {
-        "clip": {0: "batch"},
-        "probabilities": {0: "batch"},
-        "forecast": {0: "batch"},
-        "embedding": {0: "batch"},
-    }
+    names = ["probabilities", "forecast", "embedding"] + (["track", "track_confidence"] if track else [])
+    axes = {name: {0: "batch"} for name in ["clip", *names]}
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated but 4x faster here than dynamo=True, and
         # the encoder only sees the resulting ONNX graph either way.
@@ -60,7 +64,7 @@ def export_tiny_model(path: Path, *, seed: int = 0, batch_axis: bool = True) -> 
             (x,),
             str(path),
             input_names=["clip"],
-            output_names=["probabilities", "forecast", "embedding"],
+            output_names=names,
             dynamic_axes=axes if batch_axis else None,
             opset_version=17,
             dynamo=False,
@@ -68,8 +72,17 @@ def export_tiny_model(path: Path, *, seed: int = 0, batch_axis: bool = True) -> 
     return path
 
 
+TRACK_OUTPUT_SPECS = [
+    {"name": "track", "shape": ["batch", FRAMES, 3]},
+    {"name": "track_confidence", "shape": ["batch", FRAMES]},
+]
+
+
 def metadata(branch: str, **overrides: Any) -> dict[str, Any]:
-    """metadata.json content for publish_version (it fills version, sha256, size, time)."""
+    """metadata.json content for publish_version (it fills version, sha256, size, time).
+
+    A model exported with ``track=True`` is published with
+    ``outputs=kit.metadata(b)["outputs"] + kit.TRACK_OUTPUT_SPECS``."""
     meta: dict[str, Any] = {
         "branch": branch,
         "branch_config": {"name": branch, "encoder": "tiny", "enhancement": "none"},
