@@ -39,6 +39,12 @@ class Target:
     fps: float
 
 
+def target_of(input_shape: tuple[int, ...], fps: float) -> Target:
+    """The Target of a served model from its ListModels entry (input_shape, metadata fps)."""
+    frames, height, width, channels = (int(v) for v in input_shape)
+    return Target(frames, height, width, channels, float(fps))
+
+
 @dataclass(frozen=True)
 class Adapted:
     clip: np.ndarray  # (frames, height, width, channels) uint8, the model's input shape

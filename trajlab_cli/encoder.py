@@ -63,20 +63,6 @@ def _load(clip: Path, key: str | None, index: int, fps: float) -> tuple[Any, flo
     return arr, (fps or file_fps)
 
 
-def _model_target(client: Any, branch: str, version: int) -> Any:
-    """The served model's input (frames, height, width, channels, fps), from ListModels."""
-    from trajlab.clipadapt import Target
-    from trajlab.errors import NotFound
-
-    infos = [m for m in client.list_models(branch) if m.branch == branch]
-    chosen = [m for m in infos if (m.version == version if version else m.is_default)]
-    if not chosen:
-        wanted = f"version {version}" if version else "a default version"
-        raise NotFound(f"the encoder serves no {wanted} of branch {branch!r}")
-    frames, height, width, channels = chosen[0].input_shape
-    return Target(frames, height, width, channels, float(chosen[0].metadata.get("fps") or 0.0))
-
-
 def _prepare(
     client: Any, clip: Path, arr: Any, rate: float, branch: str, version: int, strict: bool, say: bool
 ) -> tuple[Any, float, list[str]]:
@@ -84,9 +70,11 @@ def _prepare(
     prints each step on stderr (``--json`` carries them in its ``adapted`` field instead)."""
     if strict:
         return arr, rate, []
-    from trajlab.clipadapt import adapt_clip
+    from trajlab.clipadapt import adapt_clip, target_of
 
-    adapted = adapt_clip(arr, rate, _model_target(client, branch, version), source=str(clip))
+    info = client.model_info(branch, version)
+    target = target_of(info.input_shape, info.metadata.get("fps") or 0.0)
+    adapted = adapt_clip(arr, rate, target, source=str(clip))
     for note in adapted.notes if say else ():
         typer.secho(f"adapted: {note}", fg=typer.colors.YELLOW, err=True)
     return adapted.clip, adapted.fps, adapted.notes

@@ -242,6 +242,17 @@ class EncoderClient:
             for m in resp.models
         ]
 
+    def model_info(self, branch: str, version: int = 0, *, timeout: float | None = None) -> ModelInfo:
+        """The loaded model that a request for ``branch``/``version`` (0 = default) would use."""
+        from trajlab.errors import NotFound
+
+        infos = [m for m in self.list_models(branch, timeout=timeout) if m.branch == branch]
+        chosen = [m for m in infos if (m.version == version if version else m.is_default)]
+        if not chosen:
+            wanted = f"version {version}" if version else "a default version"
+            raise NotFound(f"the encoder serves no {wanted} of branch {branch[:80]!r}")
+        return chosen[0]
+
     def wait_until_serving(self, timeout: float = 30.0, poll_seconds: float = 0.2) -> None:
         """Block until the server's health says SERVING (a model is loaded); TimeoutError otherwise."""
         from grpc_health.v1 import health_pb2, health_pb2_grpc
