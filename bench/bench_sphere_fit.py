@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from services.trainer.export import export_onnx
-from services.trainer.models import ModelArgs, SphereFit, create_branch_model
+from services.trainer.branch import create_branch_model
+from services.trainer.model_args import ModelArgs
+from services.trainer.perception.sphere_fit import SphereFit
 from trajlab.data.camera import Camera
 from trajlab.data.dataset import _sample_rng, build_dataset, load_dataset
 from trajlab.data.render import RenderSettings, render_clip

@@ -19,7 +19,8 @@ import time
 import torch
 
 from services.trainer.losses import combined_loss, track_target
-from services.trainer.models import ModelArgs, create_branch_model, set_conv_memory_format
+from services.trainer.branch import create_branch_model, set_conv_memory_format
+from services.trainer.model_args import ModelArgs
 from trajlab.data.camera import Camera
 
 SIZES = {"quick": (16, 32, 32), "seed": (16, 64, 64)}

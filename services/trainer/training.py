@@ -46,14 +46,9 @@ from services.trainer.evaluation import (
     per_class_metrics,
     track_error,
 )
-from services.trainer.losses import combined_loss, track_target
-from services.trainer.models import (
-    BranchModel,
-    ModelArgs,
-    count_parameters,
-    create_branch_model,
-    set_conv_memory_format,
-)
+from services.trainer.branch import BranchModel, count_parameters, create_branch_model, set_conv_memory_format
+from services.trainer.losses import combined_loss, track_classifier_noise, track_target
+from services.trainer.model_args import ModelArgs
 from trajlab.data.camera import Camera
 from trajlab.data.render import RenderSettings
 from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
@@ -62,11 +57,9 @@ from trajlab.profiles import CLASS_NAMES, BranchConfig, Profile
 log = logging.getLogger(__name__)
 
 STATES = ("idle", "training", "evaluating", "exporting", "done", "failed")
-CHECKPOINT_FORMAT = 10  # 2: the track readout; 3: its full-resolution mask, depth map and the value plane;
-# 4: the class-gated linear forecasters of the track (ClassGatedExtrapolation); 5: the depth cues (DepthCues);
-# 6: the track classifier (TrackClassifier); 7: the parametric forecast prior (ParametricExtrapolation);
-# 8: its robust re-fits (prior_refits); 9: the camera shift taken off the track (CameraShift);
-# 10: each frame's sphere fitted to its pixels (SphereFit)
+# Bumped whenever the weights' layout or ModelArgs change meaning; the history is in bench/RESULTS.md.
+# 11: the model zoo's layout (encoder, perception, projection as separate parts).
+CHECKPOINT_FORMAT = 11
 
 
 class TrainingFailed(RuntimeError):
@@ -477,7 +470,7 @@ class Trainer:
                 y = torch.from_numpy(np.asarray(train.labels[idx], np.int64))
                 target = self._normalised_target(model, positions[:, frames:])
                 observed = torch.from_numpy(positions[:, :frames])
-                out = model(x, observed if t.track_classifier_noise else None)
+                out = model(x)
                 loss, _parts = combined_loss(
                     out,
                     y,
@@ -486,6 +479,9 @@ class Trainer:
                     aux_weight=t.aux_weight,
                     track=track_target(model, observed, out.track.shift if out.track is not None else None),
                     track_weight=t.track_weight,
+                    noisy_track_logits=(
+                        track_classifier_noise(model, out, observed) if t.track_classifier_noise else None
+                    ),
                 )
                 if not torch.isfinite(loss):
                     raise TrainingFailed(
@@ -594,8 +590,7 @@ class Trainer:
                 if o.text_logits is not None:
                     outs["text_logits"].append(o.text_logits.numpy())
                 if o.track is not None:  # the observed track in world units, as the heads read it
-                    seen = o.track.points if o.track.fitted is None else o.track.fitted
-                    outs["track"].append(model.encoder.track.to_world(seen).numpy())
+                    outs["track"].append(model.track_world(o.track).numpy())
                 if o.track_logits is not None:
                     outs["track_logits"].append(o.track_logits.numpy())
                 if labels is not None and positions is not None:

@@ -153,16 +153,16 @@ def test_published_model_metadata_and_onnx_outputs(tmp_path: Path, tiny_data: Pa
 def test_the_depth_cues_and_the_parametric_prior_train_and_export_through_the_parity_gate(
     tmp_path: Path, tiny_data: Path
 ) -> None:
-    from services.trainer.models import ParametricExtrapolation
+    from services.trainer.forecast_priors import ParametricExtrapolation
 
     cfg = kit.run_config(tmp_path, tiny_data, "b4", publish=True, epochs=2)
     t = Trainer(cfg)
     res = t.run()
-    assert res["model_version"] == 1 and t.model.encoder.track.cues is not None  # on by default
+    assert res["model_version"] == 1 and t.model.perception.cues is not None  # on by default
     assert isinstance(t.model.extrapolate, ParametricExtrapolation)  # on by default
     assert t.model.args.forecast_prior == "parametric"
     assert t.model.extrapolate.refits == 3  # with its robust re-fits, through the parity gate below
-    assert t.model.encoder.track.cues.out.weight.abs().sum() > 0  # trained away from its zero start
+    assert t.model.perception.cues.out.weight.abs().sum() > 0  # trained away from its zero start
     vdir = cfg.model_repo / "b4" / "1"
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
     ds = load_dataset(tiny_data)
@@ -178,7 +178,7 @@ def test_on_jittered_clips_the_camera_shift_is_taken_off_the_track_and_exported(
     sphere, and the export passes the parity gate with it; off by configuration, none."""
     import dataclasses
 
-    from services.trainer.models import CameraShift
+    from services.trainer.perception.camera_shift import CameraShift
     from services.trainer.training import model_args_for
     from trajlab.data import build_dataset
     from trajlab.profiles import Profile
@@ -195,9 +195,9 @@ def test_on_jittered_clips_the_camera_shift_is_taken_off_the_track_and_exported(
     res = t.run()
     assert res["model_version"] == 1  # exported: the parity gate passed
     assert t.model.args.camera_shift == 2  # ceil(3 x 0.4) pixels, the renderer's margin
-    assert isinstance(t.model.encoder.track.camera_shift, CameraShift)
+    assert isinstance(t.model.perception.camera_shift, CameraShift)
     # The sphere is fitted to its pixels (fit_sphere, as the seed profile has it) and exports with the rest.
-    assert t.model.args.sphere_fit and t.model.encoder.track.sphere_fit is not None
+    assert t.model.args.sphere_fit and t.model.perception.sphere_fit is not None
     vdir = tmp_path / "models" / "b1" / "1"
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
     ds = load_dataset(data)
