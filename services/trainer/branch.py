@@ -17,6 +17,7 @@ Input everywhere: ``clip`` float32 (N, 3, T, H, W) from :func:`trajlab.preproces
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Any, NamedTuple
 
@@ -156,12 +157,45 @@ def build_part(registry: Registry[Any], name: str, available: dict[str, Any]) ->
     Builders take only their own keyword arguments; a branch offers what it knows and each
     part picks its own. An unknown name is a ValueError naming the field and the registered names.
     """
-    try:
-        entry = registry.get(name)
-    except KeyError as exc:
-        raise ValueError(exc.args[0]) from None
+    entry = _entry(registry, name)
     params = inspect.signature(entry.builder).parameters
     return entry.builder(**{k: v for k, v in available.items() if k in params})
+
+
+# What a branch gives every encoder builder; encoder_args are the builder's own keywords.
+ENCODER_INPUTS = ("in_channels", "frames", "height", "width")
+
+
+def encoder_arg_names(encoder: str) -> list[str]:
+    """The keyword arguments of ``encoder``'s builder a branch may set in ``encoder_args``."""
+    entry = _entry(ENCODERS, encoder)
+    return sorted(n for n in inspect.signature(entry.builder).parameters if n not in ENCODER_INPUTS)
+
+
+def encoder_args_for(encoder: str, offered: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """The encoder_args a branch's model gets: the profile's ``offered`` ones its builder declares,
+    then the branch's ``own`` (all of which it must declare)."""
+    names = encoder_arg_names(encoder)
+    unknown = sorted(set(own) - set(names))
+    if unknown:
+        raise ValueError(f"encoder_args: {encoder!r} takes {names}; unknown {unknown}")
+    return {**{k: v for k, v in offered.items() if k in names}, **own}
+
+
+def build_encoder(name: str, *, encoder_args: dict[str, Any], **inputs: Any) -> Any:
+    """The registered encoder ``name`` on the branch's ``inputs`` (ENCODER_INPUTS) and its own args."""
+    entry = _entry(ENCODERS, name)
+    unknown = sorted(set(encoder_args) - set(encoder_arg_names(name)))
+    if unknown:
+        raise ValueError(f"encoder_args: {name!r} takes {encoder_arg_names(name)}; unknown {unknown}")
+    return entry.builder(**inputs, **encoder_args)
+
+
+def _entry(registry: Registry[Any], name: str) -> Any:
+    try:
+        return registry.get(name)
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
 
 
 def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = None) -> BranchModel:
@@ -176,11 +210,7 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
         kind=args.stem, in_channels=args.in_channels, height=args.height, width=args.width
     )
     size = dict(frames=args.frames, height=args.height, width=args.width)
-    encoder = build_part(
-        ENCODERS, args.encoder,
-        dict(in_channels=stem_channels, **size, channels=args.channels, pool_grid=args.pool_grid,
-             alpha=args.alpha, motion_channel_ratio=args.motion_channel_ratio),
-    )
+    encoder = build_encoder(args.encoder, in_channels=stem_channels, **size, encoder_args=args.encoder_args)
     perception = None
     if args.track:
         perception = create_track_perception(
@@ -221,9 +251,14 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
 
 # Thin presets: the four seed branches of DESIGN.md.
 def _preset(encoder: str, enhancement: str, **kw: Any) -> ModelArgs:
+    """ModelArgs of a seed branch at the seed clip size; ``kw`` are ModelArgs fields or the
+    encoder's own arguments (``channels=(8, 16, 32)``)."""
     base: dict[str, Any] = dict(frames=16, height=64, width=64, horizon=4)
+    fields = {f.name for f in dataclasses.fields(ModelArgs)}
+    own = {k: kw.pop(k) for k in list(kw) if k not in fields}
     base.update(kw)
-    return ModelArgs(encoder=encoder, enhancement=enhancement, **base)
+    return ModelArgs(encoder=encoder, enhancement=enhancement, **base,
+                     encoder_args={**base.get("encoder_args", {}), **own})
 
 
 def create_b1(**kw: Any) -> BranchModel:

@@ -46,20 +46,25 @@ from services.trainer.evaluation import (
     per_class_metrics,
     track_error,
 )
-from services.trainer.branch import BranchModel, count_parameters, create_branch_model, set_conv_memory_format
+from services.trainer.branch import (
+    BranchModel,
+    count_parameters,
+    create_branch_model,
+    encoder_args_for,
+    set_conv_memory_format,
+)
 from services.trainer.losses import combined_loss, track_classifier_noise, track_target
-from services.trainer.model_args import ModelArgs
+from services.trainer.model_args import MODEL_FORMAT, ModelArgs
 from trajlab.data.camera import Camera
-from trajlab.data.render import RenderSettings
 from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
 from trajlab.profiles import CLASS_NAMES, BranchConfig, Profile
 
 log = logging.getLogger(__name__)
 
 STATES = ("idle", "training", "evaluating", "exporting", "done", "failed")
-# Bumped whenever the weights' layout or ModelArgs change meaning; the history is in bench/RESULTS.md.
-# 11: the model zoo's layout (encoder, perception, projection as separate parts).
-CHECKPOINT_FORMAT = 11
+# The model's format (services.trainer.model_args.MODEL_FORMAT): bumped whenever the weights'
+# layout or ModelArgs change meaning. Checkpoints of another format are not resumed.
+CHECKPOINT_FORMAT = MODEL_FORMAT
 
 
 class TrainingFailed(RuntimeError):
@@ -132,27 +137,20 @@ class RunConfig:
 
 
 def model_args_for(cfg: RunConfig, text_dim: int = 0, text_encoder: str = "") -> ModelArgs:
-    d, t = cfg.profile.dataset, cfg.profile.training
+    """The profile's ``model:`` section key for key, the branch's parts and the dataset's geometry."""
+    d, m, b = cfg.profile.dataset, cfg.profile.model, cfg.branch
     return ModelArgs(
-        encoder=str(cfg.branch.encoder),
-        enhancement=str(cfg.branch.enhancement),
+        encoder=str(b.encoder),
+        enhancement=str(b.enhancement),
         frames=d.frames,
         height=d.height,
         width=d.width,
         horizon=d.horizon,
-        channels=tuple(t.channels),
-        track=t.track,
-        depth_cues=t.track and t.depth_cues,
-        track_classifier=t.track and t.track_classifier,
-        forecast_prior=t.forecast_prior,
-        prior_refits=t.forecast_prior_refits if t.forecast_prior == "parametric" else 0,
-        # The renderer's jitter is clipped to its margin, ceil(3 sigma) whole pixels.
-        camera_shift=RenderSettings.from_config(d).jitter_margin if t.track and t.undo_camera_jitter else 0,
-        sphere_fit=t.track and t.fit_sphere,
-        focal_px=Camera(d.width, d.height, d.fov_degrees).focal_px if t.track else 0.0,
-        object_radius=d.sphere_radius if t.track else 0.0,
+        focal_px=Camera(d.width, d.height, d.fov_degrees).focal_px,
+        object_radius=d.sphere_radius,
         text_dim=text_dim,
         text_encoder=text_encoder,
+        **{**m.model_dump(), "encoder_args": encoder_args_for(str(b.encoder), m.encoder_args, {})},
     )
 
 
@@ -397,6 +395,9 @@ class Trainer:
         ckpt.remove_stale_temp_files(self.ckpt_dir)
 
         def validate(state: dict[str, Any]) -> str | None:
+            if state.get("format") != CHECKPOINT_FORMAT:
+                return (f"it was written by an older trainer (format {state.get('format')}, this one "
+                        f"reads {CHECKPOINT_FORMAT}): retrain the branch")
             if state.get("fingerprint") != self.fingerprint:
                 return "it belongs to a different branch/profile configuration"
             if state.get("dataset_manifest_sha256") != manifest:

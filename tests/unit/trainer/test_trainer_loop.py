@@ -186,17 +186,20 @@ def test_on_jittered_clips_the_camera_shift_is_taken_off_the_track_and_exported(
     jittered = kit.TINY_DATASET.model_copy(update={"camera_jitter": 0.4})
     data = build_dataset(jittered, tmp_path / "data")
 
-    def config(run: str, **training: object) -> object:
-        cfg = kit.run_config(tmp_path, data, "b1", publish=True, run=run, epochs=1, **training)
-        return dataclasses.replace(cfg, profile=Profile(name="tiny-jitter", dataset=jittered, training=cfg.profile.training))
+    def config(run: str, **model: object) -> object:
+        cfg = kit.run_config(tmp_path, data, "b1", publish=True, run=run, epochs=1, model=model)
+        return dataclasses.replace(
+            cfg, profile=Profile(name="tiny-jitter", dataset=jittered, training=cfg.profile.training,
+                                 model=cfg.profile.model)
+        )
 
-    cfg = config("on", fit_sphere=True)
+    cfg = config("on", sphere_fit=True, camera_shift=2)
     t = Trainer(cfg)  # type: ignore[arg-type]
     res = t.run()
     assert res["model_version"] == 1  # exported: the parity gate passed
     assert t.model.args.camera_shift == 2  # ceil(3 x 0.4) pixels, the renderer's margin
     assert isinstance(t.model.perception.camera_shift, CameraShift)
-    # The sphere is fitted to its pixels (fit_sphere, as the seed profile has it) and exports with the rest.
+    # The sphere is fitted to its pixels (sphere_fit, as the seed profile has it) and exports with the rest.
     assert t.model.args.sphere_fit and t.model.perception.sphere_fit is not None
     vdir = tmp_path / "models" / "b1" / "1"
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -209,8 +212,8 @@ def test_on_jittered_clips_the_camera_shift_is_taken_off_the_track_and_exported(
     graph = onnx.load(str(vdir / "model.onnx")).graph
     assert sum(node.op_type == "Loop" for node in graph.node) == 2
     assert len(graph.node) < 1000, len(graph.node)
-    assert model_args_for(config("off", undo_camera_jitter=False)).camera_shift == 0  # type: ignore[arg-type]
-    assert model_args_for(config("nofit", fit_sphere=False)).sphere_fit is False  # type: ignore[arg-type]
+    assert model_args_for(config("off", camera_shift=0)).camera_shift == 0  # type: ignore[arg-type]
+    assert model_args_for(config("nofit", sphere_fit=False)).sphere_fit is False  # type: ignore[arg-type]
     assert model_args_for(kit.run_config(tmp_path, data, "b1")).camera_shift == 0  # no jitter in the tiny set
 
 

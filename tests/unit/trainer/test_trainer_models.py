@@ -54,7 +54,7 @@ def test_encoders_map_any_clip_size_to_512_features(encoder: str, size: tuple[in
     assert track.mask_logits.shape == (3, t, h, w)  # the mask is at the clip's full resolution
     for on in (False, True):
         args = ModelArgs(encoder=encoder, enhancement="none", frames=t, height=h, width=w, horizon=2,
-                         channels=(4, 8, 8), track=on, focal_px=w * 0.866 if on else 0.0)
+                         encoder_args={"channels": (4, 8, 8)}, track=on, focal_px=w * 0.866 if on else 0.0)
         out = create_branch_model(args)(torch.randn(3, 3, t, h, w))
         assert out.features.shape == (3, FEATURE_DIM) and (out.track is None) == (not on)
 
@@ -102,7 +102,7 @@ def test_branch_model_outputs_and_backward(encoder: str, enhancement: str, track
         height=24,
         width=24,
         horizon=4,
-        channels=(4, 8, 8),
+        encoder_args={"channels": (4, 8, 8)},
         text_dim=16,
         track=track,
         focal_px=20.8 if track else 0.0,
@@ -166,7 +166,7 @@ def test_forecast_statistics_are_undone_in_world_units() -> None:
 @pytest.mark.parametrize(
     "kw, match",
     [
-        (dict(encoder="resnet", enhancement="none"), "encoder"),
+        (dict(encoder="resnet", enhancement="none"), "encoder: unknown 'resnet'; registered: .*i3d"),
         (dict(encoder="i3d", enhancement="magic"), "enhancement"),
         (dict(encoder="i3d", enhancement="text_alignment"), "text"),
     ],
@@ -353,7 +353,7 @@ def test_the_depth_cues_start_at_zero_and_learn_depth_from_the_brightest_masked_
 def test_the_depth_cues_move_the_tracks_depth_and_train_with_it(encoder: str) -> None:
     args = ModelArgs(
         encoder=encoder, enhancement="none", frames=16, height=32, width=32, horizon=4,
-        channels=(8, 8, 8), track=True, depth_cues=True, focal_px=27.7, object_radius=0.9,
+        encoder_args={"channels": (8, 8, 8)}, track=True, depth_cues=True, focal_px=27.7, object_radius=0.9,
     )
     model = create_branch_model(args).eval()
     model.set_track_stats(torch.randn(8, 16, 3) + torch.tensor([0.0, 0.0, 7.0]))
@@ -383,7 +383,7 @@ def test_a_hidden_sphere_gives_the_same_track_in_onnx_runtime(tmp_path) -> None:
 
     args = ModelArgs(
         encoder="dual_pathway", enhancement="none", frames=16, height=64, width=64, horizon=4,
-        channels=(8, 16, 32), track=True, depth_cues=True, focal_px=55.4, object_radius=0.45,
+        encoder_args={"channels": (8, 16, 32)}, track=True, depth_cues=True, focal_px=55.4, object_radius=0.45,
     )
     model = create_branch_model(args)
     model.set_track_stats(torch.randn(64, 16, 3) * 1.5 + torch.tensor([0.0, 0.0, 7.0]))
@@ -408,7 +408,7 @@ def test_the_track_classifier_adds_its_logits_and_reads_the_track_detached(enhan
     k = 4
     args = ModelArgs(
         encoder="i3d", enhancement=enhancement, frames=8, height=24, width=24, horizon=4,
-        channels=(4, 8, 8), track=True, track_classifier=True, focal_px=20.8, object_radius=0.45,
+        encoder_args={"channels": (4, 8, 8)}, track=True, track_classifier=True, focal_px=20.8, object_radius=0.45,
         text_dim=16 if enhancement == "text_alignment" else 0,
     )
     model = create_branch_model(args)
@@ -451,7 +451,7 @@ def test_the_track_classifier_also_learns_on_true_positions_carrying_another_cli
 
     args = ModelArgs(
         encoder="i3d", enhancement="none", frames=8, height=24, width=24, horizon=4,
-        channels=(4, 8, 8), track=True, track_classifier=True, focal_px=20.8, object_radius=0.45,
+        encoder_args={"channels": (4, 8, 8)}, track=True, track_classifier=True, focal_px=20.8, object_radius=0.45,
     )
     model = create_branch_model(args)
     model.set_track_stats(torch.randn(8, 8, 3) + torch.tensor([0.0, 0.0, 7.0]))
@@ -646,37 +646,6 @@ def test_the_model_forecasts_from_the_parametric_prior_and_exports_it() -> None:
         create_branch_model(dataclasses.replace(args, forecast_prior="cubic"))
 
 
-def test_model_args_written_before_the_parametric_prior_rebuild_the_affine_one() -> None:
-    """A checkpoint's model arguments from before session 7 carry no forecast_prior: the model they
-    rebuild is the one they trained (the learned affine prior), whose weights they hold."""
-    from services.trainer.forecast_priors import ClassGatedExtrapolation
-
-    old = ModelArgs(encoder="i3d", enhancement="none", frames=16, height=32, width=32, horizon=4,
-                    channels=(4, 8, 8), track=True, focal_px=27.7, object_radius=0.9).to_dict()
-    old.pop("forecast_prior")
-    args = ModelArgs.from_dict(old)
-    assert args.forecast_prior == "affine"
-    assert isinstance(create_branch_model(args).extrapolate, ClassGatedExtrapolation)
-
-
-def test_model_args_written_before_session_8_rebuild_the_model_they_trained() -> None:
-    """Session 7's checkpoints carry no prior_refits and no camera_shift: they rebuild the plain
-    least-squares fit they were trained with and no shift estimator."""
-    from services.trainer.forecast_priors import ParametricExtrapolation
-
-    new = ModelArgs(encoder="i3d", enhancement="none", frames=16, height=32, width=32, horizon=4,
-                    channels=(4, 8, 8), track=True, focal_px=27.7, object_radius=0.9,
-                    forecast_prior="parametric", prior_refits=3)
-    assert create_branch_model(new).extrapolate.refits == 3
-    old = new.to_dict()
-    old.pop("prior_refits")
-    prior = create_branch_model(ModelArgs.from_dict(old)).extrapolate
-    assert isinstance(prior, ParametricExtrapolation) and prior.refits == 0
-    # Nor a camera shift: they rebuild a readout that takes none off (there is none to load).
-    old.pop("camera_shift")
-    assert create_branch_model(ModelArgs.from_dict(old)).perception.camera_shift is None
-
-
 def _rendered_clips(n: int, *, jitter: float = 0.0, transients: int = 1):  # type: ignore[no-untyped-def]
     """n seed-size clips (64x64, clutter, a transient) of a sphere on varied paths, their render info."""
     import numpy as np
@@ -757,7 +726,7 @@ def test_a_sphere_the_fit_cannot_explain_keeps_the_readouts_point() -> None:
 
 def test_the_heads_read_the_fitted_track_and_the_readouts_loss_its_own() -> None:
     args = ModelArgs(encoder="i3d", enhancement="none", frames=16, height=64, width=64, horizon=4,
-                     channels=(4, 8, 8), track=True, track_classifier=True, depth_cues=True,
+                     encoder_args={"channels": (4, 8, 8)}, track=True, track_classifier=True, depth_cues=True,
                      forecast_prior="parametric", sphere_fit=True, focal_px=55.4, object_radius=0.45)
     model = create_branch_model(args)
     model.set_track_stats(torch.randn(64, 16, 3) * 1.5 + torch.tensor([0.0, 0.0, 7.0]))
@@ -774,10 +743,15 @@ def test_the_heads_read_the_fitted_track_and_the_readouts_loss_its_own() -> None
     assert off(torch.randn(2, 3, 16, 64, 64)).track.fitted is None
 
 
-def test_model_args_written_before_session_9_fit_no_sphere() -> None:
-    new = ModelArgs(encoder="i3d", enhancement="none", frames=16, height=32, width=32, horizon=4,
-                    channels=(4, 8, 8), track=True, focal_px=27.7, object_radius=0.9, sphere_fit=True)
-    assert create_branch_model(new).perception.sphere_fit is not None
-    old = new.to_dict()
-    old.pop("sphere_fit")
-    assert create_branch_model(ModelArgs.from_dict(old)).perception.sphere_fit is None
+@pytest.mark.parametrize("missing", ["forecast_prior", "prior_refits", "camera_shift", "sphere_fit"])
+def test_model_args_written_by_older_trainers_are_refused_with_a_message_to_retrain(missing: str) -> None:
+    """What checkpoints of earlier formats stored (no format field, the knob of a later format
+    missing) is refused, not rebuilt into a model with another meaning."""
+    from services.trainer.model_args import ModelFormatError
+
+    old = ModelArgs(encoder="i3d", enhancement="none", frames=16, height=32, width=32, horizon=4,
+                    encoder_args={"channels": (4, 8, 8)}, track=True, focal_px=27.7, object_radius=0.9).to_dict()
+    old.pop("format")
+    old.pop(missing)
+    with pytest.raises(ModelFormatError, match="older trainer.*retrain the branch"):
+        ModelArgs.from_dict(old)
