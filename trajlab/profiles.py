@@ -7,8 +7,9 @@ validated at load with errors that name the bad field.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from enum import StrEnum
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -146,29 +147,36 @@ class Profile(_Strict):
         return self
 
 
-class Encoder(StrEnum):
-    I3D = "i3d"
-    DUAL_PATHWAY = "dual_pathway"
+@dataclasses.dataclass(frozen=True)
+class KnownParts:
+    """What a branch may name, as the trainer's registries have it. ``trajlab`` imports no
+    service, so the service or CLI layer that loads the branches passes these in."""
 
-
-class Enhancement(StrEnum):
-    COMPRESSION = "compression"
-    TEXT_ALIGNMENT = "text_alignment"
-    NONE = "none"
+    encoders: Collection[str]
+    enhancements: Collection[str]
+    # encoder -> the keyword arguments its builder takes (what a branch's encoder_args may set)
+    encoder_args: Mapping[str, Collection[str]] = dataclasses.field(default_factory=dict)
 
 
 class BranchConfig(_Strict):
-    """One branch: video encoder x enhancement x describer backend."""
+    """One branch: video encoder x enhancement x track perception x describer backend."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
-    encoder: Encoder
-    enhancement: Enhancement
+    encoder: str = Field(min_length=1)  # a registered encoder (`trajlab zoo` lists them)
+    enhancement: str = Field(min_length=1)  # a registered enhancement: compression, text_alignment, none
+    # The object-track perception on or off for this branch; unset = the profile's model.track.
+    track: bool | None = None
     describer_backend: str = "analytic"  # "analytic", "openai:<model>" or "tgi:<model>"
+    # The encoder builder's own keyword arguments, over the profile's model.encoder_args.
+    encoder_args: dict[str, Any] = Field(default_factory=dict)
+    # A local file of the encoder's initial weights (a torch state dict), relative to the
+    # branches file; never fetched. Unset = random initialisation.
+    weights: Path | None = None
     description: str = ""
 
 
 class BranchesFile(_Strict):
-    branches: list[BranchConfig]
+    branches: list[BranchConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _unique(self) -> BranchesFile:
@@ -191,8 +199,42 @@ def load_profile(name_or_path: str | Path) -> Profile:
     return validate_model(Profile, read_yaml(p), str(p))
 
 
-def load_branches(path: str | Path | None = None) -> dict[str, BranchConfig]:
-    """Load branch configs (default: the four seed branches), keyed by name."""
+def load_branches(
+    path: str | Path | None = None, *, known: KnownParts | None = None
+) -> dict[str, BranchConfig]:
+    """Load branch configs (default: the four seed branches), keyed by name.
+
+    With ``known``, every branch's encoder, enhancement and encoder_args are checked against
+    the registered names; errors name the file, the branch's field and the allowed names.
+    A ``weights`` file is resolved against the branches file's folder and must exist.
+    """
     p = Path(path) if path else BRANCHES_FILE
     parsed = validate_model(BranchesFile, read_yaml(p), str(p))
-    return {b.name: b for b in parsed.branches}
+    out: dict[str, BranchConfig] = {}
+    for i, b in enumerate(parsed.branches):
+        where = f"{p}: branches[{i}] ({b.name})"
+        if known is not None:
+            _check_parts(b, known, where)
+        if b.weights is not None:
+            w = b.weights if b.weights.is_absolute() else (p.parent / b.weights).resolve()
+            if not w.is_file():
+                raise ConfigError(f"{where}.weights: no such file {w}")
+            b = b.model_copy(update={"weights": w})
+        out[b.name] = b
+    return out
+
+
+def _check_parts(b: BranchConfig, known: KnownParts, where: str) -> None:
+    if b.encoder not in known.encoders:
+        names = ", ".join(sorted(known.encoders))
+        raise ConfigError(f"{where}.encoder: unknown {b.encoder!r}; registered: {names}")
+    if b.enhancement not in known.enhancements:
+        names = ", ".join(sorted(known.enhancements))
+        raise ConfigError(f"{where}.enhancement: unknown {b.enhancement!r}; registered: {names}")
+    allowed = known.encoder_args.get(b.encoder)
+    unknown = sorted(set(b.encoder_args) - set(allowed)) if allowed is not None else []
+    if unknown:
+        raise ConfigError(
+            f"{where}.encoder_args: {b.encoder} takes {', '.join(sorted(allowed or [])) or 'none'}; "
+            f"unknown {', '.join(unknown)}"
+        )

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import pickle
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -34,6 +36,8 @@ from services.trainer.perception import Track, TrackReadout, create_track_percep
 from services.trainer.perception.stem import create_stem
 from services.trainer.perception.track_classifier import TrackClassifier
 from services.trainer.registry import ENCODERS, ENHANCEMENTS, FORECAST_PRIORS, HEADS, Registry
+from trajlab.errors import ConfigError
+from trajlab.profiles import KnownParts
 
 HEAD = "classify_forecast"
 
@@ -109,7 +113,10 @@ class BranchModel(nn.Module):
             track, summary = self.perception(video.taps, stem)
             pooled = torch.cat([pooled, summary], dim=1)
         features = self.norm(self.proj(pooled))
-        enhanced = Enhanced(features, features) if self.enhancement is None else self.enhancement.enhance(features)
+        if self.enhancement is None:
+            enhanced = Enhanced(features, features)
+        else:
+            enhanced = self.enhancement.enhance(features)
         logits = self.heads["classify"](enhanced.head_in)
         forecast = self.heads["forecast"](enhanced.head_in).reshape(-1, self.args.horizon, 3)
         track_logits = reversed_logits = None
@@ -219,7 +226,9 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
         )
     extra = perception.out_features if perception is not None else 0
     proj = nn.Linear(encoder.out_dim + extra, args.feature_dim)
-    needs_text = args.enhancement in ENHANCEMENTS and ENHANCEMENTS.get(args.enhancement).info.get("needs_class_text")
+    needs_text = args.enhancement in ENHANCEMENTS and bool(
+        ENHANCEMENTS.get(args.enhancement).info.get("needs_class_text")
+    )
     if needs_text:
         if class_text is None:
             if args.text_dim <= 0:
@@ -247,6 +256,31 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
         args, stem=stem, encoder=encoder, perception=perception, proj=proj, enhancement=enhancement,
         heads=heads, forecast_prior=prior, track_classifier=classifier,
     )
+
+
+def known_parts() -> KnownParts:
+    """The registered names a branches file may use (trajlab validates, the registries know)."""
+    return KnownParts(
+        encoders=ENCODERS.names(),
+        enhancements=ENHANCEMENTS.names(),
+        encoder_args={name: encoder_arg_names(name) for name in ENCODERS.names()},
+    )
+
+
+def load_encoder_weights(model: BranchModel, path: Path) -> None:
+    """A branch's ``weights`` file (a torch state dict of its encoder) into the model's encoder.
+
+    Raises ConfigError naming the field and the file when it cannot be read or does not fit.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        model.encoder.load_state_dict(state)
+    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
+        raise ConfigError(
+            f"weights: {path} is not a state dict of encoder {model.args.encoder!r} at this size: {exc}"
+        ) from None
 
 
 # Thin presets: the four seed branches of DESIGN.md.

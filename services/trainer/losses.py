@@ -86,7 +86,9 @@ def track_target(
     return TrackTarget(readout.normalise(observed), masks)
 
 
-def track_classifier_noise(model: BranchModel, out: BranchOutput, observed: torch.Tensor) -> torch.Tensor | None:
+def track_classifier_noise(
+    model: BranchModel, out: BranchOutput, observed: torch.Tensor
+) -> torch.Tensor | None:
     """Training only: the track classifier's logits (2N, K) on the true observed positions (N, T, 3)
     carrying another clip's track error; None for a model without a track classifier.
 

@@ -91,7 +91,9 @@ class ModelArgs:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ModelFormatError(f"{source}: unknown fields {unknown}; retrain the branch with this trainer")
+            raise ModelFormatError(
+                f"{source}: unknown fields {unknown}; retrain the branch with this trainer"
+            )
         return cls(**d)
 
 

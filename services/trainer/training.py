@@ -51,6 +51,7 @@ from services.trainer.branch import (
     count_parameters,
     create_branch_model,
     encoder_args_for,
+    load_encoder_weights,
     set_conv_memory_format,
 )
 from services.trainer.losses import combined_loss, track_classifier_noise, track_target
@@ -150,7 +151,12 @@ def model_args_for(cfg: RunConfig, text_dim: int = 0, text_encoder: str = "") ->
         object_radius=d.sphere_radius,
         text_dim=text_dim,
         text_encoder=text_encoder,
-        **{**m.model_dump(), "encoder_args": encoder_args_for(str(b.encoder), m.encoder_args, {})},
+        **{
+            **m.model_dump(),
+            "encoder_args": encoder_args_for(str(b.encoder), m.encoder_args, b.encoder_args),
+            # A branch may switch the track perception on or off; unset, the profile's.
+            "track": m.track if b.track is None else b.track,
+        },
     )
 
 
@@ -315,6 +321,8 @@ class Trainer:
 
         torch.manual_seed(t.seed)
         model = create_branch_model(args, class_text=class_text)
+        if cfg.branch.weights is not None:
+            load_encoder_weights(model, cfg.branch.weights)
         future_train = torch.from_numpy(np.asarray(train.positions[:, frames:], np.float32))
         model.set_forecast_stats(future_train.mean(0), future_train.std(0))
         model.set_track_stats(torch.from_numpy(np.asarray(train.positions[:, :frames], np.float32)))

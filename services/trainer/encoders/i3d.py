@@ -19,7 +19,9 @@ class I3DEncoder(VideoEncoder):
     conv, every frame at half resolution), both before time is pooled.
     """
 
-    def __init__(self, blocks: nn.Sequential, pool: nn.Module, out_dim: int, taps: dict[str, TapSpec]) -> None:
+    def __init__(
+        self, blocks: nn.Sequential, pool: nn.Module, out_dim: int, taps: dict[str, TapSpec]
+    ) -> None:
         super().__init__()
         self.blocks = blocks
         self.pool = pool

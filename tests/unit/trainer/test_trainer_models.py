@@ -378,8 +378,8 @@ def test_a_hidden_sphere_gives_the_same_track_in_onnx_runtime(tmp_path) -> None:
     import numpy as np
     import onnxruntime as ort
 
-    from services.trainer.export import export_onnx
     from services.trainer.branch import ExportWrapper
+    from services.trainer.export import export_onnx
 
     args = ModelArgs(
         encoder="dual_pathway", enhancement="none", frames=16, height=64, width=64, horizon=4,
@@ -508,8 +508,8 @@ def test_a_borrowed_track_error_is_another_clips_error_scaled_to_this_clips_dept
 def test_the_track_classifier_tells_the_motions_apart_from_a_track_run_either_way() -> None:
     """Trained on true tracks (with their time reversals, as in training), it classifies held-out
     tracks forwards and backwards: every motion class run backwards is the same class."""
-    from services.trainer.perception.track_classifier import TrackClassifier
     from services.trainer.perception.motion import motion_features
+    from services.trainer.perception.track_classifier import TrackClassifier
 
     positions, y, _ = _paths(120)
     world = positions[:, :16]
@@ -700,8 +700,8 @@ def test_a_sphere_the_fit_cannot_explain_keeps_the_readouts_point() -> None:
     be) gets no confidence, and the track keeps the readout's own point there."""
     import numpy as np
 
-    from services.trainer.perception.sphere_fit import SphereFit
     from services.trainer.perception.readout import TrackReadout
+    from services.trainer.perception.sphere_fit import SphereFit
 
     clips, infos, paths, settings = _rendered_clips(2, transients=0)
     u, v = (int(x) for x in infos[0].centers[5])
@@ -753,5 +753,5 @@ def test_model_args_written_by_older_trainers_are_refused_with_a_message_to_retr
                     encoder_args={"channels": (4, 8, 8)}, track=True, focal_px=27.7, object_radius=0.9).to_dict()
     old.pop("format")
     old.pop(missing)
-    with pytest.raises(ModelFormatError, match="older trainer.*retrain the branch"):
+    with pytest.raises(ModelFormatError, match=r"older trainer.*retrain the branch"):
         ModelArgs.from_dict(old)
