@@ -79,15 +79,15 @@ def test_resume_after_a_crash_reaches_bit_identical_weights(
 def test_nan_loss_stops_the_run_and_publishes_nothing(
     tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.trainer import training
+    from services.trainer import step_loop  # the step loop computes the loss
 
-    real = training.combined_loss
+    real = step_loop.combined_loss
 
     def poisoned(*args, **kwargs):  # type: ignore[no-untyped-def]
         total, parts = real(*args, **kwargs)
         return total * float("nan"), parts
 
-    monkeypatch.setattr(training, "combined_loss", poisoned)
+    monkeypatch.setattr(step_loop, "combined_loss", poisoned)
     cfg = kit.run_config(tmp_path, tiny_data, "b4", publish=True)
     t = Trainer(cfg)
     with pytest.raises(TrainingFailed, match="loss is nan"):
