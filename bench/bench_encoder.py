@@ -42,7 +42,7 @@ def build_model() -> tuple[Any, str]:
     from torch import nn
 
     try:
-        from services.trainer.models import ExportWrapper, create_b1
+        from services.trainer.branch import ExportWrapper, create_b1
 
         return ExportWrapper(create_b1(frames=T, height=H, width=W)).eval(), "services.trainer create_b1 (I3D-like 16/32/64 + compression)"
     except ImportError:

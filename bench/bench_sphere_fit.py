@@ -23,8 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from services.trainer.branch import create_branch_model
 from services.trainer.export import export_onnx
-from services.trainer.models import ModelArgs, SphereFit, create_branch_model
+from services.trainer.losses import track_classifier_noise
+from services.trainer.model_args import ModelArgs
+from services.trainer.perception.sphere_fit import SphereFit
 from trajlab.data.camera import Camera
 from trajlab.data.dataset import _sample_rng, build_dataset, load_dataset
 from trajlab.data.render import RenderSettings, render_clip
@@ -80,12 +83,12 @@ def accuracy(clips: np.ndarray, centres: np.ndarray, depth: np.ndarray) -> None:
 
 def cost(data: Path, steps: int) -> None:
     cfg = load_profile("seed")
-    d, t = cfg.dataset, cfg.training
+    d, mc, t = cfg.dataset, cfg.model, cfg.training
     train = load_dataset(data).split("train")
     args = ModelArgs(
         encoder="i3d", enhancement="compression", frames=d.frames, height=d.height, width=d.width,
-        horizon=d.horizon, channels=tuple(t.channels), track=True, depth_cues=True, track_classifier=True,
-        forecast_prior="parametric", prior_refits=t.forecast_prior_refits, camera_shift=1,
+        horizon=d.horizon, encoder_args=mc.encoder_args, track=True, depth_cues=True, track_classifier=True,
+        forecast_prior="parametric", prior_refits=mc.prior_refits, camera_shift=mc.camera_shift,
         focal_px=Camera(d.width, d.height, d.fov_degrees).focal_px, object_radius=d.sphere_radius,
     )
     observed = torch.from_numpy(np.asarray(train.observed[:256]))
@@ -101,8 +104,9 @@ def cost(data: Path, steps: int) -> None:
         for fit, m in models.items():
             m.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
-            out = m(x, obs)
-            (out.logits.sum() + out.forecast.sum() + out.track.points.sum()).backward()
+            out = m(x)
+            noisy = track_classifier_noise(m, out, obs)  # the loss's training-only input, as in training
+            (out.logits.sum() + out.forecast.sum() + out.track.points.sum() + noisy.sum()).backward()
             times[fit].append(time.perf_counter() - t0)
     off, on = (float(np.median(times[k][1:])) for k in (False, True))
     print(f"training step (b1, batch {t.batch_size}, 1 thread): without the fit {off:.3f} s, with {on:.3f} s, "

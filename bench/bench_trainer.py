@@ -18,8 +18,9 @@ import time
 
 import torch
 
+from services.trainer.branch import create_branch_model, set_conv_memory_format
 from services.trainer.losses import combined_loss, track_target
-from services.trainer.models import ModelArgs, create_branch_model, set_conv_memory_format
+from services.trainer.model_args import ModelArgs
 from trajlab.data.camera import Camera
 
 SIZES = {"quick": (16, 32, 32), "seed": (16, 64, 64)}
@@ -54,7 +55,7 @@ def measure(
         height=h,
         width=w,
         horizon=4,
-        channels=channels,
+        encoder_args={"channels": channels},
         track=track,
         focal_px=Camera(w, h).focal_px if track else 0.0,
         object_radius=0.45 if track else 0.0,

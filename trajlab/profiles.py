@@ -7,9 +7,11 @@ validated at load with errors that name the bad field.
 
 from __future__ import annotations
 
-from enum import StrEnum
+import dataclasses
+import math
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -63,97 +65,118 @@ class TrainingConfig(_Strict):
     aux_weight: float = Field(0.1, ge=0.0)  # weight of reconstruction / alignment loss
     threads: int = Field(0, ge=0, le=256)  # torch intra-op threads per trainer; 0 = all cores
     seed: int = Field(0, ge=0)  # seeds weight init and the per-epoch data order (seed + epoch)
-    # Conv widths of the encoder's three blocks (the dual pathway's context pathway;
-    # its motion pathway is half as wide). Smaller profiles may use thinner models.
-    channels: tuple[int, int, int] = (16, 32, 64)
     parity_clips: int = Field(32, ge=1, le=4096)  # validation clips checked ONNX vs PyTorch
     # Mirror half the training clips left-right (and negate the targets' x): exact, as the
     # camera's principal point is the image centre and no motion class depends on x's sign.
     augment_flip: bool = True
-    # The object-track readout (services.trainer.models.TrackReadout): per-frame soft mask ->
-    # centroid and area -> 3D point through the dataset's camera, supervised by the observed
-    # positions with weight track_weight. Off = the encoders exactly as the seed spec draws them.
-    track: bool = True
+    # The track terms of the loss (mask, depth, points), with model.track on.
     track_weight: float = Field(1.0, ge=0.0)
-    # With the track: read each frame's whole-pixel camera shift (dataset.camera_jitter) off the
-    # static background and take it off the track (services.trainer.models.CameraShift); a no-op
-    # for clips without jitter (camera_jitter 0 builds no estimator).
-    undo_camera_jitter: bool = True
-    # With the track: each frame's sphere fitted to its pixels by render and compare (centre and
-    # depth from its size, brightness and shading, as the renderer draws it), started from the
-    # readout's point; the heads read the fitted track (services.trainer.models.SphereFit).
-    # Off unless a profile turns it on (the seed profile does): on the quick profile's thin models
-    # it costs more than the network (b1 quick: 85 -> 209 s; 77.5 -> 87.5 % accuracy, forecast
-    # 16.5 -> 6.6 %), and it makes every export about 2x slower (b1 seed size 8.9 -> 16.6 s).
-    fit_sphere: bool = False
-    # With the track: each frame's depth corrected from the mask's peak brightness, area and
-    # mean brightness, mixed over 5 frames (services.trainer.models.DepthCues).
-    depth_cues: bool = True
-    # With the track: class logits from the track's shape alone (an MLP with dropout, its own
-    # cross-entropy, also on the time-reversed track) added to the classify head's
-    # (services.trainer.models.TrackClassifier).
-    track_classifier: bool = True
-    # With the track classifier: in training it also learns on the true observed positions
-    # carrying another clip's track error, scaled to depth (services.trainer.models.
-    # borrowed_track_error), so it meets more noisy tracks than the training split's own.
+    # With model.track_classifier: in training it also learns on the true observed positions
+    # carrying another clip's track error, scaled to depth (a training input of the loss,
+    # services.trainer.losses.track_classifier_noise), so it meets more noisy tracks.
     track_classifier_noise: bool = True
-    # With the track: the forecast head corrects a prior read off the track. "parametric": each
-    # class's kind of path (line, circle, helix, parabola) fitted by least squares to the whole
-    # track and extrapolated, mixed by the class probabilities (ParametricExtrapolation);
-    # "affine": one learned affine map per class (ClassGatedExtrapolation, sessions 4-6).
-    forecast_prior: Literal["parametric", "affine"] = "parametric"
-    # Parametric prior: Huber re-fits after the least-squares fit, so a few far-off frames of the
-    # track (a sphere behind a distractor) do not pull the whole fit; 0 = least squares alone.
-    forecast_prior_refits: int = Field(3, ge=0, le=10)
     # Train and evaluate with the conv weights and clips in channels_last_3d (NDHWC): about half
     # the CPU per step of the contiguous layout here (bench/RESULTS.md); same numbers to ~1e-6.
     channels_last: bool = True
 
 
+class ModelConfig(_Strict):
+    """The branch model's settings. Every key is a field of the trainer's ``ModelArgs`` of the
+    same name and meaning, stored as it is in checkpoints and exported metadata; the rest of
+    ModelArgs comes from the branch (encoder, enhancement, its own encoder_args) and the dataset
+    (frames, size, horizon, the camera's focal length, the sphere's radius)."""
+
+    # Keyword arguments offered to every branch's encoder; each takes the ones its builder
+    # declares (the seed encoders: channels, pool_grid; dual_pathway also alpha,
+    # motion_channel_ratio). A branch's own encoder_args override them.
+    encoder_args: dict[str, Any] = Field(default_factory=dict)
+    feature_dim: int = Field(512, ge=8, le=8192)  # width of the branch's features (the heads' input)
+    # "background_subtraction": frames, frames minus their temporal mean, u, v and value planes;
+    # "none": raw frames.
+    stem: Literal["background_subtraction", "none"] = "background_subtraction"
+    # The object-track perception (services/trainer/perception): per-frame soft mask from the
+    # encoder's taps -> 3D point through the dataset's camera, supervised by the observed
+    # positions (training.track_weight). Off: the encoder alone. The knobs below need it on.
+    track: bool = True
+    # Each frame's depth corrected from the mask's peak brightness, area and mean brightness.
+    depth_cues: bool = True
+    # Class logits from the track's shape alone, added to the classify head's.
+    track_classifier: bool = True
+    # The forecast head corrects a prior read off the track: "parametric" (each class's kind of
+    # path fitted to the track) or "affine" (one learned affine map per class).
+    forecast_prior: Literal["parametric", "affine"] = "parametric"
+    # Parametric prior: Huber re-fits after the least-squares fit; 0 = least squares alone.
+    prior_refits: int = Field(3, ge=0, le=10)
+    # The largest camera shift per frame (whole pixels) read off the static background and
+    # taken off the track; 0 = none. At least the renderer's margin, ceil(3 x camera_jitter).
+    camera_shift: int = Field(0, ge=0, le=8)
+    # Each frame's sphere fitted to its pixels by render and compare; the heads read the fit.
+    sphere_fit: bool = False
+
+
 class Profile(_Strict):
-    """A named set of dataset and training settings."""
+    """A named set of dataset, training and model settings."""
 
     name: str
     description: str = ""
     dataset: DatasetConfig = DatasetConfig()
     training: TrainingConfig = TrainingConfig()
+    model: ModelConfig = ModelConfig()
 
     @model_validator(mode="after")
     def _track_needs_even_size(self) -> Profile:
         # The track readout's mask is at half resolution, mapped back through the camera.
-        if self.training.track:
+        if self.model.track:
             for field in ("height", "width"):
                 if getattr(self.dataset, field) % 2:
                     raise ValueError(
-                        f"dataset.{field} must be even when training.track is on "
-                        f"(got {getattr(self.dataset, field)}); set training.track: false or an even size"
+                        f"dataset.{field} must be even when model.track is on "
+                        f"(got {getattr(self.dataset, field)}); set model.track: false or an even size"
                     )
         return self
 
+    @model_validator(mode="after")
+    def _camera_shift_covers_the_jitter(self) -> Profile:
+        margin = math.ceil(3.0 * self.dataset.camera_jitter)  # the renderer's largest shift
+        if self.model.track and 0 < self.model.camera_shift < margin:
+            raise ValueError(
+                f"model.camera_shift must be 0 (leave the shift on the track) or at least {margin}, "
+                f"the largest shift of dataset.camera_jitter {self.dataset.camera_jitter} "
+                f"(ceil(3 x jitter) pixels); got {self.model.camera_shift}"
+            )
+        return self
 
-class Encoder(StrEnum):
-    I3D = "i3d"
-    DUAL_PATHWAY = "dual_pathway"
 
+@dataclasses.dataclass(frozen=True)
+class KnownParts:
+    """What a branch may name, as the trainer's registries have it. ``trajlab`` imports no
+    service, so the service or CLI layer that loads the branches passes these in."""
 
-class Enhancement(StrEnum):
-    COMPRESSION = "compression"
-    TEXT_ALIGNMENT = "text_alignment"
-    NONE = "none"
+    encoders: Collection[str]
+    enhancements: Collection[str]
+    # encoder -> the keyword arguments its builder takes (what a branch's encoder_args may set)
+    encoder_args: Mapping[str, Collection[str]] = dataclasses.field(default_factory=dict)
 
 
 class BranchConfig(_Strict):
-    """One branch: video encoder x enhancement x describer backend."""
+    """One branch: video encoder x enhancement x track perception x describer backend."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
-    encoder: Encoder
-    enhancement: Enhancement
+    encoder: str = Field(min_length=1)  # a registered encoder (`trajlab zoo` lists them)
+    enhancement: str = Field(min_length=1)  # a registered enhancement: compression, text_alignment, none
+    # The object-track perception on or off for this branch; unset = the profile's model.track.
+    track: bool | None = None
     describer_backend: str = "analytic"  # "analytic", "openai:<model>" or "tgi:<model>"
+    # The encoder builder's own keyword arguments, over the profile's model.encoder_args.
+    encoder_args: dict[str, Any] = Field(default_factory=dict)
+    # A local file of the encoder's initial weights (a torch state dict), relative to the
+    # branches file; never fetched. Unset = random initialisation.
+    weights: Path | None = None
     description: str = ""
 
 
 class BranchesFile(_Strict):
-    branches: list[BranchConfig]
+    branches: list[BranchConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _unique(self) -> BranchesFile:
@@ -176,8 +199,42 @@ def load_profile(name_or_path: str | Path) -> Profile:
     return validate_model(Profile, read_yaml(p), str(p))
 
 
-def load_branches(path: str | Path | None = None) -> dict[str, BranchConfig]:
-    """Load branch configs (default: the four seed branches), keyed by name."""
+def load_branches(
+    path: str | Path | None = None, *, known: KnownParts | None = None
+) -> dict[str, BranchConfig]:
+    """Load branch configs (default: the four seed branches), keyed by name.
+
+    With ``known``, every branch's encoder, enhancement and encoder_args are checked against
+    the registered names; errors name the file, the branch's field and the allowed names.
+    A ``weights`` file is resolved against the branches file's folder and must exist.
+    """
     p = Path(path) if path else BRANCHES_FILE
     parsed = validate_model(BranchesFile, read_yaml(p), str(p))
-    return {b.name: b for b in parsed.branches}
+    out: dict[str, BranchConfig] = {}
+    for i, b in enumerate(parsed.branches):
+        where = f"{p}: branches[{i}] ({b.name})"
+        if known is not None:
+            _check_parts(b, known, where)
+        if b.weights is not None:
+            w = b.weights if b.weights.is_absolute() else (p.parent / b.weights).resolve()
+            if not w.is_file():
+                raise ConfigError(f"{where}.weights: no such file {w}")
+            b = b.model_copy(update={"weights": w})
+        out[b.name] = b
+    return out
+
+
+def _check_parts(b: BranchConfig, known: KnownParts, where: str) -> None:
+    if b.encoder not in known.encoders:
+        names = ", ".join(sorted(known.encoders))
+        raise ConfigError(f"{where}.encoder: unknown {b.encoder!r}; registered: {names}")
+    if b.enhancement not in known.enhancements:
+        names = ", ".join(sorted(known.enhancements))
+        raise ConfigError(f"{where}.enhancement: unknown {b.enhancement!r}; registered: {names}")
+    allowed = known.encoder_args.get(b.encoder)
+    unknown = sorted(set(b.encoder_args) - set(allowed)) if allowed is not None else []
+    if unknown:
+        raise ConfigError(
+            f"{where}.encoder_args: {b.encoder} takes {', '.join(sorted(allowed or [])) or 'none'}; "
+            f"unknown {', '.join(unknown)}"
+        )

@@ -13,7 +13,11 @@ def register(app: typer.Typer) -> None:
 
 def run(
     profile: str = typer.Option("quick", "--profile", "-p", help="quick (minutes) or seed (full)."),
-    branches: str = typer.Option("", "--branches", help="Comma-separated branches; default all (b1-b4)."),
+    branches: str = typer.Option(
+        "", "--branches",
+        help="A branches YAML file (every branch in it), or comma-separated names of the seed branches "
+        "(b1-b4); default all seed branches.",
+    ),
     root: Path = typer.Option(Path("."), "--root", help="Where data/, models/, runs/ and reports/ go."),
     fresh: bool = typer.Option(False, "--fresh", help="Retrain from scratch, not resume."),
     prometheus: bool = typer.Option(True, "--prometheus/--no-prometheus", help="Use Prometheus if any."),
@@ -27,9 +31,11 @@ def run(
     from trajlab_cli.supervisor import ChildFailed
 
     console = Console(stderr=True)
+    as_file = Path(branches) if branches.endswith((".yaml", ".yml")) or Path(branches).is_file() else None
     plan = make_plan(
         profile,
-        branches=[b for b in branches.split(",") if b] or None,
+        branches=None if as_file is not None else [b for b in branches.split(",") if b] or None,
+        branches_file=as_file,
         root=root,
         use_prometheus=prometheus,
         threads_per_trainer=threads or None,

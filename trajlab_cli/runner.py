@@ -44,6 +44,7 @@ class RunPlan:
     stamp: str
     use_prometheus: bool
     threads_per_trainer: int
+    branches_file: Path | None = None  # None = the seed branches (trajlab/configs/branches.yaml)
     ports: dict[str, int] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
 
@@ -72,12 +73,18 @@ def make_plan(
     root: Path,
     use_prometheus: bool,
     threads_per_trainer: int | None,
+    branches_file: Path | None = None,
 ) -> RunPlan:
+    """``branches``: names from ``branches_file`` (default: the four seed branches); None = all of them."""
+    from services.trainer.branch import known_parts
+
     profile = load_profile(profile_name)
     root = root.resolve()  # children, logs and the report print absolute paths
     as_path = Path(profile_name)
     profile_ref = str(as_path.resolve()) if as_path.suffix else profile_name
-    known = load_branches()
+    if branches_file is not None:
+        branches_file = Path(branches_file).resolve()
+    known = load_branches(branches_file, known=known_parts())
     chosen = branches or sorted(known)
     unknown = [b for b in chosen if b not in known]
     if unknown:
@@ -96,6 +103,7 @@ def make_plan(
         stamp=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
         use_prometheus=use_prometheus and shutil.which("prometheus") is not None,
         threads_per_trainer=threads_per_trainer or max(1, profile.training.threads),
+        branches_file=branches_file,
     )
     names = [*(f"trainer-{b}" for b in chosen), "encoder", "describer", "reporter"]
     for n in names:
@@ -152,9 +160,10 @@ def start_services(plan: RunPlan, sup: Supervisor, fresh: bool) -> None:
                 f"--web.listen-address=127.0.0.1:{plan.ports['prometheus']}",
             ],
         )
-    sup.python_module(
-        "describer", "services.describer", _service_env(plan, "describer", "TRAJLAB_DESCRIBER_")
-    )
+    desc_env = _service_env(plan, "describer", "TRAJLAB_DESCRIBER_")
+    if plan.branches_file is not None:  # the describer routes each branch to its backend
+        desc_env["TRAJLAB_DESCRIBER_BRANCHES_FILE"] = str(plan.branches_file)
+    sup.python_module("describer", "services.describer", desc_env)
     enc_env = _service_env(plan, "encoder", "TRAJLAB_ENCODER_")
     enc_env["TRAJLAB_ENCODER_MODEL_REPO"] = str(plan.model_repo)
     sup.python_module("encoder", "services.encoder", enc_env)
@@ -176,6 +185,8 @@ def start_services(plan: RunPlan, sup: Supervisor, fresh: bool) -> None:
             # Four trainers share the cores: one intra-op thread pool each, no oversubscription.
             OMP_NUM_THREADS=str(plan.threads_per_trainer),
         )
+        if plan.branches_file is not None:
+            env["TRAJLAB_TRAINER_BRANCHES_FILE"] = str(plan.branches_file)
         sup.python_module(name, "services.trainer", env)
     rep_env = _service_env(plan, "reporter", "TRAJLAB_REPORTER_")
     rep_env.update(

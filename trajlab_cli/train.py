@@ -53,7 +53,9 @@ def register(app: typer.Typer) -> None:
         from trajlab.errors import ConfigError
         from trajlab.profiles import load_branches, load_profile
 
-        branches = load_branches(branches_file)
+        from services.trainer.branch import known_parts
+
+        branches = load_branches(branches_file, known=known_parts())
         if branch not in branches:
             raise ConfigError(f"--branch: unknown branch {branch!r}; known: {sorted(branches)}")
         prof = load_profile(profile)

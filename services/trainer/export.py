@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from services.trainer.models import BranchModel, ExportWrapper
+from services.trainer.branch import BranchModel, ExportWrapper
 from trajlab.errors import FailedPrecondition
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ from typing import NamedTuple
 import torch
 from torch.nn import functional as F
 
-from services.trainer.models import BranchModel, BranchOutput
+from services.trainer.branch import BranchModel, BranchOutput
+from services.trainer.perception.track_classifier import noisy_track_logits
 
 
 class TrackTarget(NamedTuple):
@@ -70,7 +71,7 @@ def track_target(
     ``shift`` (N, T, 2), the camera shift the readout read off the clips (``Track.shift``), puts
     each mask target where the image shows the object; the points stay the world's.
     """
-    readout = getattr(model.encoder, "track", None)
+    readout = model.perception
     if readout is None:
         return None
     a = model.args
@@ -85,6 +86,22 @@ def track_target(
     return TrackTarget(readout.normalise(observed), masks)
 
 
+def track_classifier_noise(
+    model: BranchModel, out: BranchOutput, observed: torch.Tensor
+) -> torch.Tensor | None:
+    """Training only: the track classifier's logits (2N, K) on the true observed positions (N, T, 3)
+    carrying another clip's track error; None for a model without a track classifier.
+
+    What the track classifier meets on validation clips is the perception's track, whose error is
+    larger there than on the training clips it fits; this shows it more noisy versions of each path.
+    """
+    if out.track is None or model.track_classifier is None or model.perception is None:
+        return None
+    return noisy_track_logits(
+        model.track_classifier, model.perception.motion_features, model.track_world(out.track), observed
+    )
+
+
 def combined_loss(
     out: BranchOutput,
     labels: torch.Tensor,
@@ -94,8 +111,13 @@ def combined_loss(
     aux_weight: float,
     track: TrackTarget | None = None,
     track_weight: float = 1.0,
+    noisy_track_logits: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Returns (total, parts); parts holds the unweighted terms (detached) for logging."""
+    """Returns (total, parts); parts holds the unweighted terms (detached) for logging.
+
+    ``noisy_track_logits`` (2N, K), training only: the track classifier on the true positions
+    with another clip's track error (:func:`track_classifier_noise`).
+    """
     ce = F.cross_entropy(out.logits, labels)
     forecast = F.smooth_l1_loss(out.forecast, forecast_target)
     total = ce + forecast_weight * forecast
@@ -116,8 +138,8 @@ def combined_loss(
         track_ce = F.cross_entropy(out.track_logits, labels)
         if out.reversed_track_logits is not None:
             track_ce = 0.5 * (track_ce + F.cross_entropy(out.reversed_track_logits, labels))
-        if out.noisy_track_logits is not None:  # (2N, K): forwards, then reversed
-            noisy_ce = F.cross_entropy(out.noisy_track_logits, labels.repeat(2))
+        if noisy_track_logits is not None:  # (2N, K): forwards, then reversed
+            noisy_ce = F.cross_entropy(noisy_track_logits, labels.repeat(2))
             track_ce = 0.5 * (track_ce + noisy_ce)
         total = total + track_ce
         parts["track_ce"] = track_ce.detach()

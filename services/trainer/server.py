@@ -24,7 +24,9 @@ class TrainerServer:
 
     def __init__(self, settings: TrainerSettings) -> None:
         self.settings = settings
-        branches = load_branches(settings.branches_file)
+        from services.trainer.branch import known_parts
+
+        branches = load_branches(settings.branches_file, known=known_parts())
         if settings.branch not in branches:
             raise ConfigError(f"branch: unknown branch {settings.branch!r}; known: {sorted(branches)}")
         self.branch = branches[settings.branch]

@@ -141,3 +141,16 @@ def test_gpu_overlay_validates_and_reserves_gpus(docker_available: None) -> None
     assert json.loads(svcs["encoder"]["environment"]["TRAJLAB_ENCODER_PROVIDERS"])[0] == "CUDAExecutionProvider"
     # The CPU services stay as they are.
     assert "deploy" not in svcs["describer"] or not svcs["describer"]["deploy"].get("resources")
+
+
+def test_trainers_and_describer_read_the_branches_file_named_by_trajlab_branches(tmp_path: Path) -> None:
+    """The seed branches by default; TRAJLAB_BRANCHES puts another file of the host in their place."""
+    for env, source in (({}, REPO / "trajlab" / "configs" / "branches.yaml"),
+                        ({"TRAJLAB_BRANCHES": str(tmp_path / "mine.yaml")}, tmp_path / "mine.yaml")):
+        svcs = compose_config(env=env)["services"]
+        for name, var in [*((t, "TRAJLAB_TRAINER_BRANCHES_FILE") for t in TRAINERS),
+                          ("describer", "TRAJLAB_DESCRIBER_BRANCHES_FILE")]:
+            assert svcs[name]["environment"][var] == "/config/branches.yaml", name
+            vols = {v["target"]: v for v in svcs[name]["volumes"]}
+            mount = vols["/config/branches.yaml"]
+            assert Path(mount["source"]) == source and mount["read_only"] is True, (name, mount)

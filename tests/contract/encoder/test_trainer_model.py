@@ -19,15 +19,16 @@ def test_a_model_trained_and_published_by_the_trainer_is_served_exactly(
     from services.trainer.training import RunConfig, Trainer
     from trajlab.data import build_dataset, load_dataset
     from trajlab.modelrepo import read_metadata
-    from trajlab.profiles import DatasetConfig, Profile, TrainingConfig, load_branches
+    from trajlab.profiles import DatasetConfig, ModelConfig, Profile, TrainingConfig, load_branches
 
     # About 10 s on 2 cores: 16 clips of 8x16x16, one epoch of a thin I3D-like b1.
     profile = Profile(
         name="tiny",
         dataset=DatasetConfig(samples=16, frames=8, height=16, width=16, horizon=4),
         training=TrainingConfig(
-            epochs=1, batch_size=8, channels=(4, 8, 8), parity_clips=4, threads=1, checkpoint_every=1
+            epochs=1, batch_size=8, parity_clips=4, threads=1, checkpoint_every=1
         ),
+        model=ModelConfig(encoder_args={"channels": [4, 8, 8]}),
     )
     cfg = RunConfig(
         branch=load_branches()["b1"],

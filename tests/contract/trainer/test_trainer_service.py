@@ -136,11 +136,11 @@ def test_bad_requests_are_refused_with_a_reason(start_trainer: ServerFactory) ->
 def test_a_failed_run_is_reported_and_results_refused(
     start_trainer: ServerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.trainer import training
+    from services.trainer import step_loop  # the step loop computes the loss
 
-    real = training.combined_loss
+    real = step_loop.combined_loss
     monkeypatch.setattr(
-        training, "combined_loss", lambda *a, **k: (lambda t, p: (t * float("nan"), p))(*real(*a, **k))
+        step_loop, "combined_loss", lambda *a, **k: (lambda t, p: (t * float("nan"), p))(*real(*a, **k))
     )
     _server, client = start_trainer()
     client.start_training()

@@ -56,27 +56,27 @@ def test_bad_profile_field_is_named(tmp_path: Path) -> None:
 def test_an_odd_clip_size_with_the_track_readout_is_refused_naming_the_field(tmp_path: Path) -> None:
     p = tmp_path / "p.yaml"
     p.write_text("name: x\ndataset:\n  width: 33\n")
-    with pytest.raises(ConfigError, match=r"dataset\.width must be even when training\.track is on"):
+    with pytest.raises(ConfigError, match=r"dataset\.width must be even when model\.track is on"):
         load_profile(p)
-    p.write_text("name: x\ndataset:\n  width: 33\ntraining:\n  track: false\n")
+    p.write_text("name: x\ndataset:\n  width: 33\nmodel:\n  track: false\n")
     assert load_profile(p).dataset.width == 33
 
 
 def test_an_unknown_forecast_prior_is_refused_naming_the_field_and_the_choices(tmp_path: Path) -> None:
     p = tmp_path / "p.yaml"
-    p.write_text("name: x\ntraining:\n  forecast_prior: cubic\n")
-    with pytest.raises(ConfigError, match=r"training\.forecast_prior: .*'parametric' or 'affine'"):
+    p.write_text("name: x\nmodel:\n  forecast_prior: cubic\n")
+    with pytest.raises(ConfigError, match=r"model\.forecast_prior: .*'parametric' or 'affine'"):
         load_profile(p)
-    p.write_text("name: x\ntraining:\n  forecast_prior: affine\n")
-    assert load_profile(p).training.forecast_prior == "affine"
-    assert load_profile("seed").training.forecast_prior == "parametric"
+    p.write_text("name: x\nmodel:\n  forecast_prior: affine\n")
+    assert load_profile(p).model.forecast_prior == "affine"
+    assert load_profile("seed").model.forecast_prior == "parametric"
     assert load_profile("seed").training.track_classifier_noise is True  # on by default
-    assert load_profile("seed").training.undo_camera_jitter is True
-    assert load_profile("seed").training.fit_sphere is True
-    assert load_profile("quick").training.fit_sphere is False  # its cost on thin models: seed profile only
-    p.write_text("name: x\ntraining:\n  fit_sphere: sometimes\n")
-    with pytest.raises(ConfigError, match=r"training\.fit_sphere: "):
+    assert load_profile("seed").model.camera_shift == 1  # the seed's jitter margin
+    assert load_profile("seed").model.sphere_fit is True
+    assert load_profile("quick").model.sphere_fit is False  # its cost on thin models: seed profile only
+    p.write_text("name: x\nmodel:\n  sphere_fit: sometimes\n")
+    with pytest.raises(ConfigError, match=r"model\.sphere_fit: "):
         load_profile(p)
-    p.write_text("name: x\ntraining:\n  forecast_prior_refits: -1\n")
-    with pytest.raises(ConfigError, match=r"training\.forecast_prior_refits: .*greater than or equal to 0"):
+    p.write_text("name: x\nmodel:\n  prior_refits: -1\n")
+    with pytest.raises(ConfigError, match=r"model\.prior_refits: .*greater than or equal to 0"):
         load_profile(p)

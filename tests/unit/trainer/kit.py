@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from services.trainer.training import RunConfig
-from trajlab.profiles import DatasetConfig, Profile, TrainingConfig, load_branches
+from trajlab.profiles import DatasetConfig, ModelConfig, Profile, TrainingConfig, load_branches
 
 # 32 clips of 8x24x24: every model runs, trains a few epochs and exports in seconds.
 TINY_DATASET = DatasetConfig(
@@ -33,13 +33,18 @@ TINY_TRAINING = TrainingConfig(
     keep_checkpoints=5,
     status_interval_seconds=0.2,
     threads=1,
-    channels=(4, 8, 8),
     parity_clips=8,
 )
+TINY_MODEL = ModelConfig(encoder_args={"channels": [4, 8, 8]})
 
 
-def tiny_profile(**training: Any) -> Profile:
-    return Profile(name="tiny", dataset=TINY_DATASET, training=TINY_TRAINING.model_copy(update=training))
+def tiny_profile(model: dict[str, Any] | None = None, **training: Any) -> Profile:
+    return Profile(
+        name="tiny",
+        dataset=TINY_DATASET,
+        training=TINY_TRAINING.model_copy(update=training),
+        model=TINY_MODEL.model_copy(update=model or {}),
+    )
 
 
 def write_profile_yaml(path: Path, profile: Profile) -> Path:
@@ -48,11 +53,18 @@ def write_profile_yaml(path: Path, profile: Profile) -> Path:
 
 
 def run_config(
-    tmp: Path, data_dir: Path, branch: str = "b1", *, publish: bool = False, run: str = "run", **training: Any
+    tmp: Path,
+    data_dir: Path,
+    branch: str = "b1",
+    *,
+    publish: bool = False,
+    run: str = "run",
+    model: dict[str, Any] | None = None,
+    **training: Any,
 ) -> RunConfig:
     return RunConfig(
         branch=load_branches()[branch],
-        profile=tiny_profile(**training),
+        profile=tiny_profile(model, **training),
         data_dir=data_dir,
         run_dir=tmp / run,
         model_repo=tmp / "models",

@@ -79,15 +79,15 @@ def test_resume_after_a_crash_reaches_bit_identical_weights(
 def test_nan_loss_stops_the_run_and_publishes_nothing(
     tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.trainer import training
+    from services.trainer import step_loop  # the step loop computes the loss
 
-    real = training.combined_loss
+    real = step_loop.combined_loss
 
     def poisoned(*args, **kwargs):  # type: ignore[no-untyped-def]
         total, parts = real(*args, **kwargs)
         return total * float("nan"), parts
 
-    monkeypatch.setattr(training, "combined_loss", poisoned)
+    monkeypatch.setattr(step_loop, "combined_loss", poisoned)
     cfg = kit.run_config(tmp_path, tiny_data, "b4", publish=True)
     t = Trainer(cfg)
     with pytest.raises(TrainingFailed, match="loss is nan"):
@@ -153,16 +153,16 @@ def test_published_model_metadata_and_onnx_outputs(tmp_path: Path, tiny_data: Pa
 def test_the_depth_cues_and_the_parametric_prior_train_and_export_through_the_parity_gate(
     tmp_path: Path, tiny_data: Path
 ) -> None:
-    from services.trainer.models import ParametricExtrapolation
+    from services.trainer.forecast_priors import ParametricExtrapolation
 
     cfg = kit.run_config(tmp_path, tiny_data, "b4", publish=True, epochs=2)
     t = Trainer(cfg)
     res = t.run()
-    assert res["model_version"] == 1 and t.model.encoder.track.cues is not None  # on by default
+    assert res["model_version"] == 1 and t.model.perception.cues is not None  # on by default
     assert isinstance(t.model.extrapolate, ParametricExtrapolation)  # on by default
     assert t.model.args.forecast_prior == "parametric"
     assert t.model.extrapolate.refits == 3  # with its robust re-fits, through the parity gate below
-    assert t.model.encoder.track.cues.out.weight.abs().sum() > 0  # trained away from its zero start
+    assert t.model.perception.cues.out.weight.abs().sum() > 0  # trained away from its zero start
     vdir = cfg.model_repo / "b4" / "1"
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
     ds = load_dataset(tiny_data)
@@ -178,7 +178,7 @@ def test_on_jittered_clips_the_camera_shift_is_taken_off_the_track_and_exported(
     sphere, and the export passes the parity gate with it; off by configuration, none."""
     import dataclasses
 
-    from services.trainer.models import CameraShift
+    from services.trainer.perception.camera_shift import CameraShift
     from services.trainer.training import model_args_for
     from trajlab.data import build_dataset
     from trajlab.profiles import Profile
@@ -186,18 +186,21 @@ def test_on_jittered_clips_the_camera_shift_is_taken_off_the_track_and_exported(
     jittered = kit.TINY_DATASET.model_copy(update={"camera_jitter": 0.4})
     data = build_dataset(jittered, tmp_path / "data")
 
-    def config(run: str, **training: object) -> object:
-        cfg = kit.run_config(tmp_path, data, "b1", publish=True, run=run, epochs=1, **training)
-        return dataclasses.replace(cfg, profile=Profile(name="tiny-jitter", dataset=jittered, training=cfg.profile.training))
+    def config(run: str, **model: object) -> object:
+        cfg = kit.run_config(tmp_path, data, "b1", publish=True, run=run, epochs=1, model=model)
+        return dataclasses.replace(
+            cfg, profile=Profile(name="tiny-jitter", dataset=jittered, training=cfg.profile.training,
+                                 model=cfg.profile.model)
+        )
 
-    cfg = config("on", fit_sphere=True)
+    cfg = config("on", sphere_fit=True, camera_shift=2)
     t = Trainer(cfg)  # type: ignore[arg-type]
     res = t.run()
     assert res["model_version"] == 1  # exported: the parity gate passed
     assert t.model.args.camera_shift == 2  # ceil(3 x 0.4) pixels, the renderer's margin
-    assert isinstance(t.model.encoder.track.camera_shift, CameraShift)
-    # The sphere is fitted to its pixels (fit_sphere, as the seed profile has it) and exports with the rest.
-    assert t.model.args.sphere_fit and t.model.encoder.track.sphere_fit is not None
+    assert isinstance(t.model.perception.camera_shift, CameraShift)
+    # The sphere is fitted to its pixels (sphere_fit, as the seed profile has it) and exports with the rest.
+    assert t.model.args.sphere_fit and t.model.perception.sphere_fit is not None
     vdir = tmp_path / "models" / "b1" / "1"
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
     ds = load_dataset(data)
@@ -209,8 +212,8 @@ def test_on_jittered_clips_the_camera_shift_is_taken_off_the_track_and_exported(
     graph = onnx.load(str(vdir / "model.onnx")).graph
     assert sum(node.op_type == "Loop" for node in graph.node) == 2
     assert len(graph.node) < 1000, len(graph.node)
-    assert model_args_for(config("off", undo_camera_jitter=False)).camera_shift == 0  # type: ignore[arg-type]
-    assert model_args_for(config("nofit", fit_sphere=False)).sphere_fit is False  # type: ignore[arg-type]
+    assert model_args_for(config("off", camera_shift=0)).camera_shift == 0  # type: ignore[arg-type]
+    assert model_args_for(config("nofit", sphere_fit=False)).sphere_fit is False  # type: ignore[arg-type]
     assert model_args_for(kit.run_config(tmp_path, data, "b1")).camera_shift == 0  # no jitter in the tiny set
 
 

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 
 import pytest
 import torch
 
-from services.trainer.models import (
+from services.trainer.branch import PRESETS, create_b1, create_branch_model
+from services.trainer.encoders.contract import TapSpec
+from services.trainer.encoders.dual_pathway import create_dual_pathway
+from services.trainer.encoders.i3d import create_i3d
+from services.trainer.enhancements import (
     CODE_DIM,
     FEATURE_DIM,
-    PRESETS,
-    ModelArgs,
-    create_b1,
-    create_branch_model,
     create_compression_autoencoder,
-    create_dual_pathway_encoder,
-    create_i3d_encoder,
     create_text_alignment,
 )
+from services.trainer.model_args import ModelArgs
+from services.trainer.perception import create_track_perception
+
+# A readout built directly, on two one-channel taps at the seed encoders' strides.
+ONE_CHANNEL_TAPS = {"fine": TapSpec(1, 1, 1), "coarse": TapSpec(1, 1, 2)}
 
 ENCODERS = ("i3d", "dual_pathway")
 ENHANCEMENTS = ("compression", "text_alignment", "none")
@@ -33,20 +37,30 @@ def _seed() -> None:
 @pytest.mark.parametrize("encoder", ENCODERS)
 @pytest.mark.parametrize("size", [(8, 24, 24), (16, 32, 32), (12, 40, 48)])
 def test_encoders_map_any_clip_size_to_512_features(encoder: str, size: tuple[int, int, int]) -> None:
+    """Any clip size: the encoder's pooled features and taps are what it declares, and the
+    branch built on it gives 512 features, with the track perception on or off."""
     t, h, w = size
-    build = create_i3d_encoder if encoder == "i3d" else create_dual_pathway_encoder
-    enc = build(channels=(4, 8, 8), frames=t, height=h, width=w)
-    features, track = enc(torch.randn(3, 3, t, h, w))
-    assert features.shape == (3, FEATURE_DIM) and track is None
-    enc = build(channels=(4, 8, 8), frames=t, height=h, width=w, track=True, focal_px=w * 0.866)
-    features, track = enc(torch.randn(3, 3, t, h, w))
-    assert features.shape == (3, FEATURE_DIM)
+    build = create_i3d if encoder == "i3d" else create_dual_pathway
+    enc = build(in_channels=3, channels=(4, 8, 8), frames=t, height=h, width=w)
+    video = enc(torch.randn(3, 3, t, h, w))
+    assert video.pooled.shape == (3, enc.out_dim)
+    for name, spec in enc.taps.items():
+        tap = video.taps[name]
+        assert tap.shape == (3, spec.channels, t // spec.temporal_stride, h // spec.spatial_stride,
+                             w // spec.spatial_stride)
+    perception = create_track_perception(taps=enc.taps, frames=t, height=h, width=w, focal_px=w * 0.866)
+    track, _summary = perception(video.taps, torch.randn(3, 3, t, h, w))
     assert track.points.shape == (3, t, 3)  # one 3D point per observed frame
     assert track.mask_logits.shape == (3, t, h, w)  # the mask is at the clip's full resolution
+    for on in (False, True):
+        args = ModelArgs(encoder=encoder, enhancement="none", frames=t, height=h, width=w, horizon=2,
+                         encoder_args={"channels": (4, 8, 8)}, track=on, focal_px=w * 0.866 if on else 0.0)
+        out = create_branch_model(args)(torch.randn(3, 3, t, h, w))
+        assert out.features.shape == (3, FEATURE_DIM) and (out.track is None) == (not on)
 
 
 def test_dual_pathway_sees_every_frame_and_every_fourth_frame() -> None:
-    enc = create_dual_pathway_encoder(channels=(8, 8, 8), frames=16, height=32, width=32)
+    enc = create_dual_pathway(in_channels=3, channels=(8, 8, 8), frames=16, height=32, width=32)
     seen: dict[str, tuple[int, ...]] = {}
     enc.motion_stages[0][0].register_forward_hook(
         lambda _m, i, _o: seen.__setitem__("motion", tuple(i[0].shape))
@@ -88,7 +102,7 @@ def test_branch_model_outputs_and_backward(encoder: str, enhancement: str, track
         height=24,
         width=24,
         horizon=4,
-        channels=(4, 8, 8),
+        encoder_args={"channels": (4, 8, 8)},
         text_dim=16,
         track=track,
         focal_px=20.8 if track else 0.0,
@@ -152,7 +166,7 @@ def test_forecast_statistics_are_undone_in_world_units() -> None:
 @pytest.mark.parametrize(
     "kw, match",
     [
-        (dict(encoder="resnet", enhancement="none"), "encoder"),
+        (dict(encoder="resnet", enhancement="none"), "encoder: unknown 'resnet'; registered: .*i3d"),
         (dict(encoder="i3d", enhancement="magic"), "enhancement"),
         (dict(encoder="i3d", enhancement="text_alignment"), "text"),
     ],
@@ -167,12 +181,12 @@ def test_track_readout_turns_the_true_disc_back_into_the_true_3d_point() -> None
     (the sphere's anti-aliased disc) and the depth map it is trained towards yield the
     true position through the camera."""
     from services.trainer.losses import disc_masks
-    from services.trainer.models import TrackReadout
+    from services.trainer.perception.readout import TrackReadout
     from trajlab.data.camera import Camera
 
     cam = Camera(64, 64, 60.0)
     readout = TrackReadout(
-        in_channels=1, coarse_channels=1, frames=3, height=64, width=64, focal_px=cam.focal_px
+        taps=ONE_CHANNEL_TAPS, frames=3, height=64, width=64, focal_px=cam.focal_px
     )
     # Left and up near, centre mid-depth, right and down far (x right, y up, z depth).
     true = torch.tensor([[[-1.0, 0.8, 4.0], [0.0, 0.0, 7.0], [2.0, -1.5, 9.5]]])
@@ -194,7 +208,7 @@ def test_the_camera_shift_of_every_frame_is_read_off_the_background(jitter: floa
     a moving sphere, clutter and a transient): the estimate is the renderer's shift, every frame."""
     import numpy as np
 
-    from services.trainer.models import CameraShift
+    from services.trainer.perception.camera_shift import CameraShift
     from trajlab.data.camera import Camera
     from trajlab.data.render import RenderSettings, render_clip
     from trajlab.preprocess import to_model_input
@@ -218,12 +232,12 @@ def test_the_track_readout_takes_the_camera_shift_off_the_track() -> None:
     """A frame whose view moved shows the sphere moved: the mask there (the target the loss asks
     for, given the shift) with the shift gives the true world point, without it a wrong one."""
     from services.trainer.losses import disc_masks
-    from services.trainer.models import TrackReadout
+    from services.trainer.perception.readout import TrackReadout
     from trajlab.data.camera import Camera
 
     cam = Camera(64, 64, 60.0)
     readout = TrackReadout(
-        in_channels=1, coarse_channels=1, frames=3, height=64, width=64, focal_px=cam.focal_px, camera_shift=1
+        taps=ONE_CHANNEL_TAPS, frames=3, height=64, width=64, focal_px=cam.focal_px, camera_shift=1
     )
     true = torch.tensor([[[-1.0, 0.8, 4.0], [0.0, 0.0, 7.0], [2.0, -1.5, 9.5]]])
     readout.set_stats(true)
@@ -254,7 +268,7 @@ def test_disc_masks_cover_the_sphere_area_where_the_camera_projects_it() -> None
 
 
 def test_the_forecast_prior_extrapolates_constant_velocity_from_the_latest_frames() -> None:
-    from services.trainer.models import linear_extrapolation
+    from services.trainer.forecast_priors import linear_extrapolation
 
     k = torch.arange(20.0)
     path = 3.0 + 0.7 * k
@@ -267,7 +281,7 @@ def test_the_forecast_prior_extrapolates_constant_velocity_from_the_latest_frame
 
 
 def test_the_class_gated_prior_starts_as_constant_velocity_and_follows_the_chosen_class() -> None:
-    from services.trainer.models import ClassGatedExtrapolation
+    from services.trainer.forecast_priors import ClassGatedExtrapolation
 
     torch.manual_seed(0)
     gate = ClassGatedExtrapolation(frames=16, horizon=4, num_classes=4)
@@ -300,7 +314,7 @@ def test_the_forecast_prior_is_trained_by_the_forecast_loss_but_does_not_train_t
 
 
 def test_the_depth_cues_start_at_zero_and_learn_depth_from_the_brightest_masked_pixel() -> None:
-    from services.trainer.models import DepthCues
+    from services.trainer.perception.depth_cues import DepthCues
 
     torch.manual_seed(0)
 
@@ -339,21 +353,21 @@ def test_the_depth_cues_start_at_zero_and_learn_depth_from_the_brightest_masked_
 def test_the_depth_cues_move_the_tracks_depth_and_train_with_it(encoder: str) -> None:
     args = ModelArgs(
         encoder=encoder, enhancement="none", frames=16, height=32, width=32, horizon=4,
-        channels=(8, 8, 8), track=True, depth_cues=True, focal_px=27.7, object_radius=0.9,
+        encoder_args={"channels": (8, 8, 8)}, track=True, depth_cues=True, focal_px=27.7, object_radius=0.9,
     )
     model = create_branch_model(args).eval()
     model.set_track_stats(torch.randn(8, 16, 3) + torch.tensor([0.0, 0.0, 7.0]))
     clip = torch.randn(2, 3, 16, 32, 32)
     with torch.no_grad():
-        before = model.encoder.track.to_world(model(clip).track.points)
-        model.encoder.track.cues.out.bias.fill_(0.1)  # a log-depth offset of 0.1 on every frame
-        after = model.encoder.track.to_world(model(clip).track.points)
+        before = model.perception.to_world(model(clip).track.points)
+        model.perception.cues.out.bias.fill_(0.1)  # a log-depth offset of 0.1 on every frame
+        after = model.perception.to_world(model(clip).track.points)
     # The same image position, every point exp(0.1) times as far along its ray.
     assert torch.allclose(after, before * torch.exp(torch.tensor(0.1)), rtol=1e-5, atol=1e-6)
     model.train()
     model(clip).track.points.sum().backward()
     # Its output layer starts at zero, so the first gradients reach that layer alone.
-    assert model.encoder.track.cues.out.weight.grad.abs().sum() > 0
+    assert model.perception.cues.out.weight.grad.abs().sum() > 0
 
 
 def test_a_hidden_sphere_gives_the_same_track_in_onnx_runtime(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -364,19 +378,19 @@ def test_a_hidden_sphere_gives_the_same_track_in_onnx_runtime(tmp_path) -> None:
     import numpy as np
     import onnxruntime as ort
 
+    from services.trainer.branch import ExportWrapper
     from services.trainer.export import export_onnx
-    from services.trainer.models import ExportWrapper
 
     args = ModelArgs(
         encoder="dual_pathway", enhancement="none", frames=16, height=64, width=64, horizon=4,
-        channels=(8, 16, 32), track=True, depth_cues=True, focal_px=55.4, object_radius=0.45,
+        encoder_args={"channels": (8, 16, 32)}, track=True, depth_cues=True, focal_px=55.4, object_radius=0.45,
     )
     model = create_branch_model(args)
     model.set_track_stats(torch.randn(64, 16, 3) * 1.5 + torch.tensor([0.0, 0.0, 7.0]))
     with torch.no_grad():
-        model.encoder.track.mask.bias.fill_(-10.0)  # every pixel ~1e-5 of mask
-        model.encoder.track.coarse_mask.bias.fill_(-2.0)
-        model.encoder.track.cues.out.weight.normal_(0.0, 0.1)  # the depth cues' peak of tails counts too
+        model.perception.mask.bias.fill_(-10.0)  # every pixel ~1e-5 of mask
+        model.perception.coarse_mask.bias.fill_(-2.0)
+        model.perception.cues.out.weight.normal_(0.0, 0.1)  # the depth cues' peak of tails counts too
     model.eval()
     clips = torch.randn(8, 3, 16, 64, 64)
     path = export_onnx(model, tmp_path / "model.onnx", clips[:1])
@@ -394,7 +408,7 @@ def test_the_track_classifier_adds_its_logits_and_reads_the_track_detached(enhan
     k = 4
     args = ModelArgs(
         encoder="i3d", enhancement=enhancement, frames=8, height=24, width=24, horizon=4,
-        channels=(4, 8, 8), track=True, track_classifier=True, focal_px=20.8, object_radius=0.45,
+        encoder_args={"channels": (4, 8, 8)}, track=True, track_classifier=True, focal_px=20.8, object_radius=0.45,
         text_dim=16 if enhancement == "text_alignment" else 0,
     )
     model = create_branch_model(args)
@@ -425,15 +439,19 @@ def test_the_track_classifier_adds_its_logits_and_reads_the_track_detached(enhan
         model(clip), labels, torch.zeros(3, 4, 3), forecast_weight=1.0, aux_weight=0.1
     )
     assert "track_ce" in parts and float(parts["track_ce"]) > 0
-    assert model(clip).noisy_track_logits is None  # no true positions given, no noisy tracks
+    # The model's forward takes the clip alone: no true positions, no noisy tracks.
+    assert "observed" not in inspect.signature(model.forward).parameters
+    assert "noisy_track_logits" not in type(model(clip))._fields
 
 
 def test_the_track_classifier_also_learns_on_true_positions_carrying_another_clips_track_error() -> None:
-    from services.trainer.losses import combined_loss
+    """The noisy true tracks are a training input of the loss (the model's forward never sees
+    the true positions)."""
+    from services.trainer.losses import combined_loss, track_classifier_noise
 
     args = ModelArgs(
         encoder="i3d", enhancement="none", frames=8, height=24, width=24, horizon=4,
-        channels=(4, 8, 8), track=True, track_classifier=True, focal_px=20.8, object_radius=0.45,
+        encoder_args={"channels": (4, 8, 8)}, track=True, track_classifier=True, focal_px=20.8, object_radius=0.45,
     )
     model = create_branch_model(args)
     model.set_track_stats(torch.randn(8, 8, 3) + torch.tensor([0.0, 0.0, 7.0]))
@@ -442,28 +460,32 @@ def test_the_track_classifier_also_learns_on_true_positions_carrying_another_cli
     labels = torch.tensor([0, 1, 3])
     model.train()
     torch.manual_seed(0)
-    out = model(clip, observed)
+    out = model(clip)
+    noisy = track_classifier_noise(model, out, observed)
     # The noisy true tracks forwards, then reversed: twice the batch.
-    assert out.noisy_track_logits is not None and out.noisy_track_logits.shape == (6, 4)
+    assert noisy is not None and noisy.shape == (6, 4)
     torch.manual_seed(0)
     plain = model(clip)
-    assert plain.noisy_track_logits is None
-    _, with_noise = combined_loss(out, labels, torch.zeros(3, 4, 3), forecast_weight=1.0, aux_weight=0.1)
+    _, with_noise = combined_loss(
+        out, labels, torch.zeros(3, 4, 3), forecast_weight=1.0, aux_weight=0.1, noisy_track_logits=noisy
+    )
     _, without = combined_loss(plain, labels, torch.zeros(3, 4, 3), forecast_weight=1.0, aux_weight=0.1)
     assert float(with_noise["track_ce"]) != float(without["track_ce"])  # the noisy tracks are scored
     assert float(with_noise["ce"]) == float(without["ce"])  # and nothing else changes
     # They train the classifier and nothing upstream (the track and the positions are data here).
     model.zero_grad()
-    out.noisy_track_logits.sum().backward()
+    noisy.sum().backward()
     assert model.track_classifier.net[0].weight.grad.abs().sum() > 0
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.encoder.parameters())
-    model.eval()
-    with torch.no_grad():
-        assert model(clip, observed).noisy_track_logits is None  # training only
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.perception.parameters())
+    # A model without a track classifier has none.
+    bare = create_branch_model(dataclasses.replace(args, track_classifier=False))
+    bare.set_track_stats(torch.randn(8, 8, 3) + torch.tensor([0.0, 0.0, 7.0]))
+    assert track_classifier_noise(bare, bare(clip), observed) is None
 
 
 def test_a_borrowed_track_error_is_another_clips_error_scaled_to_this_clips_depth() -> None:
-    from services.trainer.models import borrowed_track_error
+    from services.trainer.perception.track_classifier import borrowed_track_error
 
     n = 6
     observed = torch.randn(n, 16, 3) + torch.tensor([0.0, 0.0, 7.0])
@@ -486,7 +508,8 @@ def test_a_borrowed_track_error_is_another_clips_error_scaled_to_this_clips_dept
 def test_the_track_classifier_tells_the_motions_apart_from_a_track_run_either_way() -> None:
     """Trained on true tracks (with their time reversals, as in training), it classifies held-out
     tracks forwards and backwards: every motion class run backwards is the same class."""
-    from services.trainer.models import TrackClassifier, motion_features
+    from services.trainer.perception.motion import motion_features
+    from services.trainer.perception.track_classifier import TrackClassifier
 
     positions, y, _ = _paths(120)
     world = positions[:, :16]
@@ -538,7 +561,7 @@ def test_the_parametric_prior_extrapolates_every_kind_of_path_from_its_own_class
     """On clean paths of the generator, each class's fit continues its own kind of path: lines and
     parabolas exactly, circles and helices (rate found on a grid) to 0.3 % of the extent on average;
     and the wrong family does not (a circle continued as a line is far off)."""
-    from services.trainer.models import ParametricExtrapolation
+    from services.trainer.forecast_priors import ParametricExtrapolation
 
     positions, labels, extents = _paths(12)
     prior = ParametricExtrapolation(frames=16, horizon=4)
@@ -565,7 +588,7 @@ def test_the_parametric_prior_extrapolates_every_kind_of_path_from_its_own_class
 def test_the_parametric_prior_averages_a_noisy_track_better_than_the_latest_frames() -> None:
     """A track off by noise (as a learned track is): the fit over all 16 frames forecasts the next
     4 much closer than constant velocity through the last 4 (the affine prior's starting point)."""
-    from services.trainer.models import ClassGatedExtrapolation, ParametricExtrapolation
+    from services.trainer.forecast_priors import ClassGatedExtrapolation, ParametricExtrapolation
 
     positions, labels, extents = _paths(25, seed=1)
     gen = torch.Generator().manual_seed(0)
@@ -582,7 +605,7 @@ def test_robust_refits_keep_a_few_far_off_frames_from_pulling_the_fit() -> None:
     """A noisy track with three frames far off (a sphere hidden behind a distractor reads a wrong
     depth): least squares bends every fit toward them; three Huber re-fits mostly ignore them
     and forecast far closer. On clean paths the re-fits change nothing."""
-    from services.trainer.models import ParametricExtrapolation
+    from services.trainer.forecast_priors import ParametricExtrapolation
 
     positions, labels, extents = _paths(25, seed=2)
     gen = torch.Generator().manual_seed(0)
@@ -604,7 +627,7 @@ def test_robust_refits_keep_a_few_far_off_frames_from_pulling_the_fit() -> None:
 def test_the_model_forecasts_from_the_parametric_prior_and_exports_it() -> None:
     """With forecast_prior "parametric" the model's prior is the fit (no parameters of its own, the
     forecast loss still reaches the track); an unknown prior is refused by name."""
-    from services.trainer.models import ParametricExtrapolation
+    from services.trainer.forecast_priors import ParametricExtrapolation
 
     model = create_b1(
         height=32, width=32, channels=(4, 8, 8), track=True, focal_px=27.7, object_radius=0.9,
@@ -618,40 +641,9 @@ def test_the_model_forecasts_from_the_parametric_prior_and_exports_it() -> None:
     model.set_track_stats(torch.randn(8, 16, 3) + torch.tensor([0.0, 0.0, 7.0]))
     out = model(torch.randn(2, 3, 16, 32, 32))
     out.forecast.square().sum().backward()
-    assert model.encoder.track.mask.weight.grad.abs().sum() > 0
+    assert model.perception.mask.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="forecast_prior: unknown 'cubic'"):
         create_branch_model(dataclasses.replace(args, forecast_prior="cubic"))
-
-
-def test_model_args_written_before_the_parametric_prior_rebuild_the_affine_one() -> None:
-    """A checkpoint's model arguments from before session 7 carry no forecast_prior: the model they
-    rebuild is the one they trained (the learned affine prior), whose weights they hold."""
-    from services.trainer.models import ClassGatedExtrapolation
-
-    old = ModelArgs(encoder="i3d", enhancement="none", frames=16, height=32, width=32, horizon=4,
-                    channels=(4, 8, 8), track=True, focal_px=27.7, object_radius=0.9).to_dict()
-    old.pop("forecast_prior")
-    args = ModelArgs.from_dict(old)
-    assert args.forecast_prior == "affine"
-    assert isinstance(create_branch_model(args).extrapolate, ClassGatedExtrapolation)
-
-
-def test_model_args_written_before_session_8_rebuild_the_model_they_trained() -> None:
-    """Session 7's checkpoints carry no prior_refits and no camera_shift: they rebuild the plain
-    least-squares fit they were trained with and no shift estimator."""
-    from services.trainer.models import ParametricExtrapolation
-
-    new = ModelArgs(encoder="i3d", enhancement="none", frames=16, height=32, width=32, horizon=4,
-                    channels=(4, 8, 8), track=True, focal_px=27.7, object_radius=0.9,
-                    forecast_prior="parametric", prior_refits=3)
-    assert create_branch_model(new).extrapolate.refits == 3
-    old = new.to_dict()
-    old.pop("prior_refits")
-    prior = create_branch_model(ModelArgs.from_dict(old)).extrapolate
-    assert isinstance(prior, ParametricExtrapolation) and prior.refits == 0
-    # Nor a camera shift: they rebuild a readout that takes none off (there is none to load).
-    old.pop("camera_shift")
-    assert create_branch_model(ModelArgs.from_dict(old)).encoder.track.camera_shift is None
 
 
 def _rendered_clips(n: int, *, jitter: float = 0.0, transients: int = 1):  # type: ignore[no-untyped-def]
@@ -682,7 +674,7 @@ def test_the_sphere_fit_finds_each_frames_centre_and_depth_from_its_pixels() -> 
     (hundredths of a pixel) and depth (tenths of a percent) on every frame it is confident of."""
     import numpy as np
 
-    from services.trainer.models import SphereFit
+    from services.trainer.perception.sphere_fit import SphereFit
 
     clips, infos, paths, settings = _rendered_clips(6)
     value = torch.from_numpy(clips.max(axis=-1).astype(np.float32))  # (6, 16, 64, 64) grey levels
@@ -708,7 +700,8 @@ def test_a_sphere_the_fit_cannot_explain_keeps_the_readouts_point() -> None:
     be) gets no confidence, and the track keeps the readout's own point there."""
     import numpy as np
 
-    from services.trainer.models import SphereFit, TrackReadout
+    from services.trainer.perception.readout import TrackReadout
+    from services.trainer.perception.sphere_fit import SphereFit
 
     clips, infos, paths, settings = _rendered_clips(2, transients=0)
     u, v = (int(x) for x in infos[0].centers[5])
@@ -720,8 +713,8 @@ def test_a_sphere_the_fit_cannot_explain_keeps_the_readouts_point() -> None:
     _, _, _, conf = fit(value, centres[..., 0], centres[..., 1], z)
     assert float(conf[0, 5]) == 0.0 and float(conf[0, 4]) > 0.99 and float(conf[1].min()) > 0.99
 
-    readout = TrackReadout(in_channels=1, coarse_channels=1, frames=16, height=64, width=64,
-                           focal_px=settings.camera.focal_px, sphere_radius=0.45)
+    readout = TrackReadout(taps=ONE_CHANNEL_TAPS, frames=16, height=64, width=64,
+                           focal_px=settings.camera.focal_px, object_radius=0.45)
     true = torch.tensor(paths, dtype=torch.float32)
     start = true * torch.tensor([1.02, 0.98, 1.05])  # a readout a few percent off
     got = readout.fit(start, value / 255.0, None)
@@ -733,7 +726,7 @@ def test_a_sphere_the_fit_cannot_explain_keeps_the_readouts_point() -> None:
 
 def test_the_heads_read_the_fitted_track_and_the_readouts_loss_its_own() -> None:
     args = ModelArgs(encoder="i3d", enhancement="none", frames=16, height=64, width=64, horizon=4,
-                     channels=(4, 8, 8), track=True, track_classifier=True, depth_cues=True,
+                     encoder_args={"channels": (4, 8, 8)}, track=True, track_classifier=True, depth_cues=True,
                      forecast_prior="parametric", sphere_fit=True, focal_px=55.4, object_radius=0.45)
     model = create_branch_model(args)
     model.set_track_stats(torch.randn(64, 16, 3) * 1.5 + torch.tensor([0.0, 0.0, 7.0]))
@@ -741,19 +734,24 @@ def test_the_heads_read_the_fitted_track_and_the_readouts_loss_its_own() -> None
     with torch.no_grad():
         out = model(torch.randn(2, 3, 16, 64, 64))
         assert out.track.fitted is not None and out.track.fitted.shape == out.track.points.shape
-        track = model.encoder.track
+        track = model.perception
         want = model.track_classifier(track.motion_features(track.to_world(out.track.fitted)))
     assert torch.allclose(out.track_logits, want)
     # Off: no fit, the heads read the readout's points.
     off = create_branch_model(dataclasses.replace(args, sphere_fit=False))
-    assert off.encoder.track.sphere_fit is None
+    assert off.perception.sphere_fit is None
     assert off(torch.randn(2, 3, 16, 64, 64)).track.fitted is None
 
 
-def test_model_args_written_before_session_9_fit_no_sphere() -> None:
-    new = ModelArgs(encoder="i3d", enhancement="none", frames=16, height=32, width=32, horizon=4,
-                    channels=(4, 8, 8), track=True, focal_px=27.7, object_radius=0.9, sphere_fit=True)
-    assert create_branch_model(new).encoder.track.sphere_fit is not None
-    old = new.to_dict()
-    old.pop("sphere_fit")
-    assert create_branch_model(ModelArgs.from_dict(old)).encoder.track.sphere_fit is None
+@pytest.mark.parametrize("missing", ["forecast_prior", "prior_refits", "camera_shift", "sphere_fit"])
+def test_model_args_written_by_older_trainers_are_refused_with_a_message_to_retrain(missing: str) -> None:
+    """What checkpoints of earlier formats stored (no format field, the knob of a later format
+    missing) is refused, not rebuilt into a model with another meaning."""
+    from services.trainer.model_args import ModelFormatError
+
+    old = ModelArgs(encoder="i3d", enhancement="none", frames=16, height=32, width=32, horizon=4,
+                    encoder_args={"channels": (4, 8, 8)}, track=True, focal_px=27.7, object_radius=0.9).to_dict()
+    old.pop("format")
+    old.pop(missing)
+    with pytest.raises(ModelFormatError, match=r"older trainer.*retrain the branch"):
+        ModelArgs.from_dict(old)

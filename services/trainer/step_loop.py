@@ -1,0 +1,148 @@
+"""The step loop of a run: one epoch of training steps, then validation (a Trainer mixin).
+
+The data order and every random draw of epoch e depend on (seed, e) only, so a resumed run
+reaches the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from services.trainer.branch import BranchModel
+from services.trainer.losses import combined_loss, track_classifier_noise, track_target
+from services.trainer.run_io import TrainingFailed, TrainingStopped, write_json_atomic
+from trajlab.preprocess import to_model_input
+
+log = logging.getLogger("services.trainer.training")
+
+
+class StepLoop:
+    """``Trainer._train_epoch`` and the clip and target preparation it shares with scoring."""
+
+    def _train_epoch(
+        self, model: BranchModel, optimiser: Any, scheduler: Any, train: Any, val: Any, epoch: int, steps: int
+    ) -> None:
+        from tqdm import tqdm
+
+        t = self.cfg.profile.training
+        frames = self.cfg.profile.dataset.frames
+        n = len(train.labels)
+        # The data order and every random draw of epoch e depend on (seed, e) only.
+        gen = torch.Generator().manual_seed(t.seed * 100_003 + epoch)
+        order = torch.randperm(n, generator=gen).numpy()
+        flips = (torch.rand(n, generator=gen) < 0.5).numpy() if t.augment_flip else np.zeros(n, bool)
+        torch.manual_seed(t.seed * 100_003 + epoch)
+        model.train()
+        started = time.monotonic()
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(
+            total=steps,
+            desc=f"{self.cfg.branch.name} epoch {epoch}/{t.epochs}",
+            disable=not self._progress_enabled(),
+            leave=False,
+            unit="step",
+        )
+        try:
+            for step in range(steps):
+                if self._stop.is_set():
+                    raise TrainingStopped("stop requested")
+                idx = np.sort(order[step * t.batch_size : (step + 1) * t.batch_size])
+                clips = np.asarray(train.clips[idx])
+                positions = np.array(train.positions[idx], np.float32)
+                flip = flips[idx]
+                if flip.any():
+                    # Mirror image columns; in world units that is x -> -x (camera at the origin).
+                    clips[flip] = clips[flip][:, :, :, ::-1]
+                    positions[flip, :, 0] *= -1.0
+                x = self._model_input(clips)
+                y = torch.from_numpy(np.asarray(train.labels[idx], np.int64))
+                target = self._normalised_target(model, positions[:, frames:])
+                observed = torch.from_numpy(positions[:, :frames])
+                out = model(x)
+                loss, _parts = combined_loss(
+                    out,
+                    y,
+                    target,
+                    forecast_weight=t.forecast_weight,
+                    aux_weight=t.aux_weight,
+                    track=track_target(model, observed, out.track.shift if out.track is not None else None),
+                    track_weight=t.track_weight,
+                    noisy_track_logits=(
+                        track_classifier_noise(model, out, observed) if t.track_classifier_noise else None
+                    ),
+                )
+                if not torch.isfinite(loss):
+                    raise TrainingFailed(
+                        f"loss is {loss.item()} at epoch {epoch}, step {step + 1}: stopping; "
+                        f"no model exported (try a lower lr than {t.lr})"
+                    )
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                loss_sum += float(loss.detach()) * len(idx)
+                correct += int((out.logits.argmax(1) == y).sum())
+                seen += len(idx)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+                self._update(step=step + 1)
+        finally:
+            bar.close()
+        train_seconds = time.monotonic() - started
+        lr = optimiser.param_groups[0]["lr"]
+        scheduler.step()
+        metrics = self._validate(model, val)
+        duration = time.monotonic() - started
+        row = {
+            "epoch": epoch,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_accuracy": correct / max(seen, 1),
+            "clips_per_second": seen / max(train_seconds, 1e-9),
+            "learning_rate": lr,
+            "duration_seconds": duration,
+            **metrics,
+        }
+        with self._lock:
+            self._history.append(row)
+        remaining = t.epochs - epoch
+        mean_epoch = float(np.mean([h["duration_seconds"] for h in self._history[-3:]]))
+        self._update(
+            epoch=epoch,
+            step=steps,
+            train_loss=row["train_loss"],
+            val_loss=row["val_loss"],
+            val_accuracy=row["val_accuracy"],
+            forecast_mae=row["forecast_mae"],
+            forecast_mae_pct=row["forecast_mae_pct"],
+            clips_per_second=row["clips_per_second"],
+            eta_seconds=remaining * mean_epoch,
+            write=True,
+        )
+        write_json_atomic(self.run_dir / "history.json", self.history)
+        log.info(
+            "branch %s epoch %d/%d: train loss %.4f, val loss %.4f, val acc %.3f, "
+            "MAE %.2f %% of extent, %.1f clips/s",
+            self.cfg.branch.name,
+            epoch,
+            t.epochs,
+            row["train_loss"],
+            row["val_loss"],
+            row["val_accuracy"],
+            row["forecast_mae_pct"],
+            row["clips_per_second"],
+        )
+
+    def _model_input(self, clips: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(to_model_input(clips))
+        if self.cfg.profile.training.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        return x
+
+    @staticmethod
+    def _normalised_target(model: BranchModel, future: np.ndarray) -> torch.Tensor:
+        f = torch.from_numpy(np.asarray(future, np.float32))
+        return (f - model.forecast_mean) / model.forecast_std
