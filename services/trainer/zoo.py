@@ -20,7 +20,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
+import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -161,7 +164,11 @@ class _Flat(nn.Module):
 def export_encoder(enc: VideoEncoder, path: Path, size: InputSize) -> Path:
     """Export ``enc`` alone (dynamo exporter, dynamic batch axis, one file)."""
     names = ["pooled", *(f"tap_{n}" for n in enc.taps)]
-    with torch.no_grad():
+    # The exporter warns that torchvision's ops are not registered (none is used here) and
+    # about deprecated pytree internals; neither says anything about this export.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
         torch.onnx.export(_Flat(enc).eval(), (example_clip(size, batch=2),), str(path), dynamo=True,
                           opset_version=OPSET, input_names=["clip"], output_names=names,
                           dynamic_shapes={"clip": {0: torch.export.Dim("batch", min=1, max=4096)}},
@@ -179,7 +186,8 @@ def check_parity(enc: VideoEncoder, size: InputSize) -> Parity:
             export_encoder(enc, path, size)
             sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # the exporter's and ORT's errors vary; the message is the reason
-            return Parity(False, None, f"export failed: {type(exc).__name__}: {_first_line(exc)}")
+            root = _root_cause(exc)
+            return Parity(False, None, f"export failed: {type(root).__name__}: {_first_line(root)}")
         worst, excess = 0.0, 0.0
         for batch in (1, 3):
             clip = example_clip(size, batch=batch, seed=batch)
@@ -201,8 +209,15 @@ def check_parity(enc: VideoEncoder, size: InputSize) -> Parity:
     return Parity(True, worst, "")
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost cause: the exporter wraps the real reason (an op, a guard) in generic errors."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
 
 
