@@ -58,7 +58,7 @@ def test_the_example_trains(example: ModuleType) -> None:
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
     assert sum(losses[-4:]) / 4 < 0.5 * sum(losses[:4]) / 4
 
 
