@@ -18,7 +18,6 @@ quick profile's 32 px frames an 8x8 grid or finer).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import re
@@ -249,13 +248,8 @@ def describe_all(size: InputSize, *, parity: bool = True, names: list[str] | Non
     return [describe(n, size, parity=parity, registry=registry) for n in (names or registry.names())]
 
 
-@functools.lru_cache(maxsize=64)
-def _parity_cached(name: str, size: InputSize, args_json: str, registry_id: int) -> Parity:
-    registry = _REGISTRIES[registry_id]
-    return check_parity(build(name, size, json.loads(args_json), registry=registry), size)
-
-
-_REGISTRIES: dict[int, Registry[Any]] = {}
+# require_exportable's verdicts for the zoo's own registry, per (name, size, encoder_args as JSON).
+_PARITY_CACHE: dict[tuple[str, InputSize, str], Parity] = {}
 
 
 def require_exportable(name: str, input_size: InputSize | tuple[int, int, int, int],
@@ -267,10 +261,13 @@ def require_exportable(name: str, input_size: InputSize | tuple[int, int, int, i
     same (name, size, arguments).
     """
     size = InputSize(*input_size)
-    _REGISTRIES[id(registry)] = registry
+    key = (name, size, json.dumps(dict(encoder_args or {}), sort_keys=True, default=str))
     try:
-        args_json = json.dumps(dict(encoder_args or {}), sort_keys=True, default=str)
-        result = _parity_cached(name, size, args_json, id(registry))
+        result = _PARITY_CACHE.get(key) if registry is ENCODERS else None
+        if result is None:
+            result = check_parity(build(name, size, encoder_args, registry=registry), size)
+        if registry is ENCODERS:
+            _PARITY_CACHE[key] = result
     except KeyError as exc:
         raise ConfigError(str(exc.args[0])) from None
     except (TypeError, ValueError) as exc:
