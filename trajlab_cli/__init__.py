@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_MODULES = ("dataset", "train", "encoder", "describer", "explain", "pipeline", "run")
+_MODULES = ("dataset", "train", "encoder", "describer", "explain", "pipeline", "run", "zoo")
 
 
 @app.callback()
