@@ -50,6 +50,7 @@ from services.trainer.publishing import Publishing
 from services.trainer.run_io import TrainingFailed, TrainingStopped, utc_stamp, write_json_atomic
 from services.trainer.scoring import Scoring
 from services.trainer.step_loop import StepLoop
+from services.trainer.zoo import require_servable_encoder
 from trajlab.data.camera import Camera
 from trajlab.profiles import BranchConfig, Profile
 
@@ -284,6 +285,7 @@ class Trainer(StepLoop, Scoring, Publishing):
             cfg, text_dim=0 if class_text is None else class_text.shape[1], text_encoder=text_name
         )
 
+        require_servable_encoder(args)
         torch.manual_seed(t.seed)
         model = create_branch_model(args, class_text=class_text)
         if cfg.branch.weights is not None:

@@ -89,8 +89,7 @@ class ZooEntry:
 
 def load_encoders() -> Registry[Any]:
     """Import every encoder package so the registry is full; returns it."""
-    import services.trainer.encoders  # the seed's encoders, once they live there
-    import services.trainer.encoders.standard  # noqa: F401
+    import services.trainer.encoders  # noqa: F401  (the seed's and the standard ones)
 
     return ENCODERS
 
@@ -279,3 +278,17 @@ def require_exportable(name: str, input_size: InputSize | tuple[int, int, int, i
         raise NotExportable(f"encoder {name}: cannot be used in a branch - the ONNX export parity gate fails "
                             f"at clip size {size} ({result.reason}); the trained model could not be served")
     return result
+
+
+def require_servable_encoder(args: Any) -> None:
+    """Before a branch trains (``args``: its ModelArgs): refuse an encoder that cannot be exported.
+
+    The seed's own encoders are exported by every run and covered by the tests, so only the
+    others pay for the check (a build and an ONNX export of the bare encoder, seconds).
+    """
+    if args.encoder in SEED_ENCODERS:
+        return
+    from services.trainer.perception.stem import create_stem
+
+    _, channels = create_stem(kind=args.stem, in_channels=args.in_channels, height=args.height, width=args.width)
+    require_exportable(args.encoder, (channels, args.frames, args.height, args.width), args.encoder_args)
