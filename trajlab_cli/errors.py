@@ -85,18 +85,43 @@ def _os_error(exc: OSError) -> tuple[int, str]:
     return (EXIT_BAD_INPUT if bad else EXIT_FAILED), text
 
 
-def _rpc_error(exc: Any) -> tuple[int, str]:
+def _option_in(argv: list[str], text: str) -> str | None:
+    """The option of ``argv`` whose value (an address, say) appears in ``text``, e.g. ``--describer``."""
+    for i, tok in enumerate(argv):
+        if not tok.startswith("--"):
+            continue
+        opt, eq, value = tok.partition("=")
+        if not eq and i + 1 < len(argv):
+            value = argv[i + 1]
+        for part in value.split(","):  # --trainers b1=host:port,b2=...
+            addr = part.rpartition("=")[2] if "=" in part else part
+            if addr and ":" in addr and addr in text:
+                return opt
+    return None
+
+
+def _rpc_error(exc: Any, argv: list[str]) -> tuple[int, str]:
     code = exc.code()
     name = getattr(code, "name", str(code))
     details = exc.details() or ""
     text = f"{name}: {details}"
     if name in _UNREACHABLE_CODES:
-        text += " (is the service running at the target given, and reachable?)"
+        opt = _option_in(argv, details)
+        if opt:
+            text += f" (is the service running and reachable at the address given by {opt}?)"
+        else:
+            text += (
+                " (is the service running at its default address? give another with the command's options)"
+            )
     return (EXIT_BAD_INPUT if name in _BAD_INPUT_CODES else EXIT_FAILED), text
 
 
-def classify(exc: BaseException) -> tuple[int, str] | None:
-    """(exit status, message) of an expected error; None for anything else (a bug)."""
+def classify(exc: BaseException, argv: list[str] | None = None) -> tuple[int, str] | None:
+    """(exit status, message) of an expected error; None for anything else (a bug).
+
+    ``argv`` (the command line after the root options) lets a gRPC error name the
+    option that gave the address nothing answered at.
+    """
     if isinstance(exc, CliError):
         return exc.status, str(exc)
     if isinstance(exc, KeyboardInterrupt):
@@ -107,7 +132,7 @@ def classify(exc: BaseException) -> tuple[int, str] | None:
     if isinstance(exc, ClickException):  # e.g. a file option that cannot be opened
         return EXIT_BAD_INPUT, exc.format_message()
     if callable(getattr(exc, "code", None)) and callable(getattr(exc, "details", None)):
-        return _rpc_error(exc)  # grpc.RpcError, without importing grpc on the happy path
+        return _rpc_error(exc, argv or [])  # grpc.RpcError, without importing grpc on the happy path
     from trajlab.errors import ConfigError, InvalidArgument, NotFound, TrajlabError
 
     if isinstance(exc, (InvalidArgument, NotFound, ConfigError)):
@@ -128,11 +153,11 @@ def classify(exc: BaseException) -> tuple[int, str] | None:
     return None
 
 
-def report(exc: BaseException, *, debug: bool) -> int:
+def report(exc: BaseException, *, debug: bool, argv: list[str] | None = None) -> int:
     """Print ``exc`` as one ``error:`` line on stderr (after its traceback when ``debug``); its status."""
     if debug:
         traceback.print_exception(type(exc), exc, exc.__traceback__)
-    known = classify(exc)
+    known = classify(exc, argv)
     if known is None:
         status = EXIT_FAILED
         hint = "" if debug else "; rerun with --log-level DEBUG for the traceback"
@@ -160,12 +185,14 @@ class TrajlabGroup(TyperGroup):
             raise typer.Exit(report(exc, debug=False)) from None
 
     def invoke(self, ctx: typer.Context) -> Any:
+        # The command and its arguments, kept for the message (the group's invoke empties them).
+        argv = [*getattr(ctx, "_protected_args", []), *ctx.args]
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, NoArgsIsHelpError, SystemExit, GeneratorExit):
             raise
         except BaseException as exc:  # KeyboardInterrupt included: it gets 130
-            raise typer.Exit(report(exc, debug=_debug(ctx))) from None
+            raise typer.Exit(report(exc, debug=_debug(ctx), argv=argv)) from None
 
 
 def writable_dir(path: Path, option: str) -> Path:

@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         from services.trainer.training import RunConfig, Trainer, TrainingFailed
         from trajlab.errors import ConfigError
         from trajlab.profiles import load_branches, load_profile
-        from trajlab_cli.errors import writable_dir
+        from trajlab_cli.errors import EXIT_FAILED, CliError, writable_dir
 
         branches = load_branches(branches_file)
         if branch not in branches:
@@ -73,8 +73,7 @@ def register(app: typer.Typer) -> None:
         try:
             results = Trainer(cfg).run()
         except TrainingFailed as exc:
-            console.print(f"[red]training failed:[/red] {exc}")
-            raise typer.Exit(1) from None
+            raise CliError(f"training failed: {exc}", EXIT_FAILED) from exc
         if json_out:
             typer.echo(json.dumps({k: v for k, v in results.items() if k != "history"}, indent=2))
             return

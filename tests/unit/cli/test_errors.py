@@ -64,7 +64,7 @@ BAD_INPUTS: dict[str, list[tuple[str, int, str]]] = {
         ("{pickle_npy} --target " + OFFLINE, BAD, "not a numeric array"),
         ("{float_clip} --target " + OFFLINE, BAD, "must be uint8"),
         ("{shape_npy} --target " + OFFLINE, BAD, "must have shape (T, H, W, C)"),
-        ("{clip} --target " + OFFLINE, FAILED, "UNAVAILABLE"),
+        ("{clip} --target " + OFFLINE, FAILED, "given by --target"),
     ],
     "forecast": [
         ("{missing}.npy --target " + OFFLINE, BAD, "no such file"),
@@ -86,6 +86,7 @@ BAD_INPUTS: dict[str, list[tuple[str, int, str]]] = {
         ("--points {shape_npy} --local", BAD, "expected (N, 3) or (N, 4) points"),
         ("--points {points} --local --backend nope", BAD, "unknown backend"),
         ("--points {points} --target " + OFFLINE, FAILED, "UNAVAILABLE"),
+        ("--points {points} --target=" + OFFLINE, FAILED, "given by --target"),
     ],
     "backends": [
         ("--target " + OFFLINE, FAILED, "UNAVAILABLE"),
@@ -94,13 +95,13 @@ BAD_INPUTS: dict[str, list[tuple[str, int, str]]] = {
         ("{missing}.npy --target " + OFFLINE, BAD, "no such file"),
         ("{text_npy} --target " + OFFLINE, BAD, "not a numeric array"),
         ("{clip} --plot {unwritable}/f.png --target " + OFFLINE, BAD, "--plot"),
-        ("{clip} --target " + OFFLINE, FAILED, "UNAVAILABLE"),
+        ("{clip} --target " + OFFLINE, FAILED, "given by --target"),
     ],
     "report": [
         ("", BAD, "no trainers"),
         ("--trainers b1={unreachable} --reports-dir {unwritable}", BAD, "--reports-dir"),
         ("--trainers b1={unreachable} --profile {missing}.yaml", BAD, "does not exist"),
-        ("--reporter {unreachable}", FAILED, "UNAVAILABLE"),
+        ("--reporter {unreachable}", FAILED, "given by --reporter"),
     ],
     "monitor": [
         ("--trainers garbage --once", BAD, "--trainers"),
