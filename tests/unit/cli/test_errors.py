@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import pickle
 import shlex
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -277,3 +279,28 @@ def test_debug_adds_the_traceback_in_a_real_process(files: dict[str, str]) -> No
     assert proc.returncode == BAD
     assert "Traceback (most recent call last)" in proc.stderr
     assert proc.stderr.splitlines()[-1].startswith("error: --points ")
+
+
+def test_ctrl_c_in_a_real_process_is_130_and_one_line(files: dict[str, str]) -> None:
+    # A listener that accepts and never answers: the command blocks in its first call until Ctrl-C.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(240)
+        port = listener.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trajlab_cli", "classify", files["clip"], "--target", f"127.0.0.1:{port}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        )
+        try:
+            conn, _ = listener.accept()  # the command is now waiting for the server
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=60)
+            conn.close()
+        finally:
+            proc.kill()
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert err.splitlines() == ["error: interrupted"]
