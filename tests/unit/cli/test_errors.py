@@ -12,6 +12,7 @@ be created: under a regular file), {tmp} (a fresh folder) and {unreachable} (127
 
 from __future__ import annotations
 
+import errno
 import json
 import pickle
 import shlex
@@ -29,7 +30,7 @@ from typer.testing import CliRunner
 from trajlab_cli import app
 from trajlab_cli.errors import EXIT_BAD_INPUT as BAD
 from trajlab_cli.errors import EXIT_FAILED as FAILED
-from trajlab_cli.errors import EXIT_INTERRUPTED
+from trajlab_cli.errors import EXIT_INTERRUPTED, classify, one_line
 
 ROOT = Path(__file__).resolve().parents[3]
 OFFLINE = "{unreachable} --timeout 2"  # a target nothing listens on, and a short deadline
@@ -304,3 +305,51 @@ def test_ctrl_c_in_a_real_process_is_130_and_one_line(files: dict[str, str]) -> 
             proc.kill()
     assert proc.returncode == EXIT_INTERRUPTED, err
     assert err.splitlines() == ["error: interrupted"]
+
+
+class _Rpc(Exception):
+    """Stands for grpc.RpcError: what the handler reads of one (its code and details)."""
+
+    def __init__(self, code: str, details: str) -> None:
+        import grpc
+
+        super().__init__(details)
+        self._code, self._details = getattr(grpc.StatusCode, code), details
+
+    def code(self):  # type: ignore[no-untyped-def]
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "expected"),
+    [
+        (PermissionError(errno.EACCES, "Permission denied", "/srv/out"), BAD, "/srv/out: permission denied"),
+        (IsADirectoryError(errno.EISDIR, "Is a directory", "clips"), BAD, "expected a file"),
+        (OSError(errno.ENOSPC, "No space left on device", "runs/b1"), FAILED, "runs/b1: no space left"),
+        (
+            _Rpc("INVALID_ARGUMENT", "clip: expected 8 frames"),
+            BAD,
+            "INVALID_ARGUMENT: clip: expected 8 frames",
+        ),
+        (_Rpc("NOT_FOUND", "no branch 'b9'"), BAD, "NOT_FOUND"),
+        (_Rpc("RESOURCE_EXHAUSTED", "too many requests"), FAILED, "RESOURCE_EXHAUSTED"),
+        (_Rpc("DEADLINE_EXCEEDED", "Deadline Exceeded"), FAILED, "is the service running"),
+        (ValueError("line one\n  line two"), BAD, "line one; line two"),
+        (TimeoutError("encoder at x not SERVING after 30 s"), FAILED, "not SERVING"),
+        (KeyboardInterrupt(), EXIT_INTERRUPTED, "interrupted"),
+    ],
+)
+def test_how_each_kind_of_error_is_classified(exc: BaseException, status: int, expected: str) -> None:
+    got = classify(exc)
+    assert got is not None and got[0] == status and expected in one_line(got[1]), got
+
+
+def test_library_errors_keep_their_meaning_and_anything_else_is_a_bug() -> None:
+    from trajlab.errors import ConfigError, FailedPrecondition
+
+    assert classify(ConfigError("profile.epochs: must be > 0")) == (BAD, "profile.epochs: must be > 0")
+    assert classify(FailedPrecondition("not trained yet"))[0] == FAILED  # type: ignore[index]
+    assert classify(RuntimeError("a bug")) is None  # reported as an internal error
