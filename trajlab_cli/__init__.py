@@ -16,6 +16,8 @@ import typer
 from trajlab.logging_setup import setup_logging
 from trajlab_cli.errors import EPILOG, TrajlabGroup
 
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 app = typer.Typer(
     name="trajlab",
     cls=TrajlabGroup,
@@ -27,7 +29,6 @@ app = typer.Typer(
 )
 
 _MODULES = ("dataset", "train", "encoder", "describer", "explain", "pipeline", "run")
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @app.callback()
