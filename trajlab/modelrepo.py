@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trajlab.atomic import fsync_dir
 from trajlab.errors import InvalidArgument
 
 MODEL_FILE = "model.onnx"
@@ -110,14 +111,6 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def _branch_lock(branch_dir: Path) -> Iterator[None]:
     branch_dir.mkdir(parents=True, exist_ok=True)
@@ -182,11 +175,11 @@ def publish_version(
                 f.write(validated.model_dump_json(indent=2))
                 f.flush()
                 os.fsync(f.fileno())
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             os.chmod(tmp, 0o755)
             final = branch_dir / str(version)
             os.rename(tmp, final)
-            _fsync_dir(branch_dir)
+            fsync_dir(branch_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -54,11 +54,12 @@ def register(app: typer.Typer) -> None:
         from trajlab.config import validate_model
         from trajlab.data import build_dataset_detailed
         from trajlab.profiles import DatasetConfig, load_profile
+        from trajlab_cli.errors import writable_dir
 
         cfg = load_profile(profile).dataset
         if seed is not None:
             cfg = validate_model(DatasetConfig, {**cfg.model_dump(), "seed": seed}, "--seed")
-        out_dir = out if out is not None else Path("data") / _profile_name(profile)
+        out_dir = writable_dir(out if out is not None else Path("data") / _profile_name(profile), "--out")
         show_bar = sys.stderr.isatty() if progress is None else progress
         res = build_dataset_detailed(cfg, out_dir, show_bar, force=force, workers=workers)
         split = f"train {res.counts['train']} / val {res.counts['val']}"
@@ -118,9 +119,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write contact_sheet.png (frames side by side, true trajectory over them) and clips.gif."""
         from trajlab.data import load_dataset
+        from trajlab_cli.errors import writable_dir
 
+        writable_dir(out, "--out")
         ds = load_dataset(data)
-        out.mkdir(parents=True, exist_ok=True)
         png = write_contact_sheet(
             ds, out / "contact_sheet.png", per_class=per_class, frames=frames, split=split
         )

@@ -37,35 +37,80 @@ def _target(target: str | None) -> str:
     return target or os.environ.get("TRAJLAB_DESCRIBER_TARGET") or DEFAULT_TARGET
 
 
-def load_points(path: Path, fps: float, observed: int) -> dict[str, Any]:
-    """Request fields from a points file (see the module docstring); arrays as float64 numpy."""
+_EXPECTED = "a .npy array of (N, 3) or (N, 4) numbers, or a .json list of [x, y, z] or object"
+
+
+def _read_points_file(path: Path) -> Any:
+    """The file's content: a numeric ndarray (.npy, never unpickled) or parsed JSON; CliError otherwise."""
     import numpy as np
 
-    if not path.is_file():
-        raise typer.BadParameter(f"{path} does not exist", param_hint="--points")
+    from trajlab_cli.errors import CliError, readable_file
+
+    readable_file(path, "--points", _EXPECTED)
     if path.suffix == ".npy":
-        data: Any = np.load(path, allow_pickle=False)
-    elif path.suffix == ".json":
-        data = json.loads(path.read_text())
-    else:
-        raise typer.BadParameter("expected a .npy or .json file", param_hint="--points")
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, OSError):
+            # np.load refuses object arrays and non-.npy bytes alike (allow_pickle=False): never unpickled.
+            raise CliError(f"--points {path}: not a numeric .npy array (expected {_EXPECTED})") from None
+        if not isinstance(data, np.ndarray) or data.dtype.kind not in "iuf":
+            raise CliError(f"--points {path}: holds {data.dtype} values, expected numbers")
+        return data
+    if path.suffix == ".json":
+        try:
+            return json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CliError(f"--points {path}: not valid JSON ({exc})") from None
+    raise CliError(f"--points {path}: expected a .npy or .json file, got {path.suffix or 'no suffix'!r}")
+
+
+def _numbers(value: Any, path: Path, key: str) -> Any:
+    """``value`` as a float64 array; CliError naming the file and the field when it is not numbers."""
+    import numpy as np
+
+    from trajlab_cli.errors import CliError
+
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CliError(
+            f"--points {path}: {key!r} must be numbers (a list of [x, y, z] or of times)"
+        ) from None
+    want_points = not key.endswith("times")
+    if want_points and (arr.ndim != 2 or arr.shape[1] != 3):
+        raise CliError(f"--points {path}: {key!r} must be a list of [x, y, z], got shape {arr.shape}")
+    if not want_points and arr.ndim != 1:
+        raise CliError(f"--points {path}: {key!r} must be a flat list of times, got shape {arr.shape}")
+    return arr
+
+
+def load_points(path: Path, fps: float, observed: int) -> dict[str, Any]:
+    """Request fields from a points file (see the module docstring); arrays as float64 numpy.
+
+    A file that is missing, empty, not what its suffix says, or of the wrong shape or
+    type raises CliError naming ``--points``, the file and what was expected.
+    """
+    import numpy as np
+
+    from trajlab_cli.errors import CliError
+
+    data = _read_points_file(path)
     fields: dict[str, Any] = {}
     if isinstance(data, dict):
         for key in ("observed", "observed_times", "forecast", "forecast_times", "truth", "truth_times"):
             if data.get(key) is not None:
-                fields[key] = np.asarray(data[key], dtype=np.float64)
+                fields[key] = _numbers(data[key], path, key)
         if data.get("predicted_class"):
             fields["predicted_class"] = str(data["predicted_class"])
         if "observed" not in fields:
-            raise typer.BadParameter(
-                "a JSON object needs an 'observed' list of [x, y, z]", param_hint="--points"
-            )
+            raise CliError(f"--points {path}: a JSON object needs an 'observed' list of [x, y, z]")
     else:
-        arr = np.asarray(data, dtype=np.float64)
+        try:
+            arr = np.asarray(data, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise CliError(f"--points {path}: expected numbers ({_EXPECTED})") from None
         if arr.ndim != 2 or arr.shape[1] not in (3, 4):
-            raise typer.BadParameter(
-                f"expected (N, 3) or (N, 4) points, got shape {arr.shape}", param_hint="--points"
-            )
+            raise CliError(f"--points {path}: expected (N, 3) or (N, 4) points, got shape {arr.shape}")
         times = arr[:, 0] if arr.shape[1] == 4 else np.arange(arr.shape[0]) / fps
         pts = arr[:, -3:]
         n = observed or arr.shape[0]
@@ -127,30 +172,15 @@ def describe(
     if local:
         import logging
 
-        from trajlab.errors import TrajlabError
-
         if as_json:
             # stdout carries the JSON; the fallback (if any) is in it, so keep log lines out.
             logging.getLogger("services.describer").setLevel(logging.ERROR)
-        try:
-            out = _describe_local(fields, backend, branch, timeout)
-        except (TrajlabError, ValueError) as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1) from None
+        out = _describe_local(fields, backend, branch, timeout)
     else:
-        import grpc
-
         from trajlab.clients.describer import DescriberClient
 
         with DescriberClient(_target(target), timeout=timeout) as client:
-            try:
-                out = client.describe(backend=backend, branch=branch, **fields).to_dict()
-            except grpc.RpcError as exc:
-                typer.secho(f"error: {exc.code().name}: {exc.details()}", fg=typer.colors.RED, err=True)
-                raise typer.Exit(1) from None
-            except ValueError as exc:
-                typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-                raise typer.Exit(1) from None
+            out = client.describe(backend=backend, branch=branch, **fields).to_dict()
     if as_json:
         typer.echo(json.dumps(out))
         return
@@ -194,16 +224,10 @@ def backends(
         infos = [asdict(s) for s in reg.statuses()]
         defaults = reg.branch_defaults
     else:
-        import grpc
-
         from trajlab.clients.describer import DescriberClient
 
         with DescriberClient(_target(target), timeout=timeout) as client:
-            try:
-                lst, defaults = client.list_backends()
-            except grpc.RpcError as exc:
-                typer.secho(f"error: {exc.code().name}: {exc.details()}", fg=typer.colors.RED, err=True)
-                raise typer.Exit(1) from None
+            lst, defaults = client.list_backends()
         infos = [b.to_dict() for b in lst]
     if as_json:
         typer.echo(json.dumps({"backends": infos, "branch_defaults": defaults}))

@@ -43,23 +43,34 @@ def _target(target: str | None) -> str:
 
 
 def _call(target: str, fn: Any) -> Any:
-    """Run fn(client); turn a gRPC failure into a one-line error and exit code 1."""
-    import grpc
-
+    """Run fn(client); a gRPC failure reaches the CLI's one error handler (trajlab_cli.errors)."""
     from trajlab.clients.encoder import EncoderClient
 
     with EncoderClient(target) as client:
-        try:
-            return fn(client)
-        except grpc.RpcError as exc:
-            typer.secho(f"error: {exc.code().name}: {exc.details()}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1) from None
+        return fn(client)
+
+
+_CLIP_EXPECTED = "a .npy/.npz array, a folder of PNG frames, or a .gif/.mp4 video"
 
 
 def _load(clip: Path, key: str | None, index: int, fps: float) -> tuple[Any, float]:
+    """The clip in the file and its fps; CliError naming CLIP, the file and what was expected."""
     from trajlab.clipio import load_clip
+    from trajlab.errors import InvalidClip
+    from trajlab_cli.errors import CliError
 
-    arr, file_fps = load_clip(clip, key=key, index=index)
+    if not clip.exists():
+        raise CliError(f"CLIP {clip}: no such file or folder (expected {_CLIP_EXPECTED})")
+    if clip.is_file() and clip.stat().st_size == 0:
+        raise CliError(f"CLIP {clip}: the file is empty (expected {_CLIP_EXPECTED})")
+    try:
+        arr, file_fps = load_clip(clip, key=key, index=index)
+    except EOFError:
+        raise CliError(f"CLIP {clip}: the file ends early (expected {_CLIP_EXPECTED})") from None
+    except InvalidClip as exc:
+        if "pickle" in str(exc):  # np.load's advice to unpickle is not one to give: say what it is
+            raise CliError(f"CLIP {clip}: not a numeric array (expected {_CLIP_EXPECTED})") from None
+        raise CliError(str(exc) if str(clip) in str(exc) else f"CLIP {clip}: {exc}") from None
     return arr, (fps or file_fps)
 
 

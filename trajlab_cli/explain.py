@@ -63,35 +63,32 @@ def explain(
     strict: bool = _STRICT,
 ) -> None:
     """Class, forecast, the model's own track and the equations x(t), y(t), z(t) of the motion in CLIP."""
-    import grpc
-
     from trajlab.clients.describer import DescriberClient
     from trajlab.clients.encoder import EncoderClient
     from trajlab.explain import explain as run_explain
+    from trajlab_cli.errors import writable_dir
 
+    if plot is not None:
+        writable_dir(plot.parent, "--plot")
     source, rate = _load(clip, key, index, fps)
     describer_target = describer or os.environ.get("TRAJLAB_DESCRIBER_TARGET") or DEFAULT_DESCRIBER
     with EncoderClient(_target(target)) as enc, DescriberClient(describer_target) as desc:
-        try:
-            sent, sent_fps, notes = _prepare(enc, clip, source, rate, branch, version, strict, not as_json)
-            ex = run_explain(
-                enc,
-                desc,
-                sent,
-                fps=sent_fps,
-                branch=branch,
-                version=version,
-                backend=backend,
-                source=str(clip),
-                notes=notes,
-                min_confidence=min_confidence,
-                analyze_timeout=timeout,
-                describe_timeout=timeout,
-            )
-            info = enc.model_info(ex.branch, ex.version) if plot is not None else None
-        except grpc.RpcError as exc:
-            typer.secho(f"error: {exc.code().name}: {exc.details()}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1) from None
+        sent, sent_fps, notes = _prepare(enc, clip, source, rate, branch, version, strict, not as_json)
+        ex = run_explain(
+            enc,
+            desc,
+            sent,
+            fps=sent_fps,
+            branch=branch,
+            version=version,
+            backend=backend,
+            source=str(clip),
+            notes=notes,
+            min_confidence=min_confidence,
+            analyze_timeout=timeout,
+            describe_timeout=timeout,
+        )
+        info = enc.model_info(ex.branch, ex.version) if plot is not None else None
     if plot is not None:
         from trajlab.explain_figure import save_figure
 

@@ -133,6 +133,14 @@ def report_command(
         }.items()
         if v is not None
     }
+    from trajlab_cli.errors import writable_dir
+
+    if reports_dir is not None:
+        writable_dir(reports_dir, "--reports-dir")
+    if profile is not None:
+        from trajlab.profiles import load_profile
+
+        load_profile(profile)  # a wrong --profile is bad input, not a report with missing sections
     settings = load_settings(ReporterSettings, **overrides)
     if not settings.trainer_targets():
         raise typer.BadParameter(

@@ -27,9 +27,11 @@ def run(
     from rich.console import Console
     from rich.live import Live
 
+    from trajlab_cli.errors import writable_dir
     from trajlab_cli.runner import make_plan, run_pipeline
     from trajlab_cli.supervisor import ChildFailed
 
+    writable_dir(root, "--root")
     console = Console(stderr=True)
     as_file = Path(branches) if branches.endswith((".yaml", ".yml")) or Path(branches).is_file() else None
     plan = make_plan(

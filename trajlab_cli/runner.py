@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.reporter.monitor import BranchView, poll_once
+from trajlab.clients.health import wait_until_serving as health_wait
 from trajlab.clients.reporter import Report, ReporterClient
 from trajlab.profiles import Profile, load_branches, load_profile
-from trajlab_cli.supervisor import Supervisor, free_port
 from trajlab.trainer.v1.trainer_pb2 import TRAINING_STATE_DONE
+from trajlab_cli.supervisor import Supervisor, free_port
 
 log = logging.getLogger(__name__)
 
@@ -224,20 +224,15 @@ def write_endpoints(plan: RunPlan) -> Path:
 
 def wait_healthy(target: str, sup: Supervisor, timeout: float, what: str) -> None:
     """Wait until the gRPC health check at ``target`` answers SERVING."""
-    deadline = time.monotonic() + timeout
     with grpc.insecure_channel(target) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        while True:
-            sup.check()
-            try:
-                resp = stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
-                if resp.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what} at {target} was not healthy after {timeout:.0f} s")
-            time.sleep(0.25)
+        health_wait(
+            ch,
+            what=f"{what} at {target}",
+            timeout=timeout,
+            poll_seconds=0.25,
+            check_timeout=2.0,
+            on_poll=sup.check,
+        )
 
 
 def wait_for_models(plan: RunPlan, branches: list[str], sup: Supervisor, timeout: float) -> None:

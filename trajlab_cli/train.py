@@ -52,6 +52,7 @@ def register(app: typer.Typer) -> None:
         from services.trainer.training import RunConfig, Trainer, TrainingFailed
         from trajlab.errors import ConfigError
         from trajlab.profiles import load_branches, load_profile
+        from trajlab_cli.errors import EXIT_FAILED, CliError, writable_dir
 
         from services.trainer.branch import known_parts
 
@@ -63,8 +64,8 @@ def register(app: typer.Typer) -> None:
             branch=branches[branch],
             profile=prof,
             data_dir=data if data is not None else Path("data") / prof.name,
-            run_dir=run_dir if run_dir is not None else Path("runs") / branch,
-            model_repo=model_repo,
+            run_dir=writable_dir(run_dir if run_dir is not None else Path("runs") / branch, "--run-dir"),
+            model_repo=writable_dir(model_repo, "--model-repo") if export else model_repo,
             text_encoder=text_encoder,
             text_cache_dir=text_cache,
             threads=threads,
@@ -74,8 +75,7 @@ def register(app: typer.Typer) -> None:
         try:
             results = Trainer(cfg).run()
         except TrainingFailed as exc:
-            console.print(f"[red]training failed:[/red] {exc}")
-            raise typer.Exit(1) from None
+            raise CliError(f"training failed: {exc}", EXIT_FAILED) from exc
         if json_out:
             typer.echo(json.dumps({k: v for k, v in results.items() if k != "history"}, indent=2))
             return

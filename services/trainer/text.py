@@ -19,11 +19,11 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from trajlab.atomic import atomic_open
 from trajlab.profiles import CLASS_NAMES
 
 log = logging.getLogger(__name__)
@@ -126,14 +126,6 @@ def class_text_embeddings(
         _, arch, weights = concrete.split(":", 2)
         emb = _embed_open_clip(arch, Path(weights), list(descriptions))
     cache.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=cache.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, embeddings=emb, descriptions=np.array(descriptions), encoder=np.array(name))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, cache)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(cache, "wb") as fh:
+        np.savez(fh, embeddings=emb, descriptions=np.array(descriptions), encoder=np.array(name))
     return emb, name

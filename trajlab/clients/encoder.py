@@ -15,11 +15,9 @@ anything is sent.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import grpc
 import numpy as np
 
 from trajlab.clients._channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT_SECONDS, open_channel
@@ -255,20 +253,13 @@ class EncoderClient:
 
     def wait_until_serving(self, timeout: float = 30.0, poll_seconds: float = 0.2) -> None:
         """Block until the server's health says SERVING (a model is loaded); TimeoutError otherwise."""
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        from trajlab.clients.health import wait_until_serving
 
-        stub = health_pb2_grpc.HealthStub(self._channel)
-        end = time.monotonic() + timeout
-        last = "no answer"
-        while time.monotonic() < end:
-            try:
-                status = stub.Check(
-                    health_pb2.HealthCheckRequest(service=SERVICE), timeout=poll_seconds * 5
-                ).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-                last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
-            except grpc.RpcError as exc:
-                last = f"{exc.code().name}: {exc.details()}"
-            time.sleep(poll_seconds)
-        raise TimeoutError(f"encoder at {self.target} not SERVING after {timeout:.0f} s (last: {last})")
+        wait_until_serving(
+            self._channel,
+            what=f"encoder at {self.target}",
+            service=SERVICE,
+            timeout=timeout,
+            poll_seconds=poll_seconds,
+            check_timeout=poll_seconds * 5,
+        )

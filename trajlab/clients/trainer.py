@@ -14,12 +14,10 @@ raise ``grpc.RpcError`` with the server's status code and message.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 
 from trajlab.clients._channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT_SECONDS, open_channel
@@ -160,20 +158,13 @@ class TrainerClient:
 
     def wait_until_serving(self, timeout: float = 30.0, poll_seconds: float = 0.2) -> None:
         """Block until the server's health says SERVING; TimeoutError otherwise."""
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
+        from trajlab.clients.health import wait_until_serving
 
-        stub = health_pb2_grpc.HealthStub(self._channel)
-        end = time.monotonic() + timeout
-        last = "no answer"
-        while time.monotonic() < end:
-            try:
-                status = stub.Check(
-                    health_pb2.HealthCheckRequest(service=SERVICE), timeout=poll_seconds * 5
-                ).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-                last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
-            except grpc.RpcError as exc:
-                last = f"{exc.code().name}: {exc.details()}"
-            time.sleep(poll_seconds)
-        raise TimeoutError(f"trainer at {self.target} not SERVING after {timeout:.0f} s (last: {last})")
+        wait_until_serving(
+            self._channel,
+            what=f"trainer at {self.target}",
+            service=SERVICE,
+            timeout=timeout,
+            poll_seconds=poll_seconds,
+            check_timeout=poll_seconds * 5,
+        )

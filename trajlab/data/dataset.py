@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 import trajlab
+from trajlab.atomic import atomic_open, atomic_write_text
 from trajlab.data.render import RenderSettings, render_batch
 from trajlab.data.trajectories import TrajectoryGenerator
 from trajlab.errors import ConfigError
@@ -227,18 +228,13 @@ def _tmp(path: Path) -> Path:
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = _tmp(path)
-    with open(tmp, "wb") as fh:
+    with atomic_open(path, "wb", fsync=False) as fh:
         np.save(fh, arr, allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def _save_json(path: Path, obj: Any, indent: int | None = None) -> None:
-    tmp = _tmp(path)
-    tmp.write_text(
-        json.dumps(obj, sort_keys=True, indent=indent, separators=None if indent else (",", ":")) + "\n"
-    )
-    os.replace(tmp, path)
+    text = json.dumps(obj, sort_keys=True, indent=indent, separators=None if indent else (",", ":"))
+    atomic_write_text(path, text + "\n", fsync=False)
 
 
 def sha256_of(path: Path) -> str:

@@ -245,6 +245,6 @@ def test_cli_against_the_service(target: str, tmp_path: Path) -> None:
     out = json.loads(res.output)
     assert out["described_class"] == "linear" and out["score"]["accurate"]
     res = runner.invoke(app, ["describe", "-p", str(path), "--backend", "gpt-5", "--target", target])
-    assert res.exit_code == 1 and "NOT_FOUND: backend" in res.output
+    assert res.exit_code == 2 and "NOT_FOUND: backend" in res.output
     res = runner.invoke(app, ["backends", "--target", target])
     assert res.exit_code == 0 and "tgi:phi-2" in res.output

@@ -85,15 +85,15 @@ def test_readable_forecast_and_models_listing(served: str, tmp_path: Path) -> No
 def test_cli_reports_server_refusals_and_bad_files(served: str, tmp_path: Path) -> None:
     wrong = save_clip(tmp_path / "big.npy", np.zeros((16, 64, 64, 3), np.uint8))
     code, out = _run("classify", str(wrong), "--target", served, "--strict")
-    assert code == 1
+    assert code == 2
     assert "INVALID_ARGUMENT" in out and "expects clips of frames=8 height=32 width=32 channels=3" in out
     code, out = _run("classify", str(wrong), "--target", served, "--branch", "zz", "--strict")
-    assert code == 1 and "NOT_FOUND" in out
+    assert code == 2 and "NOT_FOUND" in out
     floats = tmp_path / "f.npy"
     np.save(floats, np.zeros((8, 32, 32, 3), np.float32))
     res = CliRunner().invoke(app, ["classify", str(floats), "--target", served])
-    assert res.exit_code != 0
-    assert "must be uint8" in str(res.exception)
+    assert res.exit_code == 2
+    assert "must be uint8" in res.stderr and floats.name in res.stderr
 
 
 def test_a_phone_sized_mp4_is_fitted_to_the_model_and_says_how(served: str, tmp_path: Path) -> None:
@@ -137,6 +137,6 @@ def test_clips_that_cannot_be_used_get_one_clear_line_naming_the_file(
         path.write_bytes(b"not a video at all" * 100)
         expected = "cannot read"
     res = CliRunner().invoke(app, ["classify", str(path), "--target", served])
-    assert res.exit_code != 0
+    assert res.exit_code == 2
     message = res.output + str(res.exception)
     assert expected in message and path.name in message

@@ -46,15 +46,15 @@ def test_describe_json_object_via_branch_reports_the_fallback(tmp_path: Path) ->
 
 def test_bad_input_exits_with_a_message(tmp_path: Path, npy: Path) -> None:
     res = runner.invoke(app, ["describe", "--points", str(npy), "--backend", "nope", "--local"])
-    assert res.exit_code == 1 and "unknown backend 'nope'" in res.output
+    assert res.exit_code == 2 and "unknown backend 'nope'" in res.output
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((5, 2)))
     res = runner.invoke(app, ["describe", "--points", str(bad), "--local"])
-    assert res.exit_code != 0 and "(N, 3) or (N, 4)" in res.output
+    assert res.exit_code == 2 and "(N, 3) or (N, 4)" in res.output
     two = tmp_path / "two.json"
     two.write_text("[[0, 0, 5], [1, 0, 5]]")
     res = runner.invoke(app, ["describe", "--points", str(two), "--local"])
-    assert res.exit_code == 1 and "at least 3 points" in res.output
+    assert res.exit_code == 2 and "at least 3 points" in res.output
 
 
 def test_backends_lists_every_backend_and_branch_default() -> None:
