@@ -49,12 +49,11 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        from services.trainer.branch import known_parts
         from services.trainer.training import RunConfig, Trainer, TrainingFailed
         from trajlab.errors import ConfigError
         from trajlab.profiles import load_branches, load_profile
         from trajlab_cli.errors import EXIT_FAILED, CliError, writable_dir
-
-        from services.trainer.branch import known_parts
 
         branches = load_branches(branches_file, known=known_parts())
         if branch not in branches:

@@ -41,8 +41,11 @@ def zoo(
     torch.set_num_threads(threads)
     size = zoo_lib.input_size_for(load_profile(profile), in_channels=in_channels)
     registry = zoo_lib.load_encoders()
+    from trajlab_cli.errors import CliError
+
     for name in encoder:
-        registry.get(name)  # an unknown name fails here, listing the registered ones
+        if name not in registry:
+            raise CliError(f"--encoder: unknown {name!r}; registered: {', '.join(registry.names())}")
     entries = zoo_lib.describe_all(size, parity=parity, names=encoder or None)
     if as_json:
         typer.echo(json.dumps([e.to_json() for e in entries], indent=2))

@@ -290,5 +290,6 @@ def require_servable_encoder(args: Any) -> None:
         return
     from services.trainer.perception.stem import create_stem
 
-    _, channels = create_stem(kind=args.stem, in_channels=args.in_channels, height=args.height, width=args.width)
+    _, channels = create_stem(kind=args.stem, in_channels=args.in_channels,
+                              height=args.height, width=args.width)
     require_exportable(args.encoder, (channels, args.frames, args.height, args.width), args.encoder_args)

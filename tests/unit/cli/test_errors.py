@@ -109,6 +109,11 @@ BAD_INPUTS: dict[str, list[tuple[str, int, str]]] = {
     "monitor": [
         ("--trainers garbage --once", BAD, "--trainers"),
     ],
+    "zoo": [
+        ("--profile {missing}.yaml --no-parity", BAD, "does not exist"),
+        ("--encoder nope --no-parity", BAD, "--encoder: unknown 'nope'; registered:"),
+        ("--in-channels 0 --no-parity", BAD, "--in-channels"),
+    ],
     "run": [
         ("--profile {missing}.yaml --root {tmp}/r", BAD, "does not exist"),
         ("--root {unwritable}", BAD, "--root"),
