@@ -58,6 +58,12 @@ class ResourceExhausted(TrajlabError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class CallAbandoned(TrajlabError):
+    """The caller cancelled or its deadline passed: the work was stopped, nobody waits for it."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names the field."""
 
