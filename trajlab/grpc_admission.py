@@ -8,7 +8,8 @@ process that is merely busy. So:
 - the server's thread pool has a thread for every RPC grpc admits
   (``maximum_concurrent_rpcs``) plus a reserve, so no admitted call queues for a
   thread and health, reflection and other exempt services are answered at once;
-- unary work RPCs (everything else but streams, which live long and only wait) run at most ``running`` at a time; a call beyond that
+- unary work RPCs (everything else but streams, which live long and only wait) run
+  at most ``running`` at a time; a call beyond that
   waits for a slot, at most until its deadline (and ``max_wait_seconds``), holding
   only an idle thread, and is answered RESOURCE_EXHAUSTED if none frees up.
 
@@ -25,7 +26,11 @@ import grpc
 from trajlab.errors import ResourceExhausted
 
 EXEMPT_SERVICES = frozenset(
-    {"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"}
+    {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    }
 )
 RESERVE_THREADS = 4  # threads beyond the admitted RPCs, for exempt services
 UNBOUNDED_QUEUE_FACTOR = 4  # work calls waiting per running slot when grpc admits any number
@@ -33,7 +38,7 @@ UNBOUNDED_QUEUE_FACTOR = 4  # work calls waiting per running slot when grpc admi
 
 def threads_for(max_workers: int, max_concurrent_rpcs: int | None) -> int:
     """Thread pool size: one per RPC grpc admits, plus the reserve for exempt services."""
-    admitted = max_concurrent_rpcs if max_concurrent_rpcs is not None else max_workers * UNBOUNDED_QUEUE_FACTOR
+    admitted = max_workers * UNBOUNDED_QUEUE_FACTOR if max_concurrent_rpcs is None else max_concurrent_rpcs
     return max(admitted, max_workers) + RESERVE_THREADS
 
 
@@ -55,7 +60,8 @@ class Admission:
         with self._lock:
             if self._inside >= self.capacity:
                 raise ResourceExhausted(
-                    f"server busy: {self._inside} calls in progress or waiting (limit {self.capacity}); retry later"
+                    f"server busy: {self._inside} calls in progress or waiting "
+                    f"(limit {self.capacity}); retry later"
                 )
             self._inside += 1
         wait = self.max_wait_seconds if time_remaining is None else min(time_remaining, self.max_wait_seconds)

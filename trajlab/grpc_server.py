@@ -23,9 +23,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import Counter, Histogram, start_http_server
 
 from trajlab.config import TlsSettings
+from trajlab.errors import InvalidArgument, TrajlabError
 from trajlab.grpc_admission import RESERVE_THREADS, Admission, AdmissionInterceptor, threads_for
 from trajlab.grpc_reflection import enable_reflection
-from trajlab.errors import InvalidArgument, TrajlabError
 
 log = logging.getLogger(__name__)
 

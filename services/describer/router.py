@@ -138,7 +138,8 @@ class BackendRegistry:
         if branch:
             if branch not in self.branch_defaults:
                 raise NotFound(
-                    f"branch: unknown branch {quoted(branch)}; known: {', '.join(sorted(self.branch_defaults))}"
+                    f"branch: unknown branch {quoted(branch)}; "
+                    f"known: {', '.join(sorted(self.branch_defaults))}"
                 )
             return self.branch_defaults[branch]
         return self.settings.default_backend

@@ -402,7 +402,8 @@ class ModelStore:
             if failures:
                 v, f = failures[0]
                 raise FailedPrecondition(
-                    f"branch {quoted(branch)} has no loadable version: v{v} was refused ({f.reason}): {f.message}"
+                    f"branch {quoted(branch)} has no loadable version: "
+                    f"v{v} was refused ({f.reason}): {f.message}"
                 )
             if not any(self._branches.values()):
                 raise Unavailable(f"no model loaded yet (watching {self.root}); retry shortly")
@@ -416,7 +417,8 @@ class ModelStore:
         if version in refused:
             f = refused[version]
             raise FailedPrecondition(
-                f"version {version} of branch {quoted(branch)} was refused at load ({f.reason}): {f.message}; "
+                f"version {version} of branch {quoted(branch)} was refused at load "
+                f"({f.reason}): {f.message}; "
                 f"loaded versions: {sorted(table)}"
             )
         raise ModelNotFound(

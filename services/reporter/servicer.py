@@ -76,7 +76,9 @@ class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
         winner_rule: str | None = None,
     ) -> ReportResult:
         if winner_rule and winner_rule not in RULES:
-            raise InvalidArgument(f"winner_rule: unknown rule {quoted(winner_rule)}; known: {', '.join(RULES)}")
+            raise InvalidArgument(
+                f"winner_rule: unknown rule {quoted(winner_rule)}; known: {', '.join(RULES)}"
+            )
         with self._lock:
             sources = self._sources_factory()
             try:

@@ -88,7 +88,9 @@ class TrainingController:
                 raise FailedPrecondition("the trainer is shutting down")
             if profile_name and profile_name != self.profile.name:
                 if not _PROFILE_NAME.match(profile_name):
-                    raise InvalidArgument(f"profile: {quoted(profile_name)} is not a profile name (e.g. 'quick')")
+                    raise InvalidArgument(
+                        f"profile: {quoted(profile_name)} is not a profile name (e.g. 'quick')"
+                    )
                 try:
                     profile = load_profile(profile_name)
                 except ConfigError as exc:

@@ -109,7 +109,9 @@ def channel(trickle: Trickle) -> Iterator[grpc.Channel]:
     mp.undo()
 
 
-def _request(times: np.ndarray | None = None, points: np.ndarray | None = None, **kw: Any) -> describer_pb2.DescribeRequest:
+def _request(
+    times: np.ndarray | None = None, points: np.ndarray | None = None, **kw: Any
+) -> describer_pb2.DescribeRequest:
     tr = make_trajectory("linear", 0)
     t = tr.observed_times if times is None else times
     p = tr.observed if points is None else points
@@ -119,9 +121,12 @@ def _request(times: np.ndarray | None = None, points: np.ndarray | None = None, 
 
 
 def _calls(result: str) -> float:
-    return REGISTRY.get_sample_value(
-        "trajlab_describer_backend_calls_total", {"backend": "openai:gpt-4o", "result": result}
-    ) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "trajlab_describer_backend_calls_total", {"backend": "openai:gpt-4o", "result": result}
+        )
+        or 0.0
+    )
 
 
 def test_a_trickling_upstream_falls_back_at_the_deadline_and_never_blocks_health(
@@ -136,7 +141,10 @@ def test_a_trickling_upstream_falls_back_at_the_deadline_and_never_blocks_health
     assert trickle.started >= 4, "the trickling server was never called"
     # Meanwhile: health and an analytic Describe answer within short deadlines.
     health = health_pb2_grpc.HealthStub(channel)
-    assert health.Check(health_pb2.HealthCheckRequest(), timeout=1.0).status == health_pb2.HealthCheckResponse.SERVING
+    assert (
+        health.Check(health_pb2.HealthCheckRequest(), timeout=1.0).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
     quick = stub.Describe(_request(backend="analytic"), timeout=2.0)
     assert quick.backend_used == "analytic" and not quick.fallback_used
     answers = [f.result() for f in slow]  # every one answered OK within its 4 s deadline
@@ -148,9 +156,12 @@ def test_a_trickling_upstream_falls_back_at_the_deadline_and_never_blocks_health
 
 
 def _rpc_count(code: str) -> float:
-    return REGISTRY.get_sample_value(
-        "trajlab_grpc_requests_total", {"service": "DescriberService", "method": "Describe", "code": code}
-    ) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "trajlab_grpc_requests_total", {"service": "DescriberService", "method": "Describe", "code": code}
+        )
+        or 0.0
+    )
 
 
 def test_an_expired_fit_stops_on_the_server(channel: grpc.Channel) -> None:
@@ -204,7 +215,9 @@ def test_more_points_than_the_limit_are_refused_naming_it(channel: grpc.Channel)
     ("field", "value"),
     [("coordinate", 1e160), ("coordinate", 1e158), ("coordinate", -2e6), ("time", 1e155), ("time", -1e12)],
 )
-def test_huge_finite_numbers_are_refused_with_the_range(channel: grpc.Channel, field: str, value: float) -> None:
+def test_huge_finite_numbers_are_refused_with_the_range(
+    channel: grpc.Channel, field: str, value: float
+) -> None:
     tr = make_trajectory("linear", 0)
     t, p = tr.observed_times.copy(), tr.observed.copy()
     if field == "coordinate":
@@ -221,7 +234,9 @@ def test_huge_finite_numbers_are_refused_with_the_range(channel: grpc.Channel, f
 
 @pytest.mark.parametrize("t0", [1.7962300009e9, -3e9, MAX_TIME - 10.0])
 @pytest.mark.parametrize("kind", ["linear", "parabolic", "circular", "helical"])
-def test_unix_timestamp_times_give_equations_the_service_parses(channel: grpc.Channel, t0: float, kind: str) -> None:
+def test_unix_timestamp_times_give_equations_the_service_parses(
+    channel: grpc.Channel, t0: float, kind: str
+) -> None:
     tr = make_trajectory(kind, 3)
     t = tr.times + t0
     p = tr.positions * 1000.0  # millimetres: larger coefficients too

@@ -8,6 +8,7 @@ strings come back shortened; impossible frame rates are refused.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from collections.abc import Iterator
@@ -39,8 +40,14 @@ def repo(tmp_path: Path, tiny_onnx: dict[str, Path]) -> Path:
 def server(repo: Path) -> Iterator[EncoderServer]:
     srv = EncoderServer(
         load_settings(
-            EncoderSettings, host="127.0.0.1", port=0, metrics_port=-1, model_repo=repo,
-            poll_seconds=0.05, intra_op_threads=1, warmup_runs=1,
+            EncoderSettings,
+            host="127.0.0.1",
+            port=0,
+            metrics_port=-1,
+            model_repo=repo,
+            poll_seconds=0.05,
+            intra_op_threads=1,
+            warmup_runs=1,
         )
     )
     srv.start()
@@ -49,9 +56,12 @@ def server(repo: Path) -> Iterator[EncoderServer]:
 
 
 def _skipped(branch: str, reason: str) -> float:
-    return REGISTRY.get_sample_value(
-        "trajlab_encoder_repository_skipped_total", {"branch": branch, "reason": reason}
-    ) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "trajlab_encoder_repository_skipped_total", {"branch": branch, "reason": reason}
+        )
+        or 0.0
+    )
 
 
 def _copy_version(repo: Path, branch: str, name: str) -> None:
@@ -67,10 +77,19 @@ def _copy_version(repo: Path, branch: str, name: str) -> None:
 def test_parse_version_accepts_only_canonical_ascii_that_fits_the_contract() -> None:
     assert parse_version("1") == (1, "")
     assert parse_version(str(MAX_VERSION)) == (MAX_VERSION, "")
-    for name, why in [(str(MAX_VERSION + 1), "out_of_range"), ("4294967297", "out_of_range"),
-                      ("9" * 5000, "not_a_number"), ("²", "not_a_number"), ("٣", "not_a_number"),
-                      ("01", "not_a_number"), ("0", "not_a_number"), ("+1", "not_a_number"),
-                      (" 1", "not_a_number"), ("1_0", "not_a_number"), ("", "not_a_number")]:
+    for name, why in [
+        (str(MAX_VERSION + 1), "out_of_range"),
+        ("4294967297", "out_of_range"),
+        ("9" * 5000, "not_a_number"),
+        ("²", "not_a_number"),
+        ("٣", "not_a_number"),
+        ("01", "not_a_number"),
+        ("0", "not_a_number"),
+        ("+1", "not_a_number"),
+        (" 1", "not_a_number"),
+        ("1_0", "not_a_number"),
+        ("", "not_a_number"),
+    ]:
         assert parse_version(name) == (None, why), name
 
 
@@ -83,8 +102,10 @@ def test_out_of_range_and_unicode_digit_versions_are_skipped_and_the_rest_keeps_
     (repo / "b3" / "٣").mkdir()
     kit.publish(repo, "b3", tiny_onnx["b"])  # a good b3/2 published meanwhile
     kit.publish(repo, "b1", tiny_onnx["b"])  # and b1/2, a branch scanned before
-    wait_for(lambda: {(m.branch, m.version) for m, _ in server.store.models()} >= {("b1", 2), ("b3", 2)},
-             what="the good versions published next to the bad entries")
+    wait_for(
+        lambda: {(m.branch, m.version) for m, _ in server.store.models()} >= {("b1", 2), ("b3", 2)},
+        what="the good versions published next to the bad entries",
+    )
     wait_for(lambda: _skipped("b3", "not_a_number") >= before_nan + 2, what="the unicode digits counted")
     for _ in range(3):  # later scans count and log nothing new
         server.store.scan()
@@ -94,14 +115,19 @@ def test_out_of_range_and_unicode_digit_versions_are_skipped_and_the_rest_keeps_
         stub = encoder_pb2_grpc.EncoderServiceStub(ch)
         models = stub.ListModels(encoder_pb2.ListModelsRequest(), timeout=10).models
         assert {(m.model.branch, m.model.version) for m in models if m.is_default} == {
-            ("b1", 2), ("b2", 1), ("b3", 2)}
+            ("b1", 2),
+            ("b2", 1),
+            ("b3", 2),
+        }
         assert stub.Classify(classify_request("b2"), timeout=10).model.version == 1
         assert stub.Classify(classify_request("b3"), timeout=10).model.version == 2
 
 
 def test_a_huge_branch_name_comes_back_shortened_as_not_found(server: EncoderServer) -> None:
     huge = "b" * (4 << 20)
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}", options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+    with grpc.insecure_channel(
+        f"127.0.0.1:{server.port}", options=[("grpc.max_send_message_length", 64 << 20)]
+    ) as ch:
         stub = encoder_pb2_grpc.EncoderServiceStub(ch)
         with pytest.raises(grpc.RpcError) as err:
             stub.Classify(classify_request(huge), timeout=10)
@@ -129,4 +155,4 @@ def test_zero_and_sane_frame_rates_are_served(server: EncoderServer, fps: float)
         stub = encoder_pb2_grpc.EncoderServiceStub(ch)
         resp = stub.Forecast(encoder_pb2.ForecastRequest(model=req.model, clip=req.clip), timeout=10)
     times = list(resp.times)
-    assert all(b > a for a, b in zip(times, times[1:], strict=False)) and all(t < 1e9 for t in times)
+    assert all(b > a for a, b in itertools.pairwise(times)) and all(t < 1e9 for t in times)

@@ -67,7 +67,9 @@ def _reflect(channel: grpc.Channel, method: str, request: reflection_pb2.ServerR
 def test_reflection_v1_lists_services_and_serves_their_files(served: tuple[grpc.Channel, _Blocking]) -> None:
     channel, _ = served
     raw = _reflect(channel, V1_METHOD, reflection_pb2.ServerReflectionRequest(list_services=""))
-    names = {s.name for s in reflection_pb2.ServerReflectionResponse.FromString(raw).list_services_response.service}
+    names = {
+        s.name for s in reflection_pb2.ServerReflectionResponse.FromString(raw).list_services_response.service
+    }
     assert "trajlab.describer.v1.DescriberService" in names
     assert "grpc.reflection.v1.ServerReflection" in names
     assert "grpc.health.v1.Health" in names
@@ -75,11 +77,17 @@ def test_reflection_v1_lists_services_and_serves_their_files(served: tuple[grpc.
         req = reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
         resp = reflection_pb2.ServerReflectionResponse.FromString(_reflect(channel, V1_METHOD, req))
         assert not resp.HasField("error_response"), resp.error_response.error_message
-        files = [descriptor_pb2.FileDescriptorProto.FromString(b) for b in resp.file_descriptor_response.file_descriptor_proto]
+        files = [
+            descriptor_pb2.FileDescriptorProto.FromString(b)
+            for b in resp.file_descriptor_response.file_descriptor_proto
+        ]
         assert any(symbol.rsplit(".", 1)[1] in {s.name for s in f.service} for f in files)
     # The older protocol still answers.
-    raw = _reflect(channel, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                   reflection_pb2.ServerReflectionRequest(list_services=""))
+    raw = _reflect(
+        channel,
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+    )
     assert reflection_pb2.ServerReflectionResponse.FromString(raw).list_services_response.service
 
 

@@ -215,7 +215,10 @@ class AnalyticBackend:
 
     def fit(self, trajectory: Trajectory, should_stop: Callable[[], bool] | None = None) -> MotionFit:
         return fit_motion(
-            trajectory.observed_times, trajectory.observed, trajectory.predicted_class, should_stop=should_stop
+            trajectory.observed_times,
+            trajectory.observed,
+            trajectory.predicted_class,
+            should_stop=should_stop,
         )
 
     def describe(

@@ -3,7 +3,8 @@
 Mistral-7B-Instruct gets its ``[INST] ... [/INST]`` instruction format and Phi-2
 (no chat template) the plain ``Instruct: ...\\nOutput:`` form; both come from
 versioned files in ``prompts/``. The request is the ``text_generation`` client's
-(its types and error parsing), sent through httpx under a total deadline. The output is constrained by TGI's JSON grammar
+(its types and error parsing), sent through httpx under a total deadline. The output
+is constrained by TGI's JSON grammar
 to the one answer schema, and checked again on arrival. The client has no retries
 of its own; the router's retry layer applies.
 """

@@ -110,9 +110,7 @@ class UpstreamPool:
         with self._lock:
             return self._busy
 
-    def call(
-        self, fn: Callable[[], T], budget: float, *, is_active: Callable[[], bool] | None = None
-    ) -> T:
+    def call(self, fn: Callable[[], T], budget: float, *, is_active: Callable[[], bool] | None = None) -> T:
         """``fn()`` on a pool worker, its HTTP under a total deadline of ``budget`` seconds.
 
         Raises BackendError(BUSY) when every worker is taken, BackendError(TIMEOUT) when no
@@ -151,9 +149,12 @@ class UpstreamPool:
             except FutureTimeout:
                 pass
             if is_active is not None and not is_active():
-                raise BackendError(FailureKind.CANCELLED, "the gRPC call was cancelled or its deadline passed")
+                raise BackendError(
+                    FailureKind.CANCELLED, "the gRPC call was cancelled or its deadline passed"
+                )
             if time.monotonic() >= deadline:
                 raise BackendError(
                     FailureKind.TIMEOUT,
-                    f"no complete answer within {budget:.2f} s (total deadline; the upstream call was abandoned)",
+                    f"no complete answer within {budget:.2f} s "
+                    "(total deadline; the upstream call was abandoned)",
                 )
