@@ -16,6 +16,10 @@ from trajlab.errors import InvalidClip
 MAX_FRAMES = 1024  # frames
 MAX_SIDE = 4096  # pixels per side
 ALLOWED_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
+# Frame rates a clip may state; 0 means "unknown: use the model's own". Outside this
+# range forecast times are nonsense (+inf fps gives all-zero times, 1e-45 gives 1e46 s).
+MIN_FPS = 0.01  # one frame per 100 s (time lapse)
+MAX_FPS = 100_000.0  # high-speed cameras
 
 
 def check_shape(frames: int, height: int, width: int, channels: int) -> None:
@@ -33,10 +37,25 @@ def check_shape(frames: int, height: int, width: int, channels: int) -> None:
         raise InvalidClip(f"clip.channels must be one of {ALLOWED_CHANNELS}, got {channels}")
 
 
+def check_fps(fps: float, field: str = "clip.fps") -> float:
+    """``fps`` if it is 0 (the model's own) or within [MIN_FPS, MAX_FPS]; else InvalidClip."""
+    value = float(fps)
+    # Clip.fps is a float32 on the wire: 0.01 arrives as 0.00999999977; allow its rounding.
+    if value == 0.0 or MIN_FPS * (1 - 1e-6) <= value <= MAX_FPS * (1 + 1e-6):  # NaN fails both
+        return value
+    raise InvalidClip(
+        f"{field} must be 0 (the model's own frame rate) or between {MIN_FPS:g} and {MAX_FPS:g} "
+        f"frames per second, got {value!r}"
+    )
+
+
 def clip_to_array(clip: common_pb2.Clip) -> np.ndarray:
-    """Decode a Clip into a read-only (T, H, W, C) uint8 array without copying."""
+    """Decode a Clip into a read-only (T, H, W, C) uint8 array without copying.
+
+    Its ``fps`` is checked too (:func:`check_fps`), so no caller uses an absurd one."""
     t, h, w, c = int(clip.frames), int(clip.height), int(clip.width), int(clip.channels)
     check_shape(t, h, w, c)
+    check_fps(clip.fps)
     expected = t * h * w * c
     got = len(clip.pixels)
     if got != expected:
@@ -58,6 +77,7 @@ def array_to_clip(array: np.ndarray, fps: float = 0.0) -> common_pb2.Clip:
         raise InvalidClip(f"clip array must be uint8, got {arr.dtype}")
     t, h, w, c = (int(s) for s in arr.shape)
     check_shape(t, h, w, c)
+    check_fps(fps, "fps")
     return common_pb2.Clip(
         frames=t,
         height=h,

@@ -58,5 +58,35 @@ class ResourceExhausted(TrajlabError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class CallAbandoned(TrajlabError):
+    """The caller cancelled or its deadline passed: the work was stopped, nobody waits for it."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names the field."""
+
+
+QUOTE_LIMIT = 64  # characters of a client's string shown in an error message
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr`` of a client-supplied value, shortened to about ``limit`` characters.
+
+    Every error message that echoes request input goes through this, so a 4 MB
+    branch name costs a few dozen bytes of error text, never megabytes of trailing
+    metadata (which clients refuse as RESOURCE_EXHAUSTED, hiding the real code).
+    The total length is stated when the value was cut.
+    """
+    if isinstance(value, (bytes, bytearray)):
+        text = repr(bytes(value[: limit + 1]))
+        total = len(value)
+    else:
+        s = str(value)
+        text = repr(s[: limit + 1])
+        total = len(s)
+    if total <= limit:
+        return text
+    head = text[: max(limit, 8)]
+    return f"{head}... ({total} characters)"

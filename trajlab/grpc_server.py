@@ -1,7 +1,8 @@
 """gRPC server bootstrap shared by every service.
 
 ``create_server(address, ...) -> (server, port)`` builds a server with the
-standard health service, reflection, an interceptor that maps domain errors to
+standard health service, reflection (v1 and v1alpha), admission that keeps health
+answerable under load, an interceptor that maps domain errors to
 status codes and records Prometheus metrics, explicit message-size limits and a
 bound on concurrent RPCs. ``serve(...)`` runs it until SIGTERM or SIGINT, then
 drains in-flight calls for the grace period. Tests bind port 0 and get the real
@@ -19,11 +20,12 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
 from trajlab.config import TlsSettings
 from trajlab.errors import InvalidArgument, TrajlabError
+from trajlab.grpc_admission import RESERVE_THREADS, Admission, AdmissionInterceptor, threads_for
+from trajlab.grpc_reflection import enable_reflection
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +204,9 @@ def create_server(
     their servicers; ``service_names`` are the full service names, registered for
     reflection and health. With ``serving=False`` health says NOT_SERVING until the
     caller flips it through ``health_servicer`` (e.g. the encoder, until a model loads).
+    ``max_workers`` unary calls run at once; further ones wait for a slot until their
+    deadline (``trajlab.grpc_admission``), while health and reflection have threads of
+    their own and never wait behind them.
     With ``tls`` holding a certificate and key the port speaks TLS only; with its
     ``client_ca_file`` too, clients must present a certificate that CA signed (mutual TLS).
     """
@@ -212,9 +217,11 @@ def create_server(
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
+    threads = threads_for(max_workers, max_concurrent_rpcs)
+    admission = Admission(max_workers, threads - RESERVE_THREADS)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        interceptors=[ErrorAndMetricsInterceptor(), *interceptors],
+        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
+        interceptors=[ErrorAndMetricsInterceptor(), AdmissionInterceptor(admission), *interceptors],
         options=options,
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
@@ -231,9 +238,7 @@ def create_server(
     for name in names:
         hs.set(name, status)
     hs.set("", status)
-    reflection.enable_server_reflection(
-        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
+    enable_reflection([*names, health.SERVICE_NAME], server)
     if tls is not None and tls.enabled:
         port = server.add_secure_port(address, server_credentials(tls))
     else:

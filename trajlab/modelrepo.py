@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -122,16 +123,55 @@ def _branch_lock(branch_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def list_versions(root: Path, branch: str) -> list[int]:
-    """Complete versions of a branch, ascending. Temp and non-integer dirs are ignored."""
+MAX_VERSION = 2**32 - 1  # ModelRef.version is a uint32 (0 = "the newest")
+_VERSION_TEXT = re.compile(r"[1-9][0-9]{0,9}")  # ASCII only: str.isdigit() also takes "²", "٣"
+
+
+def parse_version(name: str) -> tuple[int | None, str]:
+    """(version, "") for a version directory's name, or (None, why it is not one).
+
+    A version is canonical ASCII decimal (no sign, no leading zero) in 1..MAX_VERSION,
+    the range of the contract's uint32 field. The one parser every reader uses.
+    """
+    if not _VERSION_TEXT.fullmatch(name):
+        return None, "not_a_number"
+    value = int(name)
+    if value > MAX_VERSION:
+        return None, "out_of_range"
+    return value, ""
+
+
+def scan_versions(root: Path, branch: str) -> tuple[list[int], list[tuple[str, str]]]:
+    """(complete versions ascending, [(entry name, reason)] of entries skipped as versions).
+
+    Temp directories (".tmp-...") and dotfiles are not versions and not reported;
+    anything else that is not a version directory is skipped with its reason
+    ("not_a_number", "out_of_range", "not_a_directory", "symlink").
+    """
     d = Path(root) / branch
     if not d.is_dir():
-        return []
-    out = []
+        return [], []
+    out: list[int] = []
+    skipped: list[tuple[str, str]] = []
     for child in d.iterdir():
-        if child.name.isdigit() and child.is_dir() and not child.is_symlink():
-            out.append(int(child.name))
-    return sorted(out)
+        name = child.name
+        if name.startswith("."):
+            continue
+        version, why = parse_version(name)
+        if version is None:
+            skipped.append((name, why))
+        elif child.is_symlink():
+            skipped.append((name, "symlink"))
+        elif not child.is_dir():
+            skipped.append((name, "not_a_directory"))
+        else:
+            out.append(version)
+    return sorted(out), sorted(skipped)
+
+
+def list_versions(root: Path, branch: str) -> list[int]:
+    """Complete versions of a branch, ascending; anything else is ignored (see scan_versions)."""
+    return scan_versions(root, branch)[0]
 
 
 def list_branches(root: Path) -> list[str]:
@@ -157,6 +197,8 @@ def publish_version(
     with _branch_lock(branch_dir):
         existing = list_versions(root, branch)
         version = (existing[-1] + 1) if existing else 1
+        if version > MAX_VERSION:
+            raise ValueError(f"branch {branch!r} has reached version {MAX_VERSION}, the contract's largest")
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=branch_dir))
         try:
             dst_model = tmp / MODEL_FILE

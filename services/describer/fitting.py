@@ -25,10 +25,13 @@ parabola under noise) but cannot overrule a clearly better fit.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import least_squares
+
+from trajlab.errors import CallAbandoned
 
 FAMILIES: tuple[str, ...] = ("linear", "circular", "helical", "parabolic")
 _PERIODIC = ("circular", "helical")
@@ -151,7 +154,11 @@ def fit_family(family: str, times: np.ndarray, positions: np.ndarray, extent: fl
         coefs, omega, rss = _fit_periodic(family, tau, p)
         k = 3 * _N_BASIS[family] + 1
     else:
-        coefs, rss = _solve(_basis(family, tau, 0.0), p)
+        # Solved in u = τ/s (|u| <= 1) so [1, τ, τ²] stays well conditioned for any time
+        # scale (hours-long windows, microsecond steps); c_k(τ) = c_k(u) / s^k.
+        s = float(np.max(np.abs(tau))) or 1.0
+        coefs, rss = _solve(_basis(family, tau / s, 0.0), p)
+        coefs = coefs / (s ** np.arange(coefs.shape[0]))[:, None]
         omega = 0.0
         k = 3 * _N_BASIS[family]
     n_obs = p.size
@@ -160,11 +167,24 @@ def fit_family(family: str, times: np.ndarray, positions: np.ndarray, extent: fl
     return FamilyFit(family, coefs, omega, tc, rss, score)
 
 
-def fit_motion(times: np.ndarray, positions: np.ndarray, predicted: str | None = None) -> MotionFit:
+def _check(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise CallAbandoned("Describe: the call was cancelled or its deadline passed; the fit was stopped")
+
+
+def fit_motion(
+    times: np.ndarray,
+    positions: np.ndarray,
+    predicted: str | None = None,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+) -> MotionFit:
     """Fit every family the point count supports and choose one.
 
     ``times`` (n,) seconds, strictly increasing; ``positions`` (n, 3) world units,
     n >= 3; ``predicted`` is the video model's class (a prior), or None.
+    ``should_stop`` is asked between the stages (each family, the refinement):
+    True raises :class:`trajlab.errors.CallAbandoned` (the caller left, stop working).
     """
     t = np.asarray(times, dtype=np.float64)
     p = np.asarray(positions, dtype=np.float64)
@@ -172,6 +192,7 @@ def fit_motion(times: np.ndarray, positions: np.ndarray, predicted: str | None =
     extent = float(np.max(p.max(axis=0) - p.min(axis=0)))
     fits: dict[str, FamilyFit] = {}
     for fam in FAMILIES:
+        _check(should_stop)
         # A family needs more points than coefficients per axis (+1 to pin ω down).
         if n <= _N_BASIS[fam] + (1 if fam in _PERIODIC else 0):
             continue
@@ -187,6 +208,7 @@ def fit_motion(times: np.ndarray, positions: np.ndarray, predicted: str | None =
     best = min(scores, key=lambda f: (scores[f], FAMILIES.index(f)))
     chosen = fits[best]
     if best in _PERIODIC:
+        _check(should_stop)
         chosen = refine_periodic(chosen, t, p)
     rms = math.sqrt(chosen.rss / n)
     return MotionFit(best, chosen, extent, rms, scores, physical_params(chosen))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -33,17 +32,18 @@ from services.describer.backends.base import (
 )
 from services.describer.backends.openai_backend import OpenAIBackend
 from services.describer.backends.tgi_backend import TGIBackend
+from services.describer.backends.upstream import UpstreamPool
 from services.describer.breaker import BreakerState, CircuitBreaker
 from services.describer.settings import DescriberSettings
 from trajlab.equations import EquationScore, score_equations
-from trajlab.errors import NotFound
+from trajlab.errors import CallAbandoned, NotFound, quoted
 
 log = logging.getLogger(__name__)
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$")
 MIN_ATTEMPT_SECONDS = 0.05  # below this budget a remote call is not worth starting
 MAX_RETRY_WAIT_SECONDS = 5.0  # a server asking for a longer pause gets none: fall back now
-MAX_OPENAI_MODELS = 16  # distinct "openai:<model>" names served (each has a client, breaker, metrics)
+# Failures that say nothing about the backend's health: it was not called, or we stopped waiting.
+_NOT_THE_BACKENDS = frozenset({FailureKind.BUSY, FailureKind.CANCELLED})
 _STATE_VALUE = {BreakerState.CLOSED: 0, BreakerState.OPEN: 1, BreakerState.HALF_OPEN: 2}
 
 
@@ -74,6 +74,15 @@ class RoutedResult:
     score: EquationScore | None
 
 
+def _stopper(deadline: float, is_active: Callable[[], bool] | None) -> Callable[[], bool]:
+    """True once the caller's deadline passed or it stopped waiting (cancelled)."""
+
+    def stop() -> bool:
+        return time.monotonic() > deadline or (is_active is not None and not is_active())
+
+    return stop
+
+
 class BackendRegistry:
     """Backends by canonical name, created on first use, each with its own breaker."""
 
@@ -89,6 +98,10 @@ class BackendRegistry:
         self._clock = clock
         self._lock = threading.Lock()
         self._backends: dict[str, Backend] = {"analytic": self.analytic}
+        self.upstream = UpstreamPool(settings.upstream_max_calls)
+        # The operator's list, plus models the branch configs name (also the operator's).
+        named = [b.split(":", 1)[1] for b in self.branch_defaults.values() if b.lower().startswith("openai:")]
+        self.openai_models = list(dict.fromkeys([*settings.allowed_openai_models(), *named]))
         self._breakers: dict[str, CircuitBreaker] = {}
 
     def tgi_models(self) -> list[str]:
@@ -102,25 +115,31 @@ class BackendRegistry:
         if kind == "analytic" and not model:
             return "analytic"
         if kind == "openai":
+            # Which models are called on the operator's key is the operator's choice
+            # (settings.openai_models), not whoever asks first.
             model = model or self.settings.openai_model
-            if not _MODEL_NAME.match(model):
-                raise NotFound(f"backend: {raw!r} does not name a valid OpenAI model")
-            name = f"openai:{model}"
-            with self._lock:
-                known_models = sum(1 for b in self._backends if b.startswith("openai:"))
-                if name not in self._backends and known_models >= MAX_OPENAI_MODELS:
-                    raise NotFound(f"backend: {raw!r}: already serving {MAX_OPENAI_MODELS} OpenAI models")
-            return name
+            allowed = self.openai_models
+            if model not in allowed:
+                raise NotFound(
+                    f"backend: OpenAI model {quoted(model)} is not enabled here; enabled: "
+                    f"{', '.join(allowed)} (operators: TRAJLAB_DESCRIBER_OPENAI_MODELS)"
+                )
+            return f"openai:{model}"
         if kind == "tgi" and model in self.tgi_models():
             return f"tgi:{model}"
-        known = ["analytic", "openai", "openai:<model>", *(f"tgi:{m}" for m in self.tgi_models())]
-        raise NotFound(f"backend: unknown backend {raw!r}; known: {', '.join(known)}")
+        known = [
+            "analytic",
+            *(f"openai:{m}" for m in self.openai_models),
+            *(f"tgi:{m}" for m in self.tgi_models()),
+        ]
+        raise NotFound(f"backend: unknown backend {quoted(raw)}; known: {', '.join(known)}")
 
     def default_for(self, branch: str) -> str:
         if branch:
             if branch not in self.branch_defaults:
                 raise NotFound(
-                    f"branch: unknown branch {branch!r}; known: {', '.join(sorted(self.branch_defaults))}"
+                    f"branch: unknown branch {quoted(branch)}; "
+                    f"known: {', '.join(sorted(self.branch_defaults))}"
                 )
             return self.branch_defaults[branch]
         return self.settings.default_backend
@@ -238,11 +257,14 @@ class Router:
         time_remaining: float | None = None,
         truth: np.ndarray | None = None,
         truth_times: np.ndarray | None = None,
+        is_active: Callable[[], bool] | None = None,
     ) -> RoutedResult:
         """Answer with the requested backend or, failing that, with analytic (and say why).
 
-        ``time_remaining`` is the caller's deadline in seconds (None: no deadline).
-        Raises NotFound for an unknown backend or branch.
+        ``time_remaining`` is the caller's deadline in seconds (None: no deadline);
+        ``is_active`` says whether the caller still waits (False: cancelled or expired),
+        checked while an upstream answer is awaited and between the fit's stages.
+        Raises NotFound for an unknown backend or branch, Cancelled when the caller left.
         """
         start = time.monotonic()
         deadline = start + time_remaining if time_remaining is not None else math.inf
@@ -250,9 +272,11 @@ class Router:
         failure: BackendError | None = None
         desc: Description | None = None
         if requested != "analytic":
-            desc, failure = self._try_remote(requested, trajectory, deadline)
+            desc, failure = self._try_remote(requested, trajectory, deadline, is_active)
+            if failure is not None and failure.kind == FailureKind.CANCELLED:
+                raise CallAbandoned(f"Describe: {failure.detail}; nothing more was done")
         if desc is None:
-            desc = self.registry.analytic.describe(trajectory)
+            desc = self.registry.analytic.describe(trajectory, should_stop=_stopper(deadline, is_active))
         used = requested if failure is None else "analytic"
         score = None
         if truth is not None and truth_times is not None and len(truth) > 0:
@@ -283,7 +307,7 @@ class Router:
         )
 
     def _try_remote(
-        self, name: str, trajectory: Trajectory, deadline: float
+        self, name: str, trajectory: Trajectory, deadline: float, is_active: Callable[[], bool] | None
     ) -> tuple[Description | None, BackendError | None]:
         backend = self.registry.get(name)
         ok, detail = backend.configured()
@@ -311,7 +335,9 @@ class Router:
                 t0 = time.monotonic()
                 attempted = True
                 try:
-                    desc = backend.describe(trajectory, budget)
+                    desc = self.registry.upstream.call(
+                        lambda b=budget: backend.describe(trajectory, b), budget, is_active=is_active
+                    )
                 except BackendError as exc:
                     failure = exc
                 except Exception as exc:  # a bug or an SDK surprise: log it, fall back, count it
@@ -342,7 +368,7 @@ class Router:
                     break  # no time left (or asked to wait too long) to try again
                 self._sleep(wait)
         finally:
-            if failure is not None and not attempted:
+            if failure is not None and (not attempted or failure.kind in _NOT_THE_BACKENDS):
                 br.release()  # never called (deadline too short): says nothing about health
             elif failure is not None:
                 if failure.kind in BREAKER_FAILURES:

@@ -16,7 +16,14 @@ from trajlab.errors import InvalidArgument
 from trajlab.profiles import CLASS_NAMES
 
 SERVICE_NAME = describer_pb2.DESCRIPTOR.services_by_name["DescriberService"].full_name
-MAX_POINTS = 100_000  # per list; a trajectory has tens of points, this only stops abuse
+# Work bounds of one Describe (docs/RELIABILITY.md has the measured cost at the limit).
+# A trajectory has tens of points; the fit's ω scan holds ~100 copies of the points, so
+# the point count bounds memory and time per call.
+MAX_POINTS = 2048  # per list
+MAX_COORDINATE = 1e6  # |x|, |y|, |z| in world units
+MAX_TIME = 1e10  # |t| in seconds: Unix timestamps in seconds fit, in milliseconds do not
+MIN_TIME_STEP = 1e-6  # seconds between consecutive times
+STEP_SPACINGS = 1024  # ... and float64 spacings of t between them
 
 _HEALTH = {
     "healthy": describer_pb2.BACKEND_HEALTH_HEALTHY,
@@ -29,25 +36,41 @@ _HEALTH = {
 
 def _points(field: str, pts: Sequence[common_pb2.Point3]) -> np.ndarray:
     if len(pts) > MAX_POINTS:
-        raise InvalidArgument(f"{field}: at most {MAX_POINTS} points, got {len(pts)}")
+        raise InvalidArgument(f"{field}: at most {MAX_POINTS} points per request, got {len(pts)}")
     arr = np.array([(p.x, p.y, p.z) for p in pts], dtype=np.float64).reshape(-1, 3)
-    bad = np.argwhere(~np.isfinite(arr))
+    bad = np.argwhere(~(np.abs(arr) <= MAX_COORDINATE))  # NaN fails too
     if bad.size:
         i, j = bad[0]
-        raise InvalidArgument(f"{field}[{i}].{'xyz'[j]} is not finite ({arr[i, j]})")
+        raise InvalidArgument(
+            f"{field}[{i}].{'xyz'[j]} = {arr[i, j]!r} is outside the accepted range "
+            f"[-{MAX_COORDINATE:g}, {MAX_COORDINATE:g}] world units"
+        )
     return arr
 
 
 def _times(field: str, values: Sequence[float], n: int, points_field: str) -> np.ndarray:
-    t = np.asarray(values, dtype=np.float64).reshape(-1)
-    if t.shape[0] != n:
-        msg = f"{field}: {t.shape[0]} times for {n} {points_field} points; lengths must match"
+    if len(values) != n:
+        msg = f"{field}: {len(values)} times for {n} {points_field} points; lengths must match"
         raise InvalidArgument(msg)
-    bad = np.argwhere(~np.isfinite(t))
+    t = np.asarray(values, dtype=np.float64).reshape(-1)
+    bad = np.argwhere(~(np.abs(t) <= MAX_TIME))  # NaN fails too
     if bad.size:
-        raise InvalidArgument(f"{field}[{bad[0][0]}] is not finite ({t[bad[0][0]]})")
-    if n > 1 and not np.all(np.diff(t) > 0):
-        raise InvalidArgument(f"{field}: times must be strictly increasing")
+        i = bad[0][0]
+        raise InvalidArgument(
+            f"{field}[{i}] = {t[i]!r} is outside the accepted range [-{MAX_TIME:g}, {MAX_TIME:g}] seconds"
+        )
+    # Steps must also be far above float64's resolution at t (2e-6 s at 1e10 s), or the
+    # times are rounding noise: at least MIN_TIME_STEP and STEP_SPACINGS spacings.
+    if n > 1:
+        need = np.maximum(MIN_TIME_STEP, STEP_SPACINGS * np.spacing(np.abs(t[1:])))
+        short = np.flatnonzero(np.diff(t) < need)
+        if short.size:
+            i = int(short[0])
+            raise InvalidArgument(
+                f"{field}: times must increase by at least {float(need[i]):.3g} s here "
+                f"(max({MIN_TIME_STEP:g} s, {STEP_SPACINGS} float64 spacings)); "
+                f"[{i}] = {t[i]!r} is followed by {t[i + 1]!r}"
+            )
     return t
 
 
@@ -123,6 +146,7 @@ class DescriberServicer(describer_pb2_grpc.DescriberServiceServicer):
             remaining = None  # no deadline set: grpc reports a huge number of seconds
         result = self._router.describe(
             traj,
+            is_active=context.is_active,
             backend=request.backend,
             branch=request.branch,
             time_remaining=remaining,

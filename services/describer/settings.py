@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from trajlab.config import ServerSettings
@@ -35,6 +35,9 @@ class DescriberSettings(ServerSettings):
 
     # OpenAI (or any OpenAI-compatible server: vLLM, Ollama, TGI's /v1).
     openai_model: str = "gpt-4"  # model behind the bare name "openai"
+    # Models a request may name as "openai:<model>" (each call spends the operator's key);
+    # None = only openai_model. JSON list in the environment: '["gpt-4o", "gpt-4o-mini"]'.
+    openai_models: list[str] | None = None
     openai_base_url: str | None = None  # None = the SDK's default (api.openai.com)
     openai_api_key: SecretStr | None = None  # prefer openai_api_key_file or OPENAI_API_KEY
     openai_api_key_file: Path | None = None  # file holding the key (Docker secret)
@@ -62,6 +65,24 @@ class DescriberSettings(ServerSettings):
     breaker_failures: int = Field(3, ge=1, le=100)  # consecutive failures that open a backend's circuit
     breaker_reset_seconds: float = Field(30.0, gt=0)  # open -> half-open (one probe) after this pause
     fallback_reserve_seconds: float = Field(0.25, ge=0.0, le=5.0)  # deadline kept for the fallback + reply
+    # Outbound language-model calls in flight at once (backends.upstream); a call finding
+    # every slot taken falls back at once. Below max_workers, so slow upstreams can never
+    # hold every gRPC handler.
+    upstream_max_calls: int = Field(4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _upstream_below_workers(self) -> DescriberSettings:
+        if self.upstream_max_calls >= self.max_workers:
+            raise ValueError(
+                f"upstream_max_calls ({self.upstream_max_calls}) must be below max_workers "
+                f"({self.max_workers}): analytic calls and fallbacks need a worker while upstreams are slow"
+            )
+        return self
+
+    def allowed_openai_models(self) -> list[str]:
+        """The OpenAI models requests may name: ``openai_models``, else ``openai_model`` alone."""
+        models = self.openai_models if self.openai_models is not None else [self.openai_model]
+        return list(dict.fromkeys([self.openai_model, *models]))
 
     @field_validator("tgi_endpoints")
     @classmethod

@@ -81,3 +81,9 @@ MODEL_UNLOADS = Counter(
     "Model versions unloaded (removed from disk or older than the newest K), by branch.",
     ["branch"],
 )
+REPOSITORY_SKIPPED = Counter(
+    "trajlab_encoder_repository_skipped_total",
+    "Entries of a branch directory skipped at scan time as not a version, by branch and reason "
+    "(not_a_number, out_of_range, not_a_directory, symlink, scan_error); counted once per entry.",
+    ["branch", "reason"],
+)

@@ -37,10 +37,11 @@ from services.encoder import metrics
 from services.encoder.batcher import DynamicBatcher
 from services.encoder.errors import Cancelled, DeadlineExceeded
 from services.encoder.runtime import LoadedSession, ModelLoadError, SessionConfig, load_session
-from trajlab.errors import FailedPrecondition, InvalidArgument, ModelNotFound, Unavailable
-from trajlab.modelrepo import METADATA_FILE, MODEL_FILE, list_branches, list_versions, utc_now
+from trajlab.errors import FailedPrecondition, InvalidArgument, ModelNotFound, Unavailable, quoted
+from trajlab.modelrepo import METADATA_FILE, MODEL_FILE, list_branches, scan_versions, utc_now
 
 log = logging.getLogger(__name__)
+MAX_REMEMBERED_SKIPS = 4096  # skipped entries remembered so each is logged and counted once
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ class ModelStore:
         self._scan_lock = threading.Lock()  # one scan at a time (watcher vs. tests)
         self._branches: dict[str, dict[int, ServedModel]] = {}
         self._failures: dict[tuple[str, int], _Failure] = {}
+        self._skipped: set[tuple[str, str, str]] = set()  # (branch, entry, reason) already reported
         self._metric_branches: set[str] = set()  # branches whose gauges were set, to zero them when gone
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -242,7 +244,10 @@ class ModelStore:
             changed = False
             on_disk = set(list_branches(self.root)) if self.root.is_dir() else set()
             for branch in sorted(on_disk):
-                changed |= self._scan_branch(branch)
+                try:
+                    changed |= self._scan_branch(branch)
+                except Exception as exc:  # one bad branch costs that branch's update, never the scan
+                    self._skip_once(branch, "", "scan_error", f"{exc.__class__.__name__}: {exc}")
             with self._lock:
                 gone = [b for b in self._branches if b not in on_disk]
                 removed = [self._branches.pop(b) for b in gone]
@@ -262,7 +267,9 @@ class ModelStore:
         with self._lock:
             current = dict(self._branches.get(branch, {}))
         keep: list[ServedModel] = []
-        versions = list_versions(self.root, branch)
+        versions, skipped = scan_versions(self.root, branch)
+        for name, reason in skipped:
+            self._skip_once(branch, name, reason, "not a version directory")
         for v in reversed(versions):
             if len(keep) >= self._keep:
                 break
@@ -299,6 +306,25 @@ class ModelStore:
             for k in [k for k in self._failures if k[0] == branch and k[1] not in on_disk]:
                 del self._failures[k]
         return True
+
+    def _skip_once(self, branch: str, name: str, reason: str, detail: str) -> None:
+        """Count and log a skipped repository entry the first time it is seen."""
+        key = (branch, name, reason)
+        with self._lock:
+            if key in self._skipped:
+                return
+            if len(self._skipped) >= MAX_REMEMBERED_SKIPS:
+                self._skipped.clear()  # a flood of junk entries: forget, at worst log again
+            self._skipped.add(key)
+        metrics.REPOSITORY_SKIPPED.labels(branch, reason).inc()
+        log.warning(
+            "model repository: skipped %s/%s (%s: %s); the loaded versions keep serving",
+            branch,
+            quoted(name),
+            reason,
+            detail,
+            extra={"branch": branch},
+        )
 
     def _load(self, branch: str, version: int, vdir: Path, key: tuple[int, ...]) -> ServedModel | None:
         try:
@@ -376,12 +402,13 @@ class ModelStore:
             if failures:
                 v, f = failures[0]
                 raise FailedPrecondition(
-                    f"branch {branch!r} has no loadable version: v{v} was refused ({f.reason}): {f.message}"
+                    f"branch {quoted(branch)} has no loadable version: "
+                    f"v{v} was refused ({f.reason}): {f.message}"
                 )
             if not any(self._branches.values()):
                 raise Unavailable(f"no model loaded yet (watching {self.root}); retry shortly")
             loaded = sorted(b for b, t in self._branches.items() if t)
-            raise ModelNotFound(f"unknown branch {branch!r} (loaded branches: {', '.join(loaded)})")
+            raise ModelNotFound(f"unknown branch {quoted(branch)} (loaded branches: {', '.join(loaded)})")
         if version == 0:
             return table[max(table)]
         if version in table:
@@ -390,11 +417,12 @@ class ModelStore:
         if version in refused:
             f = refused[version]
             raise FailedPrecondition(
-                f"version {version} of branch {branch!r} was refused at load ({f.reason}): {f.message}; "
+                f"version {version} of branch {quoted(branch)} was refused at load "
+                f"({f.reason}): {f.message}; "
                 f"loaded versions: {sorted(table)}"
             )
         raise ModelNotFound(
-            f"version {version} of branch {branch!r} is not loaded (loaded versions: {sorted(table)}; "
+            f"version {version} of branch {quoted(branch)} is not loaded (loaded versions: {sorted(table)}; "
             f"the newest {self._keep} loadable versions are kept)"
         )
 

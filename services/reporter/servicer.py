@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 
@@ -12,10 +13,12 @@ from services.reporter.build import ReportSources, build_report
 from services.reporter.model import ReportResult
 from services.reporter.settings import ReporterSettings
 from services.reporter.winner import RULES
-from trajlab.errors import InvalidArgument
+from trajlab.errors import InvalidArgument, quoted
 from trajlab.reporter.v1 import reporter_pb2, reporter_pb2_grpc
 
 log = logging.getLogger(__name__)
+# A requested branch name: it is written into the report, so it must look like one.
+_BRANCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def _neg(v: float | None) -> float:
@@ -73,7 +76,9 @@ class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
         winner_rule: str | None = None,
     ) -> ReportResult:
         if winner_rule and winner_rule not in RULES:
-            raise InvalidArgument(f"winner_rule: unknown rule {winner_rule!r}; known: {', '.join(RULES)}")
+            raise InvalidArgument(
+                f"winner_rule: unknown rule {quoted(winner_rule)}; known: {', '.join(RULES)}"
+            )
         with self._lock:
             sources = self._sources_factory()
             try:
@@ -94,6 +99,12 @@ class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
     ) -> reporter_pb2.BuildReportResponse:
         if request.describe_samples > 100:
             raise InvalidArgument("describe_samples: at most 100 sample trajectories per branch")
+        for i, name in enumerate(request.branches):
+            if not _BRANCH_NAME.fullmatch(name):
+                raise InvalidArgument(
+                    f"branches[{i}]: {quoted(name)} is not a branch name "
+                    "(letters, digits, '_', '.', '-', at most 64 characters)"
+                )
         result = self.build(
             branches=list(request.branches),
             describe_samples=request.describe_samples or None,

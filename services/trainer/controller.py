@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from services.trainer.training import RunConfig, Trainer, TrainerStatus, TrainingFailed, TrainingStopped
-from trajlab.errors import ConfigError, FailedPrecondition, InvalidArgument
+from trajlab.errors import ConfigError, FailedPrecondition, InvalidArgument, quoted
 from trajlab.profiles import BranchConfig, Profile, load_profile
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,9 @@ class TrainingController:
                 raise FailedPrecondition("the trainer is shutting down")
             if profile_name and profile_name != self.profile.name:
                 if not _PROFILE_NAME.match(profile_name):
-                    raise InvalidArgument(f"profile: {profile_name!r} is not a profile name (e.g. 'quick')")
+                    raise InvalidArgument(
+                        f"profile: {quoted(profile_name)} is not a profile name (e.g. 'quick')"
+                    )
                 try:
                     profile = load_profile(profile_name)
                 except ConfigError as exc:

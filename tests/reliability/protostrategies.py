@@ -31,6 +31,26 @@ _INT_RANGES = {
 MAX_REPEATED = 6  # items per repeated field: enough for odd lengths, bounded for speed
 MAX_DEPTH = 3  # message nesting
 
+# Finite floats at the edges (issue 23: 1e160 overflowed a fit, 1e155 broke lstsq, 1e158
+# answered "inf units/s"), the smallest subnormal, and float32's largest.
+EXTREME_FLOATS = (1.7976931348623157e308, -1.7976931348623157e308, 1e160, -1e158, 1e155, 1e12, 1.8e9,
+                  5e-324, -5e-324, 1e-45, 3.4028234663852886e38)
+# Strings that are numbers only to str.isdigit() (superscripts, Arabic-Indic, fullwidth,
+# mathematical digits), numbers past uint32/uint64, and strings far longer than any name.
+HOSTILE_NUMERALS = ("²", "٣", "１２", "𝟗", "4294967297", "18446744073709551617", "9" * 400, "01", "+1")
+OVERSIZED_TEXT = ("x" * (256 << 10), "é" * (64 << 10))
+
+
+def extreme_floats(width: int = 64) -> st.SearchStrategy[float]:
+    """Any float of the width, with the extreme finite ones drawn often."""
+    extremes = [v for v in EXTREME_FLOATS if width == 64 or abs(v) <= 3.4028234663852886e38]
+    return st.one_of(st.floats(width=width, allow_nan=True, allow_infinity=True), st.sampled_from(extremes))
+
+
+def hostile_text(max_size: int = 40) -> st.SearchStrategy[str]:
+    """Odd short text, number look-alikes and oversized strings (echoed errors must stay short)."""
+    return st.one_of(st.text(max_size=max_size), st.sampled_from(HOSTILE_NUMERALS), st.sampled_from(OVERSIZED_TEXT))
+
 
 def _int(lo: int, hi: int) -> st.SearchStrategy[int]:
     # Small values hit the code paths; the limits hit overflow handling.
@@ -45,12 +65,11 @@ def _scalar(field: FieldDescriptor, overrides: dict[str, st.SearchStrategy[Any]]
     if t in _INT_RANGES:
         return _int(*_INT_RANGES[t])
     if t in (_FD.TYPE_DOUBLE, _FD.TYPE_FLOAT):
-        width = 64 if t == _FD.TYPE_DOUBLE else 32
-        return st.floats(width=width, allow_nan=True, allow_infinity=True)
+        return extreme_floats(64 if t == _FD.TYPE_DOUBLE else 32)
     if t == _FD.TYPE_BOOL:
         return st.booleans()
     if t == _FD.TYPE_STRING:
-        return st.text(max_size=40)
+        return hostile_text()
     if t == _FD.TYPE_BYTES:
         return st.binary(max_size=512)
     if t == _FD.TYPE_ENUM:

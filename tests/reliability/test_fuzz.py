@@ -32,7 +32,7 @@ from services.encoder.settings import EncoderSettings
 from services.reporter.servicer import ReporterServicer
 from services.reporter.settings import ReporterSettings
 from tests.contract.encoder import kit
-from tests.reliability.protostrategies import messages
+from tests.reliability.protostrategies import extreme_floats, hostile_text, messages
 from trajlab.common.v1 import common_pb2
 from trajlab.config import load_settings
 from trajlab.describer.v1 import describer_pb2, describer_pb2_grpc
@@ -51,6 +51,7 @@ DOCUMENTED = {
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 DEADLINE = 20.0  # seconds per fuzzed call; any answer after this is a hang
+MAX_DETAILS = 2000  # characters of error text: client strings are quoted shortened (issue 23)
 FUZZ = settings(
     max_examples=40,
     deadline=None,  # wall time is the service's business here; the gRPC deadline bounds it
@@ -126,13 +127,13 @@ _VALID_CLIP = st.builds(
                                     channels=kit.CHANNELS, pixels=px, fps=fps),
     # A short random pattern tiled to the clip's size (cheap to draw and to shrink).
     st.binary(min_size=1, max_size=64).map(lambda b: (b * _CLIP_BYTES)[:_CLIP_BYTES]),
-    st.one_of(st.just(kit.FPS), st.floats(allow_nan=True, allow_infinity=True)),
+    st.one_of(st.just(kit.FPS), extreme_floats(32)),
 )
 _OVERRIDES: dict[str, Any] = {
     "clip": st.one_of(_VALID_CLIP, messages(common_pb2.Clip.DESCRIPTOR, common_pb2.Clip)),
-    "branch": st.one_of(st.sampled_from(["b1", "b2", "b3", "b4", ""]), st.text(max_size=30)),
+    "branch": st.one_of(st.sampled_from(["b1", "b2", "b3", "b4", ""]), hostile_text(30)),
     "backend": st.one_of(st.sampled_from(["analytic", "openai", "tgi:mistral", "openai:gpt-4", ""]),
-                         st.text(max_size=30)),
+                         hostile_text(30), st.builds(lambda n: f"openai:{n}", hostile_text(30))),
     "describe_samples": st.integers(0, 3),
     "version": st.one_of(st.just(0), st.just(1), st.integers(0, 2**32 - 1)),  # the reporter caps nothing here; keep builds small
 }
@@ -155,7 +156,11 @@ def _call(target: str, path: str, request: Message, streaming: bool) -> grpc.Sta
             fn(request, timeout=DEADLINE)
             return grpc.StatusCode.OK
         except grpc.RpcError as exc:
-            assert exc.code() != grpc.StatusCode.INTERNAL, f"{path}: INTERNAL for {request!r}: {exc.details()}"
+            detail = exc.details() or ""
+            assert exc.code() != grpc.StatusCode.INTERNAL, f"{path}: INTERNAL for {str(request)[:500]}: {detail}"
+            # An echoed oversized string shows up as a long detail, or as the client refusing
+            # the trailing metadata (RESOURCE_EXHAUSTED "...metadata size exceeds...").
+            assert len(detail) <= MAX_DETAILS and "metadata" not in detail, f"{path}: {detail[:300]}"
             return exc.code()
 
 
@@ -205,6 +210,58 @@ def test_describer_requests(describer_target: str) -> None:
     assert "INVALID_ARGUMENT" in seen["/trajlab.describer.v1.DescriberService/Describe"]
 
 
+@st.composite
+def _well_formed_describe(draw: st.DrawFn) -> describer_pb2.DescribeRequest:
+    """A Describe request of valid shape whose numbers sit anywhere from tiny to extreme:
+    times offset by up to ±1e13 s with steps from 1e-7 s, coordinates up to ±1e7."""
+    n = draw(st.integers(3, 12))
+    t0 = draw(st.one_of(st.sampled_from([0.0, 1.8e9, -3e9, 9.99e9, 1e10, 1.1e10, 1e12, 1e13]),
+                        st.floats(-1e13, 1e13)))
+    step = draw(st.sampled_from([1e-7, 1e-6, 1e-3, 0.125, 10.0, 1e4]))
+    scale = draw(st.sampled_from([1e-6, 1.0, 1e3, 1e6, 1e7]))
+    kind = draw(st.sampled_from(["line", "arc", "noise"]))
+    u = [i / (n - 1) for i in range(n)]
+    if kind == "line":
+        pts = [(a, -a, 0.5 * a) for a in u]
+    elif kind == "arc":
+        import math
+
+        pts = [(math.cos(3 * a), math.sin(3 * a), a) for a in u]
+    else:
+        pts = [tuple(draw(st.floats(-1, 1)) for _ in range(3)) for _ in u]
+    return describer_pb2.DescribeRequest(
+        observed=[common_pb2.Point3(x=x * scale, y=y * scale, z=z * scale) for x, y, z in pts],
+        observed_times=[t0 + i * step for i in range(n)],
+        backend="analytic",
+    )
+
+
+def test_describer_extreme_but_well_formed_numbers(describer_target: str) -> None:
+    """Every answer is OK or INVALID_ARGUMENT naming the range; OK answers' equations parse."""
+    from trajlab.equations import parse_equations
+
+    seen: set[str] = set()
+    with grpc.insecure_channel(describer_target) as ch:
+        stub = describer_pb2_grpc.DescriberServiceStub(ch)
+
+        @settings(FUZZ, max_examples=60)
+        @given(req=_well_formed_describe())
+        def check(req: describer_pb2.DescribeRequest) -> None:
+            try:
+                resp = stub.Describe(req, timeout=DEADLINE)
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, f"{exc.code()}: {exc.details()}"
+                assert "range" in exc.details() or "increase by at least" in exc.details(), exc.details()
+                seen.add("INVALID_ARGUMENT")
+                return
+            parse_equations([resp.equations.x, resp.equations.y, resp.equations.z])
+            assert "inf" not in resp.description.replace("info", ""), resp.description
+            seen.add("OK")
+
+        check()
+    assert seen == {"OK", "INVALID_ARGUMENT"}
+
+
 def test_reporter_requests(reporter_target: str) -> None:
     # A report build renders figures (about a second each): fewer examples.
     _fuzz_methods(reporter_target, reporter_pb2, max_examples=8)
@@ -248,3 +305,136 @@ def test_unknown_method_paths_are_unimplemented(encoder_target: str) -> None:
             with pytest.raises(grpc.RpcError) as e:
                 ch.unary_unary(path)(b"", timeout=5)
             assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+# -- hostile repository entry names ---------------------------------------------------------
+
+_ENTRY_NAMES = st.one_of(
+    st.sampled_from(["1", "2", "4294967295", "4294967296", "4294967297", "²", "٣", "１２", "𝟗", "01", "0",
+                     "-1", "+1", "1.0", "1e3", " 7", "7 ", "9" * 300]),
+    st.integers(0, 2**70).map(str),
+    st.text(st.characters(categories=["Nd", "No", "Nl"]), min_size=1, max_size=12),  # every kind of numeral
+    st.text(min_size=1, max_size=20).filter(lambda s: "/" not in s and "\x00" not in s and s not in (".", "..")),
+)
+
+
+@settings(FUZZ, max_examples=150)
+@given(names=st.lists(_ENTRY_NAMES, min_size=1, max_size=8, unique=True), as_file=st.booleans())
+def test_repository_scan_of_any_entry_names(tmp_path_factory: pytest.TempPathFactory, names: list[str],
+                                            as_file: bool) -> None:
+    """scan_versions never raises; it returns exactly the canonical uint32 names, skips the rest with a reason."""
+    from trajlab.modelrepo import MAX_VERSION, scan_versions
+
+    root = tmp_path_factory.mktemp("names")
+    made = []
+    for name in names:
+        try:
+            p = root / "b1" / name
+            p.parent.mkdir(exist_ok=True)
+            p.write_bytes(b"") if as_file else p.mkdir()
+            made.append(name)
+        except OSError:
+            continue  # a name the file system refuses (too long, reserved)
+    versions, skipped = scan_versions(root, "b1")
+    expected = sorted(int(n) for n in made if n.isascii() and n.isdigit() and not n.startswith("0")
+                      and 1 <= int(n) <= MAX_VERSION and not as_file and not n.startswith("."))
+    assert versions == expected
+    assert {n for n, _ in skipped} | {str(v) for v in versions} == {n for n in made if not n.startswith(".")}
+
+
+# -- slow and odd upstream bodies ---------------------------------------------------------------
+
+
+class _ScheduledUpstream:
+    """OpenAI-compatible server replaying a schedule per request: wait before the headers,
+    then the body in chunks with gaps (a trickle, a stall, a body shorter than announced)."""
+
+    def __init__(self) -> None:
+        import json as _json
+        import threading
+        import time as _time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from tests.unit.describer.kit import answer_json, openai_ok
+
+        self.body = _json.dumps(openai_ok(answer_json()).body).encode()
+        self.schedule: tuple[float, int, float, bool] = (0.0, len(self.body), 0.0, False)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                head_wait, chunk, gap, truncate = outer.schedule
+                _time.sleep(head_wait)
+                body = outer.body
+                try:
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(body)))
+                    self.end_headers()
+                    sent = body[: len(body) // 2] if truncate else body
+                    for i in range(0, len(sent), chunk):
+                        self.wfile.write(sent[i : i + chunk])
+                        self.wfile.flush()
+                        _time.sleep(gap)
+                except OSError:
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def slow_upstream_target() -> Iterator[tuple[str, _ScheduledUpstream]]:
+    mp = pytest.MonkeyPatch()
+    for var in ("OPENAI_API_KEY", "TRAJLAB_DESCRIBER_OPENAI_API_KEY", "TRAJLAB_CONFIG"):
+        mp.delenv(var, raising=False)
+    up = _ScheduledUpstream()
+    s = load_settings(DescriberSettings, port=0, openai_base_url=up.url, openai_api_key="sk-fuzz",
+                      openai_model="gpt-4o", breaker_failures=100)
+    registry = BackendRegistry(s, {})
+    registry.statuses()  # create the backends (SDK import) before any deadline runs
+    servicer = DescriberServicer(Router(registry))
+    server, port = create_server(
+        "127.0.0.1:0",
+        registrations=[lambda x: describer_pb2_grpc.add_DescriberServiceServicer_to_server(servicer, x)],
+        service_names=[DESCRIBER_SERVICE],
+    )
+    yield f"127.0.0.1:{port}", up
+    server.stop(0)
+    up.httpd.shutdown()
+    mp.undo()
+
+
+@settings(FUZZ, max_examples=12)
+@given(head_wait=st.sampled_from([0.0, 0.3, 3.0]), chunk=st.sampled_from([1, 7, 4096]),
+       gap=st.sampled_from([0.0, 0.05, 1.0]), truncate=st.booleans())
+def test_slow_upstream_bodies_never_outlive_the_deadline(
+    slow_upstream_target: tuple[str, _ScheduledUpstream], head_wait: float, chunk: int, gap: float, truncate: bool
+) -> None:
+    """Whatever the upstream's pace, Describe answers OK before its deadline: the model's answer
+    when it arrived in time, else analytic with the reason."""
+    target, up = slow_upstream_target
+    up.schedule = (head_wait, chunk, gap, truncate)
+    tr = kit_trajectory()
+    with grpc.insecure_channel(target) as ch:
+        resp = describer_pb2_grpc.DescriberServiceStub(ch).Describe(
+            describer_pb2.DescribeRequest(observed=tr[0], observed_times=tr[1], backend="openai"), timeout=2.0
+        )
+    assert resp.backend_requested == "openai:gpt-4o"
+    if resp.fallback_used:
+        assert resp.backend_used == "analytic" and resp.fallback_reason
+    else:
+        assert not truncate  # half a body is never taken for an answer
+
+
+def kit_trajectory() -> tuple[list[common_pb2.Point3], list[float]]:
+    from tests.unit.describer.kit import make_trajectory
+
+    tr = make_trajectory("linear", 0)
+    return [common_pb2.Point3(x=a, y=b, z=c) for a, b, c in tr.observed], tr.observed_times.tolist()

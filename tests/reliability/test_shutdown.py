@@ -61,7 +61,9 @@ def test_sigterm_under_load_answers_every_in_flight_call_and_exits_within_grace(
     threads = [threading.Thread(target=client, daemon=True) for _ in range(16)]
     for t in threads:
         t.start()
-    time.sleep(3 * WINDOW)  # a few rounds of batches
+    # A few rounds of batches, then the middle of a round: the 16 clients' calls move in step
+    # with the batching window, so a signal at a round's start finds them all just begun.
+    time.sleep(3.5 * WINDOW)
     t_sig = time.monotonic()
     proc.proc.send_signal(signal.SIGTERM)
     try:

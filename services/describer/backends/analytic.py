@@ -7,18 +7,57 @@ also what every other backend falls back to.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from services.describer.backends.base import Description, Trajectory
 from services.describer.fitting import MotionFit, fit_motion
+from trajlab.equations import MAX_EXPONENT as EQ_MAX_EXPONENT
+from trajlab.equations import MAX_LITERAL as EQ_MAX_LITERAL
 
 NUMBER_DIGITS = 6  # significant digits written into equations (1e-6 relative, far below 1 %)
 
 
+# Numbers above the parser's MAX_LITERAL are written as m*10**8*...: what this backend
+# emits, trajlab.equations must parse (a Unix timestamp is ~1.8e9, above the limit).
+_FACTOR_EXP = int(min(EQ_MAX_EXPONENT, math.floor(math.log10(EQ_MAX_LITERAL))))
+_FACTOR = 10.0**_FACTOR_EXP
+
+
+def _parsable(mag: float, text: Callable[[float], str]) -> str:
+    """``text(m)`` + ``*10**8`` repeated so that m stays within the parser's literal limit."""
+    factors = 0
+    while mag > EQ_MAX_LITERAL and factors < 16:
+        mag /= _FACTOR
+        factors += 1
+    return text(mag) + f"*10**{_FACTOR_EXP}" * factors
+
+
 def _num(v: float) -> str:
     s = f"{v:.{NUMBER_DIGITS}g}"
-    return "0" if s in ("-0", "0") else s
+    if s in ("-0", "0"):
+        return "0"
+    if abs(v) <= EQ_MAX_LITERAL:
+        return s
+    body = _parsable(abs(v), lambda m: f"{m:.{NUMBER_DIGITS}g}")
+    return f"-{body}" if v < 0 else body
+
+
+def _time_variable(t0: float) -> tuple[str, float]:
+    """(``t`` or ``(t - t0)``, the t0 that text evaluates to); large t0 written parsably."""
+    if t0 == 0.0:
+        return "t", 0.0
+    mag = abs(t0)
+    if mag <= EQ_MAX_LITERAL:
+        text = f"{mag:.3f}"
+        value = float(text)
+    else:
+        text = _parsable(mag, repr)  # repr: the shortest text that reads back as the same m
+        value = float(text.split("*")[0])
+        for _ in range(text.count("*10**")):
+            value *= 10**_FACTOR_EXP  # as the parser evaluates m*10**8*...
+    return (f"(t - {text})", value) if t0 > 0 else (f"(t + {text})", -value)
 
 
 def _join(terms: list[tuple[float, str, int]], extent: float, span: float) -> str:
@@ -48,12 +87,13 @@ def equations_from_fit(fit: MotionFit, t_max: float) -> tuple[str, str, str]:
     axis. When the window lies far from t = 0 (more than SHIFT_AFTER_SECONDS), ``t`` is
     replaced by ``(t - t0)`` with t0 near the window's middle, so no coefficient (and no
     rounding of ω times a large t) blows up. All parse under
-    :func:`trajlab.equations.parse_equation`.
+    :func:`trajlab.equations.parse_equation`: numbers above its literal limit (t0 of a
+    Unix timestamp, the speed of a fast small step) are written as ``m*10**8``.
     """
     ff = fit.fit
     c, w = ff.coefs, ff.omega
     t0 = 0.0 if abs(ff.tc) <= SHIFT_AFTER_SECONDS else round(ff.tc, 3)
-    tv = "t" if t0 == 0.0 else f"(t - {t0:.3f})" if t0 > 0 else f"(t + {-t0:.3f})"
+    tv, t0 = _time_variable(t0)
     d = ff.tc - t0  # the fit's coefficients are in τ = t - tc = (t - t0) - d
     span = max(abs(t_max - t0), 1.0)
     out: list[str] = []
@@ -173,11 +213,23 @@ class AnalyticBackend:
     def configured(self) -> tuple[bool, str]:
         return True, "built in: least-squares fits of the four motion families"
 
-    def fit(self, trajectory: Trajectory) -> MotionFit:
-        return fit_motion(trajectory.observed_times, trajectory.observed, trajectory.predicted_class)
+    def fit(self, trajectory: Trajectory, should_stop: Callable[[], bool] | None = None) -> MotionFit:
+        return fit_motion(
+            trajectory.observed_times,
+            trajectory.observed,
+            trajectory.predicted_class,
+            should_stop=should_stop,
+        )
 
-    def describe(self, trajectory: Trajectory, timeout_s: float = math.inf) -> Description:
-        fit = self.fit(trajectory)
+    def describe(
+        self,
+        trajectory: Trajectory,
+        timeout_s: float = math.inf,
+        *,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Description:
+        """The fit's equations and description; CallAbandoned once ``should_stop()`` is True."""
+        fit = self.fit(trajectory, should_stop)
         t_max = float(
             max(
                 trajectory.observed_times[-1],

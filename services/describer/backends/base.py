@@ -44,13 +44,15 @@ class FailureKind(StrEnum):
 
     NOT_CONFIGURED = "not_configured"  # no key, no endpoint
     UNREACHABLE = "unreachable"  # connection refused, DNS, reset
-    TIMEOUT = "timeout"  # no answer within the request's budget
+    TIMEOUT = "timeout"  # no complete answer within the request's budget (a total deadline)
     RATE_LIMITED = "rate_limited"  # HTTP 429 / TGI "overloaded"
     SERVER_ERROR = "server_error"  # HTTP 5xx, TGI generation errors, unreadable HTTP body
     CLIENT_ERROR = "client_error"  # HTTP 4xx other than 429 (bad key, prompt too long, unknown model)
     SCHEMA = "schema"  # the model's output is not JSON or does not match the schema
     UNSAFE_EQUATION = "unsafe_equation"  # an equation the safe parser refused
     CIRCUIT_OPEN = "circuit_open"  # not tried: the circuit breaker is open
+    BUSY = "busy"  # not tried: every upstream call slot is taken (slow upstreams)
+    CANCELLED = "cancelled"  # the caller gave up (gRPC cancel or deadline) while waiting
 
 
 # Failures that say the backend (not the model's answer) is unwell: they count for

@@ -4,12 +4,14 @@ Works with api.openai.com and with OpenAI-compatible servers (vLLM, Ollama, TGI'
 ``/v1``) through ``base_url``. The SDK's own retries are switched off
 (``max_retries=0``): the router is the one retry layer, because it knows the
 request's deadline and treats every backend alike. The per-call timeout is the
-router's budget, which follows the gRPC deadline.
+router's budget, which follows the gRPC deadline; ``upstream``
+(``deadline_transport``) makes it a total deadline (a body trickling in a byte at a time is cut off).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import re
@@ -21,6 +23,7 @@ from pydantic import SecretStr
 
 from services.describer.backends.base import BackendError, Description, FailureKind, Trajectory
 from services.describer.backends.llm import ANSWER_SCHEMA, check_answer, render_prompt
+from services.describer.backends.upstream import deadline_transport
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +116,11 @@ class OpenAIBackend:
         with self._lock:
             if self._client is None or digest != self._client_key_hash:
                 self._client = openai.OpenAI(
-                    api_key=key.get_secret_value(), base_url=self._base_url, max_retries=0
+                    api_key=key.get_secret_value(),
+                    base_url=self._base_url,
+                    max_retries=0,
+                    # A total deadline on the body too, not only connect and read-gap timeouts.
+                    http_client=openai.DefaultHttpxClient(transport=deadline_transport(_sdk_http_module())),
                 )
                 self._client_key_hash = digest
             return self._client
@@ -231,6 +238,14 @@ class OpenAIBackend:
             prompt_tokens=p_tok,
             completion_tokens=c_tok,
         )
+
+
+def _sdk_http_module() -> Any:
+    """The httpx-like module the openai SDK is built on (httpx, or httpx2 in recent SDKs)."""
+    import openai
+
+    base = openai.DefaultHttpxClient.__mro__[1]  # httpx(2).Client
+    return importlib.import_module(base.__module__.split(".")[0])
 
 
 def _short(text: object, limit: int = 200) -> str:

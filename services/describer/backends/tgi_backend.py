@@ -2,7 +2,9 @@
 
 Mistral-7B-Instruct gets its ``[INST] ... [/INST]`` instruction format and Phi-2
 (no chat template) the plain ``Instruct: ...\\nOutput:`` form; both come from
-versioned files in ``prompts/``. The output is constrained by TGI's JSON grammar
+versioned files in ``prompts/``. The request is the ``text_generation`` client's
+(its types and error parsing), sent through httpx under a total deadline. The output
+is constrained by TGI's JSON grammar
 to the one answer schema, and checked again on arrival. The client has no retries
 of its own; the router's retry layer applies.
 """
@@ -15,6 +17,7 @@ import time
 
 from services.describer.backends.base import BackendError, Description, FailureKind, Trajectory
 from services.describer.backends.llm import ANSWER_SCHEMA, check_answer, render_prompt
+from services.describer.backends.upstream import deadline_transport
 
 log = logging.getLogger(__name__)
 
@@ -65,26 +68,36 @@ class TGIBackend:
         return True, f"{self.family} prompts at {self.endpoint}"
 
     def describe(self, trajectory: Trajectory, timeout_s: float) -> Description:
-        import requests
+        import httpx
         from pydantic import ValidationError as PydanticValidationError
-        from text_generation import Client
         from text_generation import errors as tge
-        from text_generation.types import Grammar, GrammarType
+        from text_generation.types import Grammar, GrammarType, Parameters, Request, Response
 
         if not self.endpoint:
             raise BackendError(FailureKind.NOT_CONFIGURED, f"no endpoint for {self.name}")
         prompt = render_prompt(self.family, trajectory, self._prompt_version)
-        client = Client(self.endpoint, timeout=timeout_s)  # type: ignore[arg-type]  # float seconds work
-        try:
-            resp = client.generate(
-                prompt.user,
-                max_new_tokens=self._max_new_tokens,
+        # The text_generation client's own generate() (requests, read-gap timeouts only)
+        # is replaced by the same request through httpx with a total deadline.
+        body = Request(
+            inputs=prompt.user,
+            stream=False,
+            parameters=Parameters(
+                details=True,
                 do_sample=False,
+                max_new_tokens=self._max_new_tokens,
                 grammar=Grammar(type=GrammarType.Json, value=ANSWER_SCHEMA),
-            )
-        except requests.exceptions.Timeout:
-            raise BackendError(FailureKind.TIMEOUT, f"no answer within {timeout_s:.2f} s") from None
-        except requests.exceptions.ConnectionError as exc:
+            ),
+        )
+        try:
+            with httpx.Client(transport=deadline_transport(httpx), timeout=timeout_s) as http:
+                r = http.post(self.endpoint, json=body.model_dump())
+            payload = r.json()
+            if r.status_code != 200:
+                raise tge.parse_error(r.status_code, payload)
+            resp = Response(**payload[0])
+        except httpx.TimeoutException:
+            raise BackendError(FailureKind.TIMEOUT, f"no complete answer within {timeout_s:.2f} s") from None
+        except httpx.TransportError as exc:
             raise BackendError(
                 FailureKind.UNREACHABLE, f"cannot reach {self.endpoint} ({exc.__class__.__name__})"
             ) from None
@@ -101,8 +114,8 @@ class TGIBackend:
         ) as exc:
             raise BackendError(FailureKind.SERVER_ERROR, f"{exc.__class__.__name__}: {_short(exc)}") from None
         except (
-            requests.exceptions.JSONDecodeError,
             ValueError,
+            AttributeError,
             KeyError,
             IndexError,
             TypeError,

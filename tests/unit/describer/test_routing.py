@@ -75,13 +75,13 @@ def test_schema_failures_do_not_open_the_circuit(make_router: RouterFactory, tra
 
 
 def test_backend_names_and_branch_defaults(make_router: RouterFactory, trajectory: Trajectory) -> None:
-    router = make_router()
+    router = make_router(openai_models=["gpt-4o-mini"])
     reg = router.registry
     assert reg.resolve("analytic") == "analytic"
     assert reg.resolve("openai") == "openai:gpt-4"
     assert reg.resolve("openai:gpt-4o-mini") == "openai:gpt-4o-mini"
     assert reg.resolve("tgi:phi-2") == "tgi:phi-2"
-    for bad in ("tgi:llama", "foo", "analytic:x", "openai:bad name"):
+    for bad in ("tgi:llama", "foo", "analytic:x", "openai:bad name", "openai:gpt-4o"):
         with pytest.raises(NotFound, match="backend"):
             reg.resolve(bad)
     with pytest.raises(NotFound, match="branch"):

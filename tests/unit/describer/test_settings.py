@@ -50,3 +50,16 @@ def test_key_sources_in_order_and_never_in_repr(tmp_path: Path, monkeypatch: pyt
         load_settings(DescriberSettings, openai_api_key_file=tmp_path / "missing").resolve_openai_key()
         is None
     )
+
+
+def test_openai_model_allow_list_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAJLAB_DESCRIBER_OPENAI_MODELS", '["gpt-4o", "gpt-4o-mini"]')
+    s = load_settings(DescriberSettings)
+    assert s.allowed_openai_models() == ["gpt-4", "gpt-4o", "gpt-4o-mini"]  # the default model always
+    monkeypatch.delenv("TRAJLAB_DESCRIBER_OPENAI_MODELS")
+    assert load_settings(DescriberSettings).allowed_openai_models() == ["gpt-4"]
+
+
+def test_upstream_calls_must_leave_workers_free() -> None:
+    with pytest.raises(ConfigError, match="upstream_max_calls"):
+        load_settings(DescriberSettings, upstream_max_calls=8, max_workers=8)
