@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from services.encoder import metrics
+from services.encoder.adaptive import AdaptiveBatcher
 from services.encoder.batcher import DynamicBatcher
 from services.encoder.errors import Cancelled, DeadlineExceeded
 from services.encoder.runtime import LoadedSession, ModelLoadError, SessionConfig, load_session
@@ -45,9 +46,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchingConfig:
-    """Dynamic batching per model version (off = each request runs alone)."""
+    """Batching per model version: "off" (each request alone), "adaptive" (requests that
+    queue while the version runs go into its next run), "window" (a batcher thread waits
+    up to max_queue_delay_s for more)."""
 
-    enabled: bool = False
+    mode: str = "adaptive"  # as EncoderSettings.batching
     max_batch_size: int = 8  # clips
     max_queue_delay_s: float = 0.002  # seconds
     max_queue_size: int = 256  # requests
@@ -64,6 +67,7 @@ class ServedModel:
         loaded: LoadedSession,
         batching: BatchingConfig,
         run_slots: threading.Semaphore,
+        concurrency: int = 1,
     ) -> None:
         self.branch = branch
         self.version = version
@@ -78,7 +82,17 @@ class ServedModel:
         self.leases = 0  # guarded by the store's lock
         self.retired = False  # guarded by the store's lock
         self._batcher: DynamicBatcher | None = None
-        if batching.enabled:
+        self._adaptive: AdaptiveBatcher | None = None
+        if batching.mode == "adaptive":
+            self._adaptive = AdaptiveBatcher(
+                self._run_direct,
+                max_batch_size=batching.max_batch_size,
+                max_queue_size=batching.max_queue_size,
+                concurrency=concurrency,
+                slots=run_slots,
+                on_batch=lambda n: metrics.BATCH_SIZE.labels(branch).observe(n),
+            )
+        elif batching.mode == "window":
             self._batcher = DynamicBatcher(
                 self._run_direct,
                 max_batch_size=batching.max_batch_size,
@@ -118,7 +132,9 @@ class ServedModel:
         it is skipped and answered DEADLINE_EXCEEDED.
         """
         start = time.perf_counter()
-        if self._batcher is not None:
+        if self._adaptive is not None:
+            outs = self._adaptive.run(x, deadline, is_active)
+        elif self._batcher is not None:
             fut = self._batcher.submit(x, deadline)
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
@@ -151,6 +167,8 @@ class ServedModel:
         if self._batcher is not None:
             self._batcher.close()
             self._batcher = None
+        if self._adaptive is not None:
+            self._adaptive.close()
         self._loaded = None
         log.info("unloaded model %s v%d", self.branch, self.version, extra={"branch": self.branch})
 
@@ -190,6 +208,7 @@ class ModelStore:
         self._session_cfg = session_config or SessionConfig()
         self._batching = batching or BatchingConfig()
         self._keep = keep_versions
+        self._concurrency = inference_concurrency
         self._run_slots = threading.Semaphore(inference_concurrency)
         self._on_change = on_change
         self._lock = threading.Lock()
@@ -317,7 +336,9 @@ class ModelStore:
                 extra={"branch": branch},
             )
             return None
-        model = ServedModel(branch, version, vdir, loaded, self._batching, self._run_slots)
+        model = ServedModel(
+            branch, version, vdir, loaded, self._batching, self._run_slots, concurrency=self._concurrency
+        )
         metrics.MODEL_LOADS.labels(branch).inc()
         with self._lock:
             self._failures.pop((branch, version), None)
