@@ -48,7 +48,9 @@ def build_model(which: str) -> tuple[Any, str]:
         try:
             from services.trainer.models import ExportWrapper, create_b1
 
-            return ExportWrapper(create_b1(frames=T, height=H, width=W)).eval(), "services.trainer create_b1 (I3D-like 16/32/64 + compression)"
+            return ExportWrapper(
+                create_b1(frames=T, height=H, width=W)
+            ).eval(), "services.trainer create_b1 (I3D-like 16/32/64 + compression)"
         except ImportError:
             pass
 
@@ -57,9 +59,13 @@ def build_model(which: str) -> tuple[Any, str]:
             super().__init__()
 
             def block(i: int, o: int, pool: tuple[int, int, int]) -> nn.Sequential:
-                return nn.Sequential(nn.Conv3d(i, o, 3, padding=1), nn.BatchNorm3d(o), nn.ReLU(), nn.MaxPool3d(pool))
+                return nn.Sequential(
+                    nn.Conv3d(i, o, 3, padding=1), nn.BatchNorm3d(o), nn.ReLU(), nn.MaxPool3d(pool)
+                )
 
-            self.f = nn.Sequential(block(3, 16, (1, 2, 2)), block(16, 32, (2, 2, 2)), block(32, 64, (2, 2, 2)))
+            self.f = nn.Sequential(
+                block(3, 16, (1, 2, 2)), block(16, 32, (2, 2, 2)), block(32, 64, (2, 2, 2))
+            )
             self.proj = nn.Linear(64 * 4 * 8 * 8, 128)
             self.cls = nn.Linear(128, 4)
             self.fc = nn.Linear(128, 12)
@@ -80,9 +86,14 @@ def export(model: Any, path: Path) -> None:
         export_onnx(model.model, path, torch.zeros(2, C, T, H, W))
         return
     torch.onnx.export(
-        model, (torch.zeros(2, C, T, H, W),), str(path), input_names=["clip"],
+        model,
+        (torch.zeros(2, C, T, H, W),),
+        str(path),
+        input_names=["clip"],
         output_names=["probabilities", "forecast", "embedding"],
-        dynamic_shapes={"clip": {0: torch.export.Dim("batch")}}, dynamo=True,
+        dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+        dynamo=True,
+        external_data=False,
     )
 
 
@@ -107,7 +118,9 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.array(xs), q))
 
 
-def start_server(repo: Path, batching: str | None, extra: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:
+def start_server(
+    repo: Path, batching: str | None, extra: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
     """Start ``python -m services.encoder``; ``batching`` None keeps the server's default."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAJLAB_ENCODER_")}
     env |= {
@@ -118,7 +131,14 @@ def start_server(repo: Path, batching: str | None, extra: dict[str, str] | None 
         **({} if batching is None else {"TRAJLAB_ENCODER_BATCHING": batching}),
         **(extra or {}),
     }
-    proc = subprocess.Popen([sys.executable, "-m", "services.encoder"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.encoder"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     port = None
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -192,7 +212,8 @@ def torch_phase(out: Path, secs: float, which: str) -> None:
     onnx_path = out.parent / "model.onnx"
     export(model, onnx_path)
     sess = ort.InferenceSession(
-        str(onnx_path), sess_options=session_options(SessionConfig(intra_op_threads=cpu_count())),
+        str(onnx_path),
+        sess_options=session_options(SessionConfig(intra_op_threads=cpu_count())),
         providers=["CPUExecutionProvider"],
     )
     clips = np.random.default_rng(0).integers(0, 256, size=(8, T, H, W, C), dtype=np.uint8)
@@ -230,7 +251,8 @@ def direct_worker(conn: Any, onnx_path: str, cores: int) -> None:
     from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
 
     sess = ort.InferenceSession(
-        onnx_path, sess_options=session_options(SessionConfig(intra_op_threads=cores)),
+        onnx_path,
+        sess_options=session_options(SessionConfig(intra_op_threads=cores)),
         providers=["CPUExecutionProvider"],
     )
     clips = np.random.default_rng(0).integers(0, 256, size=(16, T, H, W, C), dtype=np.uint8)
@@ -252,10 +274,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=6.0, help="seconds per configuration (over all rounds)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds the seconds are split into")
-    ap.add_argument("--model", choices=("b1", "small"), default="b1",
-                    help="b1: the trainer's create_b1; small: a lighter stand-in, where serving overhead shows most")
-    ap.add_argument("--modes", default="off,window,adaptive",
-                    help="batching modes to serve besides the default (comma-separated)")
+    ap.add_argument(
+        "--model",
+        choices=("b1", "small"),
+        default="b1",
+        help="b1: the trainer's create_b1; small: a lighter stand-in, where serving overhead shows most",
+    )
+    ap.add_argument(
+        "--modes",
+        default="off,window,adaptive",
+        help="batching modes to serve besides the default (comma-separated)",
+    )
     ap.add_argument("--clients", default="1,4,8", help="client counts (1 and 8 are always measured)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--torch-phase", type=Path, default=None, help=argparse.SUPPRESS)
@@ -277,22 +306,52 @@ def main() -> None:
     # 1. Model export and onnxruntime vs PyTorch eager, in a child process, so that this
     # process (the "direct onnxruntime" baseline) has no torch loaded, like the server.
     subprocess.run(
-        [sys.executable, __file__, "--seconds", str(secs), "--model", args.model, "--torch-phase", str(tmp / "torch.json")],
+        [
+            sys.executable,
+            __file__,
+            "--seconds",
+            str(secs),
+            "--model",
+            args.model,
+            "--torch-phase",
+            str(tmp / "torch.json"),
+        ],
         check=True,
     )
     res: dict[str, Any] = {"cores": cores, "clip": [T, H, W, C], "onnxruntime": ort.__version__}
     res.update(json.loads((tmp / "torch.json").read_text()))
-    print(f"model: {res['model']}; clip {T}x{H}x{W}x{C}; {cores} cores; onnxruntime {ort.__version__}, torch {res['torch']}")
+    print(
+        f"model: {res['model']}; clip {T}x{H}x{W}x{C}; {cores} cores; onnxruntime {ort.__version__}, torch {res['torch']}"
+    )
     onnx_path = Path(res["onnx"])
     metadata = {
-        "branch": "b1", "branch_config": {"name": "b1"}, "profile": "bench",
-        "input": {"name": "clip", "layout": "NCTHW", "frames": T, "height": H, "width": W, "channels": C,
-                  "dtype": "float32", "mean": list(DEFAULT_MEAN), "std": list(DEFAULT_STD)},
+        "branch": "b1",
+        "branch_config": {"name": "b1"},
+        "profile": "bench",
+        "input": {
+            "name": "clip",
+            "layout": "NCTHW",
+            "frames": T,
+            "height": H,
+            "width": W,
+            "channels": C,
+            "dtype": "float32",
+            "mean": list(DEFAULT_MEAN),
+            "std": list(DEFAULT_STD),
+        },
         "class_names": list(CLASS_NAMES),
-        "outputs": [{"name": "probabilities", "shape": ["batch", 4]}, {"name": "forecast", "shape": ["batch", 4, 3]},
-                    {"name": "embedding", "shape": ["batch", "D"]}],
-        "forecast_horizon": 4, "fps": 8.0, "embedding_dim": res["embedding_dim"],
-        "opset": 18, "framework": "torch", "validation_metrics": {}, "dataset_manifest_sha256": "0" * 64,
+        "outputs": [
+            {"name": "probabilities", "shape": ["batch", 4]},
+            {"name": "forecast", "shape": ["batch", 4, 3]},
+            {"name": "embedding", "shape": ["batch", "D"]},
+        ],
+        "forecast_horizon": 4,
+        "fps": 8.0,
+        "embedding_dim": res["embedding_dim"],
+        "opset": 18,
+        "framework": "torch",
+        "validation_metrics": {},
+        "dataset_manifest_sha256": "0" * 64,
     }
     repo = tmp / "models"
     publish_version(repo, "b1", onnx_path, metadata)
@@ -331,6 +390,8 @@ def main() -> None:
     chunk = secs / args.rounds
     rounds: dict[str, list[float]] = {}  # p50 ms of each round, to see the machine's noise
     res["p50_ms_per_round"] = rounds
+    tails: dict[str, list[float]] = {}  # p99/p50 within each round: the tail without the drift between rounds
+    res["p99_over_p50_per_round"] = tails
     res["errors"] = 0
     try:
         for _ in range(args.rounds):
@@ -349,6 +410,7 @@ def main() -> None:
                     r = load_test(servers[mode][1], clips, n, chunk)
                     lat[(mode, n)] += r["lat"]
                     rounds.setdefault(f"{mode}@{n}", []).append(round(pct(r["lat"], 50) * 1e3, 1))
+                    tails.setdefault(f"{mode}@{n}", []).append(pct(r["lat"], 99) / pct(r["lat"], 50))
                     busy[(mode, n)] += r["wall"]
                     count[(mode, n)] += len(r["lat"])
                     res["errors"] += r["errors"]
@@ -375,19 +437,24 @@ def main() -> None:
     res["ratio_p50_grpc_vs_direct"] = one["p50_ms"] / d["p50_ms"]
     res["ratio_tput8_vs_direct"] = eight["throughput"] / d["throughput"]
     res["ratio_p99_vs_p50_at_8"] = eight["p99_ms"] / eight["p50_ms"]
+    res["ratio_p99_vs_p50_at_8_round_median"] = statistics.median(tails["default@8"])
     res["ratio_cpu_per_clip_served1_vs_direct"] = one["cpu_ms_per_clip"] / d["cpu_ms_per_clip"]
     res["ratio_cpu_per_clip_served8_vs_direct"] = eight["cpu_ms_per_clip"] / d["cpu_ms_per_clip"]
 
     print()
     for bs in (1, 8):
         o, p = res[f"ort_b{bs}_ms"], res[f"torch_b{bs}_ms"]
-        print(f"batch {bs}: onnxruntime {o:.2f} ms, PyTorch eager {p:.2f} ms -> onnxruntime {p / o:.2f}x faster")
+        print(
+            f"batch {bs}: onnxruntime {o:.2f} ms, PyTorch eager {p:.2f} ms -> onnxruntime {p / o:.2f}x faster"
+        )
     print(
         f"direct onnxruntime (preprocess + run, batch 1): p50 {d['p50_ms']:.2f} ms, {d['throughput']:.1f} clips/s, "
         f"{d['cpu_ms_per_clip']:.1f} CPU-ms per clip"
     )
     la0, la1 = res["load_average_start"], res["load_average_end"]
-    print(f"load average (1/5/15 min): {la0[0]:.2f}/{la0[1]:.2f}/{la0[2]:.2f} at start, {la1[0]:.2f}/{la1[1]:.2f}/{la1[2]:.2f} at end")
+    print(
+        f"load average (1/5/15 min): {la0[0]:.2f}/{la0[1]:.2f}/{la0[2]:.2f} at start, {la1[0]:.2f}/{la1[1]:.2f}/{la1[2]:.2f} at end"
+    )
     print()
     print("| batching | clients | clips/s | vs direct | p50 ms | p99 ms | p99/p50 | server CPU-ms per clip |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -400,14 +467,34 @@ def main() -> None:
         )
     print(f"failed calls: {res['errors']}")
     print("p50 ms per round (noise check):", json.dumps(rounds))
+    print("p99/p50 per round:", json.dumps({k: [round(v, 2) for v in vs] for k, vs in tails.items()}))
     print()
     print(f"Targets, default settings (batching {default_mode}):")
     targets = [
-        ("Classify p50 over gRPC / direct onnxruntime, 1 client", f"{res['ratio_p50_grpc_vs_direct']:.3f}x", "<= 1.10x",
-         res["ratio_p50_grpc_vs_direct"] <= 1.10),
-        ("throughput at 8 clients / direct", f"{res['ratio_tput8_vs_direct']:.1%}", ">= 90 %",
-         res["ratio_tput8_vs_direct"] >= 0.90),
-        ("p99 / p50 at 8 clients", f"{res['ratio_p99_vs_p50_at_8']:.2f}x", "<= 1.5x", res["ratio_p99_vs_p50_at_8"] <= 1.5),
+        (
+            "Classify p50 over gRPC / direct onnxruntime, 1 client",
+            f"{res['ratio_p50_grpc_vs_direct']:.3f}x",
+            "<= 1.10x",
+            res["ratio_p50_grpc_vs_direct"] <= 1.10,
+        ),
+        (
+            "throughput at 8 clients / direct",
+            f"{res['ratio_tput8_vs_direct']:.1%}",
+            ">= 90 %",
+            res["ratio_tput8_vs_direct"] >= 0.90,
+        ),
+        (
+            "p99 / p50 at 8 clients, all rounds pooled",
+            f"{res['ratio_p99_vs_p50_at_8']:.2f}x",
+            "<= 1.5x",
+            res["ratio_p99_vs_p50_at_8"] <= 1.5,
+        ),
+        (
+            "p99 / p50 at 8 clients, median of the rounds' own (without the load's drift between rounds)",
+            f"{res['ratio_p99_vs_p50_at_8_round_median']:.2f}x",
+            "<= 1.5x",
+            res["ratio_p99_vs_p50_at_8_round_median"] <= 1.5,
+        ),
         ("failed calls", str(res["errors"]), "0", res["errors"] == 0),
     ]
     for name, value, target, ok in targets:

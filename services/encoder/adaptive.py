@@ -81,6 +81,12 @@ class AdaptiveBatcher:
         self._running = 0  # leaders in flight, at most `concurrency`; guarded by _lock
         self._closed = False
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting behind the runs in flight."""
+        with self._lock:
+            return len(self._queue)
+
     def run(
         self,
         x: np.ndarray,

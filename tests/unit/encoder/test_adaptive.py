@@ -47,7 +47,7 @@ def _hold(model: Model, batcher: AdaptiveBatcher, pool: ThreadPoolExecutor):  # 
 
 def _wait_queued(batcher: AdaptiveBatcher, n: int) -> None:
     end = time.monotonic() + 5
-    while len(batcher._queue) < n:  # noqa: SLF001 - the queue length is the observable here
+    while batcher.queued < n:
         assert time.monotonic() < end, f"{n} requests never queued"
         time.sleep(0.005)
 
@@ -164,7 +164,7 @@ def test_concurrency_two_runs_two_callers_at_once_without_batching_them() -> Non
         model.entered.clear()
         second = pool.submit(b.run, _x(1))
         assert model.entered.wait(5)  # entered the model while the first is still held
-        assert len(b._queue) == 0  # noqa: SLF001
+        assert b.queued == 0
         model.gate.set()
         first.result(5)
         second.result(5)
