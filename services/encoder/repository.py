@@ -23,6 +23,7 @@ Triton's model-repository ideas, kept small:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -54,6 +55,7 @@ class BatchingConfig:
     max_batch_size: int = 8  # clips
     max_queue_delay_s: float = 0.002  # seconds
     max_queue_size: int = 256  # requests
+    concurrency: int = 1  # adaptive: batches of a version in flight at once (= inference_concurrency)
 
 
 class ServedModel:
@@ -67,7 +69,6 @@ class ServedModel:
         loaded: LoadedSession,
         batching: BatchingConfig,
         run_slots: threading.Semaphore,
-        concurrency: int = 1,
     ) -> None:
         self.branch = branch
         self.version = version
@@ -88,7 +89,7 @@ class ServedModel:
                 self._run_direct,
                 max_batch_size=batching.max_batch_size,
                 max_queue_size=batching.max_queue_size,
-                concurrency=concurrency,
+                concurrency=batching.concurrency,
                 slots=run_slots,
                 on_batch=lambda n: metrics.BATCH_SIZE.labels(branch).observe(n),
             )
@@ -206,9 +207,9 @@ class ModelStore:
     ) -> None:
         self.root = Path(root)
         self._session_cfg = session_config or SessionConfig()
-        self._batching = batching or BatchingConfig()
+        # A version's adaptive batcher runs as many batches at once as the store allows runs.
+        self._batching = dataclasses.replace(batching or BatchingConfig(), concurrency=inference_concurrency)
         self._keep = keep_versions
-        self._concurrency = inference_concurrency
         self._run_slots = threading.Semaphore(inference_concurrency)
         self._on_change = on_change
         self._lock = threading.Lock()
@@ -336,9 +337,7 @@ class ModelStore:
                 extra={"branch": branch},
             )
             return None
-        model = ServedModel(
-            branch, version, vdir, loaded, self._batching, self._run_slots, concurrency=self._concurrency
-        )
+        model = ServedModel(branch, version, vdir, loaded, self._batching, self._run_slots)
         metrics.MODEL_LOADS.labels(branch).inc()
         with self._lock:
             self._failures.pop((branch, version), None)

@@ -179,3 +179,25 @@ def test_a_shared_slot_is_waited_for_within_the_deadline() -> None:
         b.run(_x(1), time.monotonic() + 0.05)
     slots.release()
     assert float(b.run(_x(1))[0][0, 0, 0]) == 2  # the lead was passed on, not lost
+
+
+def test_the_default_store_answers_concurrent_callers_each_with_its_own_clip(tmp_path, onnx_models) -> None:  # type: ignore[no-untyped-def]
+    from services.encoder.engine import Encoder
+    from services.encoder.repository import ModelStore
+    from services.encoder.runtime import SessionConfig
+    from tests.contract.encoder import kit
+
+    kit.publish(tmp_path / "m", "b1", onnx_models["a"])
+    store = ModelStore(tmp_path / "m", session_config=SessionConfig(intra_op_threads=1, warmup_runs=1))
+    store.scan()
+    enc = Encoder(store)
+    clips = kit.random_clips(12)
+    try:
+        alone = [enc.analyze("b1", 0, c) for c in clips]
+        with ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(lambda c: enc.analyze("b1", 0, c), clips))
+    finally:
+        store.close()
+    for a, t in zip(alone, together, strict=True):
+        np.testing.assert_allclose(t.probabilities, a.probabilities, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(t.embedding, a.embedding, rtol=1e-5, atol=1e-5)
