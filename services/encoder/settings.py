@@ -32,8 +32,9 @@ class EncoderSettings(ServerSettings):
     # onnxruntime intra-op threads per session; 0 = the number of CPUs this process may
     # use (set explicitly on the session either way, never left to onnxruntime).
     intra_op_threads: int = Field(0, ge=0, le=256)
-    # Sessions run concurrently at most this many at once (without batching). 1 avoids
-    # oversubscribing the intra-op pools on a small CPU; raise it on a GPU.
+    # Sessions run concurrently at most this many at once (off and adaptive batching; an
+    # adaptive run may carry a batch). 1 avoids oversubscribing the intra-op pools on a
+    # small CPU; raise it on a GPU.
     inference_concurrency: int = Field(1, ge=1, le=256)
     # Batching of requests for the same model version into one run of at most max_batch_size clips:
     # - adaptive (default): a request runs at once when the version is idle; requests that queue
