@@ -57,13 +57,14 @@ def clip_to_array(clip: common_pb2.Clip) -> np.ndarray:
     check_shape(t, h, w, c)
     check_fps(clip.fps)
     expected = t * h * w * c
-    got = len(clip.pixels)
+    pixels = clip.pixels  # read once: each read of a bytes field copies it out of the message
+    got = len(pixels)
     if got != expected:
         raise InvalidClip(
             f"clip.pixels has {got} bytes but shape frames={t} height={h} width={w} "
             f"channels={c} needs {expected} (uint8, THWC)"
         )
-    return np.frombuffer(clip.pixels, dtype=np.uint8).reshape(t, h, w, c)
+    return np.frombuffer(pixels, dtype=np.uint8).reshape(t, h, w, c)
 
 
 def array_to_clip(array: np.ndarray, fps: float = 0.0) -> common_pb2.Clip:

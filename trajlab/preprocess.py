@@ -31,7 +31,15 @@ def to_model_input(
     if x.ndim != 5:
         raise ValueError(f"clips must be (N, T, H, W, C), got shape {x.shape}")
     c = x.shape[-1]
-    m = np.asarray(mean, dtype=np.float32).reshape(1, 1, 1, 1, c)
-    s = np.asarray(std, dtype=np.float32).reshape(1, 1, 1, 1, c)
-    out = (x.astype(np.float32) * np.float32(1.0 / 255.0) - m) / s
-    return np.ascontiguousarray(out.transpose(0, 4, 1, 2, 3))
+    m = np.asarray(mean, dtype=np.float32)
+    s = np.asarray(std, dtype=np.float32)
+    if x.dtype != np.uint8:
+        x = x.astype(np.float32, copy=False)
+    # One output allocation, filled in place in the (N, C, T, H, W) layout: the same float32
+    # operations in the same order as ((x / 255) - mean) / std, so the same bits, without the
+    # four temporaries (each a fresh, page-faulting allocation) a chained expression makes.
+    out = np.empty((x.shape[0], c, *x.shape[1:4]), dtype=np.float32)
+    np.multiply(x.transpose(0, 4, 1, 2, 3), np.float32(1.0 / 255.0), out=out)
+    out -= m.reshape(1, c, 1, 1, 1)
+    out /= s.reshape(1, c, 1, 1, 1)
+    return out

@@ -23,6 +23,7 @@ Triton's model-repository ideas, kept small:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from services.encoder import metrics
+from services.encoder.adaptive import AdaptiveBatcher
 from services.encoder.batcher import DynamicBatcher
 from services.encoder.errors import Cancelled, DeadlineExceeded
 from services.encoder.runtime import LoadedSession, ModelLoadError, SessionConfig, load_session
@@ -46,12 +48,15 @@ MAX_REMEMBERED_SKIPS = 4096  # skipped entries remembered so each is logged and 
 
 @dataclass(frozen=True)
 class BatchingConfig:
-    """Dynamic batching per model version (off = each request runs alone)."""
+    """Batching per model version: "off" (each request alone), "adaptive" (requests that
+    queue while the version runs go into its next run), "window" (a batcher thread waits
+    up to max_queue_delay_s for more)."""
 
-    enabled: bool = False
+    mode: str = "adaptive"  # as EncoderSettings.batching
     max_batch_size: int = 8  # clips
     max_queue_delay_s: float = 0.002  # seconds
     max_queue_size: int = 256  # requests
+    concurrency: int = 1  # adaptive: batches of a version in flight at once (= inference_concurrency)
 
 
 class ServedModel:
@@ -79,7 +84,17 @@ class ServedModel:
         self.leases = 0  # guarded by the store's lock
         self.retired = False  # guarded by the store's lock
         self._batcher: DynamicBatcher | None = None
-        if batching.enabled:
+        self._adaptive: AdaptiveBatcher | None = None
+        if batching.mode == "adaptive":
+            self._adaptive = AdaptiveBatcher(
+                self._run_direct,
+                max_batch_size=batching.max_batch_size,
+                max_queue_size=batching.max_queue_size,
+                concurrency=batching.concurrency,
+                slots=run_slots,
+                on_batch=lambda n: metrics.BATCH_SIZE.labels(branch).observe(n),
+            )
+        elif batching.mode == "window":
             self._batcher = DynamicBatcher(
                 self._run_direct,
                 max_batch_size=batching.max_batch_size,
@@ -119,7 +134,9 @@ class ServedModel:
         it is skipped and answered DEADLINE_EXCEEDED.
         """
         start = time.perf_counter()
-        if self._batcher is not None:
+        if self._adaptive is not None:
+            outs = self._adaptive.run(x, deadline, is_active)
+        elif self._batcher is not None:
             fut = self._batcher.submit(x, deadline)
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
@@ -152,6 +169,8 @@ class ServedModel:
         if self._batcher is not None:
             self._batcher.close()
             self._batcher = None
+        if self._adaptive is not None:
+            self._adaptive.close()
         self._loaded = None
         log.info("unloaded model %s v%d", self.branch, self.version, extra={"branch": self.branch})
 
@@ -189,7 +208,8 @@ class ModelStore:
     ) -> None:
         self.root = Path(root)
         self._session_cfg = session_config or SessionConfig()
-        self._batching = batching or BatchingConfig()
+        # A version's adaptive batcher runs as many batches at once as the store allows runs.
+        self._batching = dataclasses.replace(batching or BatchingConfig(), concurrency=inference_concurrency)
         self._keep = keep_versions
         self._run_slots = threading.Semaphore(inference_concurrency)
         self._on_change = on_change

@@ -38,7 +38,7 @@ class EncoderServer:
                 warmup_runs=settings.warmup_runs,
             ),
             batching=BatchingConfig(
-                enabled=settings.batching,
+                mode=settings.batching,
                 max_batch_size=settings.max_batch_size,
                 max_queue_delay_s=settings.max_queue_delay_ms / 1000.0,
                 max_queue_size=settings.max_queue_size,
@@ -76,7 +76,11 @@ class EncoderServer:
             s.model_repo,
             s.poll_seconds,
             s.keep_versions,
-            f"on (max {s.max_batch_size}, {s.max_queue_delay_ms} ms)" if s.batching else "off",
+            {
+                "off": "off",
+                "adaptive": f"adaptive (max {s.max_batch_size} clips, when a queue forms)",
+                "window": f"window (max {s.max_batch_size} clips, {s.max_queue_delay_ms} ms)",
+            }[s.batching],
             s.providers,
             s.intra_op_threads or cpu_count(),
         )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from trajlab.config import ServerSettings
@@ -31,16 +32,31 @@ class EncoderSettings(ServerSettings):
     # onnxruntime intra-op threads per session; 0 = the number of CPUs this process may
     # use (set explicitly on the session either way, never left to onnxruntime).
     intra_op_threads: int = Field(0, ge=0, le=256)
-    # Sessions run concurrently at most this many at once (without batching). 1 avoids
-    # oversubscribing the intra-op pools on a small CPU; raise it on a GPU.
+    # Sessions run concurrently at most this many at once (off and adaptive batching; an
+    # adaptive run may carry a batch). 1 avoids oversubscribing the intra-op pools on a
+    # small CPU; raise it on a GPU.
     inference_concurrency: int = Field(1, ge=1, le=256)
-    # Dynamic batching: requests for the same model version that arrive within
-    # max_queue_delay_ms are run as one batch of at most max_batch_size clips.
-    batching: bool = False  # off by default: see bench/RESULTS.md (encoder) for why
+    # Batching of requests for the same model version into one run of at most max_batch_size clips:
+    # - adaptive (default): a request runs at once when the version is idle; requests that queue
+    #   while it runs go together into its next run (no timer, no extra thread);
+    # - window: a batcher thread gathers requests for up to max_queue_delay_ms ("true" = window);
+    # - off: every request runs alone ("false" = off).
+    # Why adaptive is the default: docs/ARCHITECTURE.md (encoder) and bench/RESULTS.md.
+    batching: Literal["off", "adaptive", "window"] = "adaptive"
     max_batch_size: int = Field(8, ge=1, le=1024)  # clips per batch
-    max_queue_delay_ms: float = Field(2.0, ge=0.0, le=10_000.0)  # milliseconds a request may wait
+    max_queue_delay_ms: float = Field(2.0, ge=0.0, le=10_000.0)  # milliseconds a request may wait (window)
     max_queue_size: int = Field(256, ge=1)  # queued requests per model; beyond: RESOURCE_EXHAUSTED
     warmup_runs: int = Field(2, ge=0, le=100)  # inference runs on zeros before a version serves
+
+    @field_validator("batching", mode="before")
+    @classmethod
+    def _batching_from_bool(cls, v: Any) -> Any:
+        # Booleans as before adaptive batching existed: on = the time window, off = off.
+        if isinstance(v, bool):
+            return "window" if v else "off"
+        if isinstance(v, str) and v.strip().lower() in {"true", "false", "on", "1", "0"}:
+            return "window" if v.strip().lower() in {"true", "on", "1"} else "off"
+        return v
 
     @model_validator(mode="after")
     def _check_providers(self) -> EncoderSettings:

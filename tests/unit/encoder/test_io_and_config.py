@@ -74,13 +74,24 @@ def test_settings_from_env_and_bad_values_name_the_field(monkeypatch) -> None:
     monkeypatch.setenv("TRAJLAB_ENCODER_BATCHING", "true")
     monkeypatch.setenv("TRAJLAB_ENCODER_PROVIDERS", '["CUDAExecutionProvider", "CPUExecutionProvider"]')
     s = load_settings(EncoderSettings)
-    assert (s.port, s.batching, s.providers[0]) == (6000, True, "CUDAExecutionProvider")
+    # "true" keeps its meaning from before adaptive batching: the time-window batcher.
+    assert (s.port, s.batching, s.providers[0]) == (6000, "window", "CUDAExecutionProvider")
     monkeypatch.setenv("TRAJLAB_ENCODER_KEEP_VERSIONS", "0")
     with pytest.raises(ConfigError, match="keep_versions"):
         load_settings(EncoderSettings)
     monkeypatch.setenv("TRAJLAB_ENCODER_KEEP_VERSIONS", "2")
     monkeypatch.setenv("TRAJLAB_ENCODER_PROVIDERS", '["cuda"]')
     with pytest.raises(ConfigError, match="not an onnxruntime provider name"):
+        load_settings(EncoderSettings)
+
+
+def test_batching_defaults_to_adaptive_and_names_the_modes_it_takes(monkeypatch) -> None:
+    assert load_settings(EncoderSettings).batching == "adaptive"
+    for value, mode in [("false", "off"), ("adaptive", "adaptive"), ("window", "window"), ("off", "off")]:
+        monkeypatch.setenv("TRAJLAB_ENCODER_BATCHING", value)
+        assert load_settings(EncoderSettings).batching == mode
+    monkeypatch.setenv("TRAJLAB_ENCODER_BATCHING", "sometimes")
+    with pytest.raises(ConfigError, match="batching"):
         load_settings(EncoderSettings)
 
 

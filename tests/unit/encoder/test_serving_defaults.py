@@ -1,0 +1,30 @@
+"""What `make run` and compose serve with: the encoder's own defaults, not overrides."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from services.encoder.settings import EncoderSettings
+from trajlab.config import load_settings
+
+ROOT = Path(__file__).resolve().parents[3]
+# Settings that decide serving speed; their defaults are what bench/bench_encoder.py measures.
+SERVING_KNOBS = ("BATCHING", "INTRA_OP_THREADS", "INFERENCE_CONCURRENCY", "MAX_BATCH_SIZE", "MAX_WORKERS")
+
+
+def test_the_default_is_adaptive_batching_with_one_run_at_a_time_on_all_cpus(monkeypatch) -> None:
+    for k in [k for k in os.environ if k.startswith("TRAJLAB_ENCODER_") or k == "TRAJLAB_CONFIG"]:
+        monkeypatch.delenv(k)
+    s = load_settings(EncoderSettings)
+    assert (s.batching, s.inference_concurrency, s.intra_op_threads) == ("adaptive", 1, 0)
+
+
+def test_cpu_compose_and_make_run_leave_the_serving_knobs_at_their_defaults() -> None:
+    env = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["encoder"]["environment"]
+    overridden = [k for k in env if k.removeprefix("TRAJLAB_ENCODER_") in SERVING_KNOBS]
+    assert overridden == [], f"compose.yaml overrides {overridden}: the benchmarked defaults would not apply"
+    runner = (ROOT / "trajlab_cli" / "runner.py").read_text()
+    assert not [k for k in SERVING_KNOBS if f'"{k}"' in runner or f"ENCODER_{k}" in runner]
