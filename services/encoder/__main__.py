@@ -25,7 +25,6 @@ def main() -> int:
     # onnxruntime is imported only now, after logging is set up.
     from services.encoder.server import EncoderServer
     from trajlab.grpc_server import serve_until_signal, start_metrics_server
-
     from trajlab.store import StoreError
 
     try:

@@ -114,11 +114,13 @@ def start_s3_server(workdir: Path, timeout: float = 60.0) -> S3Server:
         if proc.poll() is not None:
             raise RuntimeError(f"weed exited with {proc.returncode}:\n{server.log_tail()}")
         try:
-            urllib.request.urlopen(server.endpoint, timeout=2)  # noqa: S310 - a local test server
+            urllib.request.urlopen(server.endpoint, timeout=2)
             return server
         except urllib.error.HTTPError:  # 403 to an anonymous request: the S3 API is up
             return server
         except OSError:
             time.sleep(0.3)
     server.stop()
-    raise RuntimeError(f"weed did not answer on {server.endpoint} within {timeout:.0f} s:\n{server.log_tail()}")
+    raise RuntimeError(
+        f"weed did not answer on {server.endpoint} within {timeout:.0f} s:\n{server.log_tail()}"
+    )

@@ -24,8 +24,10 @@ class StoreUrl(str):
         rest = value[len(SCHEME) :]
         bucket, _, prefix = rest.partition("/")
         if not bucket or not all(c.isalnum() or c in "-._" for c in bucket) or not 3 <= len(bucket) <= 63:
-            raise ValueError(f"{value!r}: expected s3://<bucket>/<prefix> with a bucket name of 3-63 "
-                             "letters, digits, '-', '.' or '_'")
+            raise ValueError(
+                f"{value!r}: expected s3://<bucket>/<prefix> with a bucket name of 3-63 "
+                "letters, digits, '-', '.' or '_'"
+            )
         if any(p in (".", "..") for p in prefix.split("/")):
             raise ValueError(f"{value!r}: the prefix may not contain '.' or '..' parts")
         return super().__new__(cls, f"{SCHEME}{bucket}/{prefix.strip('/')}".rstrip("/"))

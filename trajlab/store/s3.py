@@ -177,4 +177,6 @@ class S3Store(Store):
                 self._call("deleting from", self._s3.delete_objects, Delete={"Objects": batch, "Quiet": True})
 
     def check(self) -> None:
-        self._call("opening", self._s3.list_objects_v2, Prefix=f"{self.prefix}/" if self.prefix else "", MaxKeys=1)
+        self._call(
+            "opening", self._s3.list_objects_v2, Prefix=f"{self.prefix}/" if self.prefix else "", MaxKeys=1
+        )

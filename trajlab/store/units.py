@@ -120,7 +120,8 @@ def fetch_unit(store: Store, name: str, dest: Path, *, marker: Marker | None = N
             if size != entry.size or digest != entry.sha256:
                 raise UnitCorrupt(
                     f"{store.child_url(name)}/{rel} does not match its completion marker "
-                    f"(sha256 {digest[:12]}..., {size} bytes; expected {entry.sha256[:12]}..., {entry.size} bytes)"
+                    f"(sha256 {digest[:12]}..., {size} bytes; "
+                    f"expected {entry.sha256[:12]}..., {entry.size} bytes)"
                 )
         os.chmod(tmp, 0o755)
         if dest.exists():
