@@ -189,7 +189,12 @@ def make_run_config_factory(settings: Any, branch: BranchConfig) -> Callable[[Pr
     """
 
     def factory(profile: Profile) -> RunConfig:
-        paths = resolve_run_paths(settings, branch.name, profile)
+        paths = resolve_run_paths(
+            settings.resolved_run_dir(),
+            settings.resolved_data_dir(profile.name),
+            cache_dir=Path(settings.cache_dir),
+            profile=profile,
+        )
         return RunConfig(
             branch=branch,
             profile=profile,

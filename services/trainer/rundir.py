@@ -22,7 +22,6 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from trajlab.profiles import Profile
 from trajlab.store import Store, StoreUrl, is_store_url, open_store
@@ -124,13 +123,12 @@ def _local_copy(cache: Path, kind: str, url: StoreUrl) -> Path:
     return Path(cache) / kind / url.bucket / (url.prefix or "_root")
 
 
-def resolve_run_paths(settings: Any, branch: str, profile: Profile) -> RunPaths:
-    """Local run and data directories for the settings; a bucket run_dir is pulled first."""
-    run, data = settings.resolved_run_dir(), settings.resolved_data_dir(profile.name)
+def resolve_run_paths(run: Path | str, data: Path | str, *, cache_dir: Path, profile: Profile) -> RunPaths:
+    """Local run and data directories for these locations; a bucket run directory is pulled first."""
     on_saved: Callable[[Path], None] | None = None
     if is_store_url(run):
         url = StoreUrl(str(run))
-        run_dir = _local_copy(settings.cache_dir, "runs", url)
+        run_dir = _local_copy(cache_dir, "runs", url)
         run_store = RunStore.at(url, run_dir, keep=profile.training.keep_checkpoints)
         run_store.pull()
         on_saved = run_store.saved
@@ -138,7 +136,7 @@ def resolve_run_paths(settings: Any, branch: str, profile: Profile) -> RunPaths:
         run_dir = Path(run)
     if is_store_url(data):
         data_url: StoreUrl | None = StoreUrl(str(data))
-        data_dir = _local_copy(settings.cache_dir, "data", StoreUrl(str(data)))
+        data_dir = _local_copy(cache_dir, "data", StoreUrl(str(data)))
     else:
         data_url, data_dir = None, Path(data)
     return RunPaths(run_dir, data_dir, data_url, on_saved)

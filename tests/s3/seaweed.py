@@ -104,7 +104,8 @@ def start_s3_server(workdir: Path, timeout: float = 60.0) -> S3Server:
         f"-filer.port={filer}", f"-filer.port.grpc={filer_g}",
         "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_g}", f"-s3.config={config}",
         "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-volume.max=20", "-master.volumeSizeLimitMB=64",
+        # Each bucket is a collection with volumes of its own: room for a bucket per test.
+        "-volume.max=400", "-master.volumeSizeLimitMB=16",
     ]  # fmt: skip
     with log_path.open("wb") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
