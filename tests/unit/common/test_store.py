@@ -68,3 +68,16 @@ def test_units_on_a_directory_follow_the_same_contract(tmp_path: Path) -> None:
         store.put_bytes("../escape", b"x")
     with pytest.raises(ValueError, match=MARKER):
         publish_unit(store, "u", {MARKER: tmp_path / "m.onnx"})
+
+
+def test_trajlab_train_refuses_a_bad_location_naming_the_option() -> None:
+    from typer.testing import CliRunner
+
+    from trajlab_cli import app
+
+    res = CliRunner().invoke(app, ["train", "--model-repo", "gs://bucket/models"])
+    assert isinstance(res.exception, ConfigError)
+    assert (
+        str(res.exception)
+        == "--model-repo: 'gs://bucket/models': only s3:// URLs or local paths are supported"
+    )
