@@ -55,3 +55,10 @@ def local_validation_dir(settings: ReporterSettings) -> Path:
 
     url = StoreUrl(str(d))
     return prepare_dataset(load_profile(settings.profile).dataset, _local_copy(settings, "data", url), url)
+
+
+def check_locations(settings: ReporterSettings) -> None:
+    """Raise a StoreError now if a bucket location cannot be used (wrong credentials, no bucket)."""
+    for location in (settings.reports_dir, settings.data_dir):
+        if is_store_url(location):
+            open_store(str(location)).check()

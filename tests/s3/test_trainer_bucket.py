@@ -90,7 +90,9 @@ def test_a_trainer_killed_mid_checkpoint_resumes_elsewhere_from_the_bucket_and_m
         tmp_path / "tiny.yaml", tkit.tiny_profile(epochs=EPOCHS, checkpoint_every=1, keep_checkpoints=KEEP)
     )
     # The reference trains uninterrupted beside the killed run (one torch thread each).
-    ref = ServiceProcess("services.trainer", _env(s3_env, bucket, "reference", tmp_path / "ref-node", profile))
+    ref = ServiceProcess(
+        "services.trainer", _env(s3_env, bucket, "reference", tmp_path / "ref-node", profile)
+    )
     env = _env(s3_env, bucket, "killed", tmp_path / "node-1", profile)
     proc = ServiceProcess("services.trainer", env)
     _wait_line(proc, r"checkpoint saved: .*ckpt-epoch-00002\.pt")  # logged after the local save
@@ -103,7 +105,9 @@ def test_a_trainer_killed_mid_checkpoint_resumes_elsewhere_from_the_bucket_and_m
     assert done and done[-1] in (1, 2), done
     # What an upload killed before its marker leaves, one epoch beyond the newest complete one.
     partial = next(iter(complete_units(run_store.list("checkpoints/")))).rsplit("/", 1)[0]
-    run_store.put_bytes(f"{partial}/epoch-{done[-1] + 1:05d}/ckpt-epoch-{done[-1] + 1:05d}.pt", b"torn upload")
+    run_store.put_bytes(
+        f"{partial}/epoch-{done[-1] + 1:05d}/ckpt-epoch-{done[-1] + 1:05d}.pt", b"torn upload"
+    )
 
     # Rescheduled on another node: nothing local, everything from the bucket.
     env["TRAJLAB_TRAINER_CACHE_DIR"] = str(tmp_path / "node-2")
@@ -118,7 +122,11 @@ def test_a_trainer_killed_mid_checkpoint_resumes_elsewhere_from_the_bucket_and_m
     assert f"resumed from checkpoint of epoch {done[-1]}" in proc.output, proc.output[-4000:]
     assert "fetched the dataset" in proc.output  # the dataset came from the bucket too
     for m in METRICS:
-        assert results[m] == pytest.approx(ref_results[m], rel=1e-6, abs=1e-9), (m, results[m], ref_results[m])
+        assert results[m] == pytest.approx(ref_results[m], rel=1e-6, abs=1e-9), (
+            m,
+            results[m],
+            ref_results[m],
+        )
     weights = _final_weights(run_store, tmp_path / "final-killed")
     ref_weights = _final_weights(open_store(f"s3://{bucket}/reference/run"), tmp_path / "final-ref")
     assert weights.keys() == ref_weights.keys()

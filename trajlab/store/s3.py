@@ -18,6 +18,7 @@ ever contains a secret.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, NoReturn
@@ -45,19 +46,37 @@ _DENIED = {
 _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
 
 
+def _env_number(name: str, default: float, low: float, high: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        raise StoreError(f"{name}={raw!r}: expected a number in [{low:g}, {high:g}]")
+    return value
+
+
 def _client(endpoint_url: str | None) -> Any:
     import boto3
     from botocore.config import Config
 
     endpoint = endpoint_url or os.environ.get("TRAJLAB_S3_ENDPOINT_URL") or None
     style = os.environ.get("TRAJLAB_S3_ADDRESSING_STYLE") or ("path" if endpoint else "auto")
+    if style not in ("path", "virtual", "auto"):
+        raise StoreError(f"TRAJLAB_S3_ADDRESSING_STYLE={style!r}: expected path, virtual or auto")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     config = Config(
         s3={"addressing_style": style},
-        retries={"mode": "standard", "max_attempts": int(os.environ.get("TRAJLAB_S3_MAX_ATTEMPTS", "3"))},
-        connect_timeout=float(os.environ.get("TRAJLAB_S3_CONNECT_TIMEOUT", "5")),
+        retries={"mode": "standard", "max_attempts": int(_env_number("TRAJLAB_S3_MAX_ATTEMPTS", 3, 1, 20))},
+        connect_timeout=_env_number("TRAJLAB_S3_CONNECT_TIMEOUT", 5.0, 0.1, 300.0),
         read_timeout=60,
     )
+    # botocore at DEBUG prints request signatures and headers: never below INFO in our logs.
+    for name in ("botocore", "boto3", "s3transfer", "urllib3"):
+        lg = logging.getLogger(name)
+        if lg.getEffectiveLevel() < logging.INFO:
+            lg.setLevel(logging.INFO)
     session = boto3.session.Session(region_name=region)
     return session.client("s3", endpoint_url=endpoint, config=config)
 
