@@ -17,6 +17,7 @@ from trajlab_cli import app
 pytestmark = pytest.mark.s3
 
 
+@pytest.mark.slow
 def test_trajlab_train_reads_and_writes_the_bucket_and_a_rerun_elsewhere_reuses_its_results(
     bucket: str, s3_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
