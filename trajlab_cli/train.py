@@ -21,13 +21,17 @@ def register(app: typer.Typer) -> None:
         profile: str = typer.Option(
             "quick", "--profile", "-p", help="Profile name (quick, seed) or YAML path."
         ),
-        data: Path | None = typer.Option(
-            None, "--data", help="Dataset cache dir (default: ./data/<profile>)."
+        # Locations are paths or s3://bucket/prefix (credentials from the environment; see README).
+        data: str | None = typer.Option(
+            None, "--data", help="Dataset cache dir or s3:// URL (default: ./data/<profile>)."
         ),
-        run_dir: Path | None = typer.Option(
-            None, "--run-dir", help="Checkpoints/results (default: ./runs/<branch>)."
+        run_dir: str | None = typer.Option(
+            None, "--run-dir", help="Checkpoints/results, a dir or s3:// URL (default: ./runs/<branch>)."
         ),
-        model_repo: Path = typer.Option(Path("models"), "--model-repo", help="Model repository root."),
+        model_repo: str = typer.Option("models", "--model-repo", help="Model repository root or s3:// URL."),
+        cache_dir: Path = typer.Option(
+            Path("cache/store"), "--cache-dir", help="Local copies of s3:// locations."
+        ),
         branches_file: Path | None = typer.Option(
             None, "--branches", help="Branches YAML (default: seed branches)."
         ),
@@ -50,6 +54,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from services.trainer.branch import known_parts
+        from services.trainer.rundir import resolve_run_paths
         from services.trainer.training import RunConfig, Trainer, TrainingFailed
         from trajlab.errors import ConfigError
         from trajlab.profiles import load_branches, load_profile
@@ -59,12 +64,26 @@ def register(app: typer.Typer) -> None:
         if branch not in branches:
             raise ConfigError(f"--branch: unknown branch {branch!r}; known: {sorted(branches)}")
         prof = load_profile(profile)
+        run_at = _location("--run-dir", run_dir if run_dir is not None else Path("runs") / branch)
+        if isinstance(run_at, Path):
+            writable_dir(run_at, "--run-dir")
+        repo = _location("--model-repo", model_repo)
+        if isinstance(repo, Path) and export:
+            writable_dir(repo, "--model-repo")
+        paths = resolve_run_paths(
+            run_at,
+            _location("--data", data if data is not None else Path("data") / prof.name),
+            cache_dir=cache_dir,
+            profile=prof,
+        )
         cfg = RunConfig(
             branch=branches[branch],
             profile=prof,
-            data_dir=data if data is not None else Path("data") / prof.name,
-            run_dir=writable_dir(run_dir if run_dir is not None else Path("runs") / branch, "--run-dir"),
-            model_repo=writable_dir(model_repo, "--model-repo") if export else model_repo,
+            data_dir=paths.data_dir,
+            data_source=paths.data_source,
+            run_dir=paths.run_dir,
+            on_saved=paths.on_saved,
+            model_repo=repo,
             text_encoder=text_encoder,
             text_cache_dir=text_cache,
             threads=threads,
@@ -135,3 +154,14 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]warning:[/yellow] {w}")
         if results.get("model_version"):
             console.print(f"published model version {results['model_version']} at {results.get('model_dir')}")
+
+
+def _location(option: str, value: str | Path) -> Path | str:
+    """A CLI location: an s3:// URL (validated) or a path; a bad URL is a ConfigError naming the option."""
+    from trajlab.errors import ConfigError
+    from trajlab.store import parse_location
+
+    try:
+        return parse_location(str(value))
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None

@@ -25,9 +25,14 @@ def main() -> int:
     # onnxruntime is imported only now, after logging is set up.
     from services.encoder.server import EncoderServer
     from trajlab.grpc_server import serve_until_signal, start_metrics_server
+    from trajlab.store import StoreError
 
-    server = EncoderServer(settings)
-    server.start()
+    try:
+        server = EncoderServer(settings)
+        server.start()
+    except StoreError as exc:  # the model repository's bucket cannot be used: say why, once
+        log.error("%s", exc)
+        return 2
     start_metrics_server(settings.metrics_host, settings.metrics_port)
     assert server.server is not None
     serve_until_signal(

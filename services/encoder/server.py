@@ -9,6 +9,8 @@ disappears from the repository).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health
@@ -20,6 +22,7 @@ from services.encoder.servicer import SERVICE_NAME, EncoderServicer
 from services.encoder.settings import EncoderSettings
 from trajlab.encoder.v1 import encoder_pb2_grpc
 from trajlab.grpc_server import create_server, set_serving
+from trajlab.store import Store, is_store_url, open_store
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +33,7 @@ class EncoderServer:
     def __init__(self, settings: EncoderSettings) -> None:
         self.settings = settings
         self.health = health.HealthServicer(experimental_non_blocking=True)
-        self.store = ModelStore(
-            settings.model_repo,
+        store_options: dict[str, Any] = dict(
             session_config=SessionConfig(
                 providers=tuple(settings.providers),
                 intra_op_threads=settings.intra_op_threads or cpu_count(),
@@ -47,6 +49,15 @@ class EncoderServer:
             inference_concurrency=settings.inference_concurrency,
             on_change=self._on_models_changed,
         )
+        self.bucket: Store | None = None
+        if is_store_url(settings.model_repo):
+            # A bucket: mirrored into a local cache before each scan (services.encoder.sources).
+            from services.encoder.sources import BucketModelStore
+
+            self.bucket = open_store(settings.model_repo)
+            self.store: ModelStore = BucketModelStore(self.bucket, settings.model_cache_dir, **store_options)
+        else:
+            self.store = ModelStore(Path(settings.model_repo), **store_options)
         self.server: grpc.Server | None = None
         self.port: int | None = None
 
@@ -57,6 +68,8 @@ class EncoderServer:
     def start(self) -> int:
         """Bind and start serving (NOT_SERVING until a model loads); returns the gRPC port."""
         s = self.settings
+        if self.bucket is not None:
+            self.bucket.check()  # wrong credentials or a missing bucket: one clear StoreError now
         servicer = EncoderServicer(Encoder(self.store))
         self.server, self.port = create_server(
             f"{s.host}:{s.port}",
@@ -84,7 +97,7 @@ class EncoderServer:
             s.providers,
             s.intra_op_threads or cpu_count(),
         )
-        if not s.model_repo.is_dir():
+        if self.bucket is None and not Path(s.model_repo).is_dir():
             log.warning(
                 "model repository %s does not exist yet; waiting for a trainer to publish", s.model_repo
             )

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from trajlab.config import ServerSettings
+from trajlab.store import Location
 
 
 class EncoderSettings(ServerSettings):
@@ -22,7 +23,10 @@ class EncoderSettings(ServerSettings):
     )
 
     port: int = 50051  # gRPC port; 0 picks a free one (tests)
-    model_repo: Path = Path("./models")  # <repo>/<branch>/<version>/{model.onnx, metadata.json}
+    # <repo>/<branch>/<version>/{model.onnx, metadata.json}: a directory, or s3://bucket/prefix
+    # (credentials and endpoint from the environment, see trajlab.store.s3)
+    model_repo: Location = Path("./models")
+    model_cache_dir: Path = Path("./cache/models")  # local copy of a bucket repository's versions
     poll_seconds: float = Field(2.0, gt=0.0, le=3600.0)  # seconds between repository scans
     keep_versions: int = Field(2, ge=1, le=64)  # newest loadable versions kept loaded per branch
     # Execution providers in order of preference. CUDA is used only when requested here

@@ -34,6 +34,14 @@ def main() -> None:
     settings = load_settings(ReporterSettings)
     setup_logging(settings.log_level, settings.json_logs)
     log = logging.getLogger("services.reporter")
+    from services.reporter.storage import check_locations
+    from trajlab.store import StoreError
+
+    try:
+        check_locations(settings)  # a bucket reports_dir/data_dir that cannot be used: one clear line
+    except StoreError as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from None
     servicer = ReporterServicer(settings)
     hs = health.HealthServicer(experimental_non_blocking=True)
     server, port = create_server(

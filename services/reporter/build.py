@@ -42,6 +42,7 @@ from services.reporter.sources.grpc_sources import (
     rpc_reason,
 )
 from services.reporter.sources.prometheus import PrometheusClient, PrometheusError, PrometheusSource
+from services.reporter.storage import local_reports_dir, local_validation_dir, publish_report
 from services.reporter.winner import decide
 from trajlab.profiles import CLASS_NAMES
 
@@ -89,7 +90,7 @@ class ReportSources:
             if settings.describer_target
             else None,
             prometheus=prom,
-            validation=lambda: load_validation(data_dir),
+            validation=lambda: load_validation(local_validation_dir(settings)),
             validation_hint=str(data_dir),
             _closers=closers,
         )
@@ -523,4 +524,6 @@ def build_report(
     data = collect(
         sources, settings, branches=branches, describe_samples=describe_samples, winner_rule=winner_rule
     )
-    return write_report(data, settings.reports_dir)
+    result = write_report(data, local_reports_dir(settings))
+    publish_report(settings, result.report_dir)  # a bucket reports_dir: uploaded as one unit
+    return result

@@ -8,6 +8,7 @@ from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from trajlab.config import ServerSettings
+from trajlab.store import Location, StoreUrl
 
 WINNER_RULES = ("accuracy_then_mae", "mae_then_accuracy", "served_accuracy_then_mae")
 
@@ -51,9 +52,12 @@ class ReporterSettings(ServerSettings):
     describer_target: str = "127.0.0.1:50053"
     # Prometheus base URL, e.g. "http://127.0.0.1:9090"; "" = no Prometheus (curves from GetHistory).
     prometheus_url: str = ""
-    reports_dir: Path = Path("reports")  # each report goes to <reports_dir>/<UTC stamp>/
+    # reports_dir and data_dir: a local path or s3://bucket/prefix (trajlab.store; a report in a
+    # bucket is rendered under cache_dir, then published as a unit).
+    reports_dir: Location = Path("reports")  # each report goes to <reports_dir>/<UTC stamp>/
     profile: str = "quick"  # profile of the validation clips when data_dir is not given
-    data_dir: Path | None = None  # dataset cache holding the validation split; None = ./data/<profile>
+    data_dir: Location | None = None  # dataset cache holding the validation split; None = ./data/<profile>
+    cache_dir: Path = Path("./cache/store")  # local copies of s3:// locations
     describe_samples: int = 3  # sample trajectories per branch sent to the describer (0 = none)
     winner_rule: str = "accuracy_then_mae"  # one of WINNER_RULES
     eval_max_clips: int = 0  # validation clips sent through the encoder per branch; 0 = all
@@ -94,6 +98,6 @@ class ReporterSettings(ServerSettings):
         """The trainers as ``{branch: target}``."""
         return parse_targets(self.trainers)
 
-    def validation_dir(self) -> Path:
+    def validation_dir(self) -> Path | StoreUrl:
         """Where the dataset holding the validation clips is."""
         return self.data_dir if self.data_dir is not None else Path("data") / self.profile

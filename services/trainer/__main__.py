@@ -25,10 +25,11 @@ def main() -> int:
     # torch is imported only now, after logging is set up.
     from services.trainer.server import TrainerServer
     from trajlab.grpc_server import serve_until_signal, start_metrics_server
+    from trajlab.store import StoreError
 
     try:
         server = TrainerServer(settings)
-    except ConfigError as exc:
+    except (ConfigError, StoreError) as exc:  # a bucket that cannot be used: one clear line
         log.error("%s", exc)
         return 2
     start_metrics_server(settings.metrics_host, settings.metrics_port)

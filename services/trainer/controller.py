@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from services.trainer.rundir import resolve_run_paths
 from services.trainer.training import RunConfig, Trainer, TrainerStatus, TrainingFailed, TrainingStopped
 from trajlab.errors import ConfigError, FailedPrecondition, InvalidArgument, quoted
 from trajlab.profiles import BranchConfig, Profile, load_profile
@@ -183,15 +184,27 @@ class TrainingController:
 
 
 def make_run_config_factory(settings: Any, branch: BranchConfig) -> Callable[[Profile], RunConfig]:
-    """RunConfig for a profile from the service settings (paths by env, see the PREAMBLE)."""
+    """RunConfig for a profile from the service settings (paths by env, see the PREAMBLE).
+
+    A run directory in a bucket is pulled into its local copy first (services.trainer.rundir),
+    so a trainer rescheduled on another node resumes from the newest complete checkpoint.
+    """
 
     def factory(profile: Profile) -> RunConfig:
+        paths = resolve_run_paths(
+            settings.resolved_run_dir(),
+            settings.resolved_data_dir(profile.name),
+            cache_dir=Path(settings.cache_dir),
+            profile=profile,
+        )
         return RunConfig(
             branch=branch,
             profile=profile,
-            data_dir=Path(settings.resolved_data_dir(profile.name)),
-            run_dir=Path(settings.resolved_run_dir()),
-            model_repo=Path(settings.model_repo),
+            data_dir=paths.data_dir,
+            data_source=paths.data_source,
+            run_dir=paths.run_dir,
+            on_saved=paths.on_saved,
+            model_repo=settings.model_repo,
             text_encoder=settings.text_encoder,
             text_cache_dir=Path(settings.text_cache_dir),
             threads=settings.threads,

@@ -4,7 +4,6 @@ repository (a Trainer mixin)."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ class Publishing:
         self, model: BranchModel, val: Any, results: dict[str, Any], manifest: str
     ) -> dict[str, Any]:
         from services.trainer.export import OPSET, check_parity, export_onnx, output_specs
-        from trajlab.modelrepo import publish_version
+        from trajlab.modelbucket import publish_model
 
         cfg = self.cfg
         d = cfg.profile.dataset
@@ -76,7 +75,9 @@ class Publishing:
             "validation_metrics": validation_metrics,
             "dataset_manifest_sha256": manifest,
         }
-        version, vdir = publish_version(Path(cfg.model_repo), cfg.branch.name, onnx_path, metadata)
+        version, vdir = publish_model(
+            cfg.model_repo, cfg.branch.name, onnx_path, metadata, staging=self.run_dir / "published"
+        )
         log.info("branch %s: published model version %d at %s", cfg.branch.name, version, vdir)
         return {
             "model_version": version,

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from trajlab.config import ServerSettings
+from trajlab.store import Location, StoreUrl
 
 
 class TrainerSettings(ServerSettings):
@@ -25,9 +26,13 @@ class TrainerSettings(ServerSettings):
     branches_file: Path | None = None  # None = trajlab/configs/branches.yaml (the four seed branches)
     profile: str = "quick"  # profile name ("quick", "seed") or a YAML path
     auto_start: bool = False  # start training as soon as the server is up (compose sets true)
-    data_dir: Path | None = None  # dataset cache; None = ./data/<profile>
-    model_repo: Path = Path("./models")  # published ONNX models: <repo>/<branch>/<version>/
-    run_dir: Path | None = None  # checkpoints, status, history, results; None = ./runs/<branch>
+    # Each of these three is a local path or s3://bucket/prefix (trajlab.store; credentials and
+    # endpoint from the environment). A bucket run_dir/data_dir is worked on in a local copy
+    # under cache_dir.
+    data_dir: Location | None = None  # dataset cache; None = ./data/<profile>
+    model_repo: Location = Path("./models")  # published ONNX models: <repo>/<branch>/<version>/
+    run_dir: Location | None = None  # checkpoints, status, history, results; None = ./runs/<branch>
+    cache_dir: Path = Path("./cache/store")  # local copies of s3:// run and data locations
     threads: int | None = Field(None, ge=0, le=256)  # torch threads; None = the profile's setting
     status_interval_seconds: float | None = Field(None, gt=0.0)  # None = the profile's cadence
     # Text encoder of the text-alignment branch: "auto" (open_clip when its weights are on
@@ -43,8 +48,8 @@ class TrainerSettings(ServerSettings):
             raise ValueError(f"not a branch name: {v!r}")
         return v
 
-    def resolved_run_dir(self) -> Path:
+    def resolved_run_dir(self) -> Path | StoreUrl:
         return self.run_dir if self.run_dir is not None else Path("./runs") / self.branch
 
-    def resolved_data_dir(self, profile_name: str) -> Path:
+    def resolved_data_dir(self, profile_name: str) -> Path | StoreUrl:
         return self.data_dir if self.data_dir is not None else Path("./data") / profile_name

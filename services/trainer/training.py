@@ -94,13 +94,15 @@ class RunConfig:
     profile: Profile
     data_dir: Path  # dataset cache for this profile
     run_dir: Path  # checkpoints, status, history, results
-    model_repo: Path  # where the ONNX model is published
+    model_repo: Path | str  # where the ONNX model is published: a directory or s3://bucket/prefix
     text_encoder: str = "auto"  # see services.trainer.text
     text_cache_dir: Path = Path("cache/text")
     threads: int | None = None  # overrides profile.training.threads when set
     status_interval_seconds: float | None = None  # overrides the profile when set
     progress: bool | None = None  # progress bar; None = only when stderr is a terminal
     publish: bool = True  # export and publish the ONNX model at the end
+    data_source: str | None = None  # s3:// location of the dataset, fetched into data_dir (trajlab.store)
+    on_saved: Callable[[Path], None] | None = None  # after each checkpoint/results save (rundir.RunStore)
 
 
 def model_args_for(cfg: RunConfig, text_dim: int = 0, text_encoder: str = "") -> ModelArgs:
@@ -259,9 +261,12 @@ class Trainer(StepLoop, Scoring, Publishing):
         self._update(state="training", error="", write=True)
         t0 = time.monotonic()
 
-        from trajlab.data import build_dataset, load_dataset
+        from trajlab.data import load_dataset
+        from trajlab.store.datasets import prepare_dataset
 
-        ds_path = build_dataset(cfg.profile.dataset, cfg.data_dir, progress=self._progress_enabled())
+        ds_path = prepare_dataset(
+            cfg.profile.dataset, cfg.data_dir, cfg.data_source, progress=self._progress_enabled()
+        )
         # build_dataset has just verified (or written) every file; skip a second sha256 pass.
         ds = load_dataset(ds_path, expected_config=cfg.profile.dataset, verify=False)
         train, val = ds.train, ds.val
@@ -325,6 +330,8 @@ class Trainer(StepLoop, Scoring, Publishing):
         stamp = utc_stamp(compact=True)
         write_json_atomic(self.run_dir / f"results-{stamp}.json", results)
         write_json_atomic(self.run_dir / "results.json", results)
+        if cfg.on_saved is not None:
+            cfg.on_saved(self.run_dir / "results.json")
         with self._lock:
             self._results = results
         self._update(
@@ -364,7 +371,10 @@ class Trainer(StepLoop, Scoring, Publishing):
             "rng": ckpt.rng_state(),
             "history": json.dumps(self.history),
         }
-        ckpt.save_checkpoint(self.ckpt_dir, epoch, state, keep=self.cfg.profile.training.keep_checkpoints)
+        keep = self.cfg.profile.training.keep_checkpoints
+        path = ckpt.save_checkpoint(self.ckpt_dir, epoch, state, keep=keep)
+        if self.cfg.on_saved is not None:
+            self.cfg.on_saved(path)
 
     def _resume(self, model: BranchModel, optimiser: Any, scheduler: Any, manifest: str) -> int | None:
         ckpt.remove_stale_temp_files(self.ckpt_dir)
