@@ -286,13 +286,14 @@ def serve_until_signal(
     grace_seconds: float,
     health_servicer: health.HealthServicer | None = None,
     on_stop: Callable[[], Any] | None = None,
+    stop_event: threading.Event | None = None,
 ) -> None:
-    """Block until SIGTERM/SIGINT, then stop accepting calls and drain in-flight ones.
+    """Block until SIGTERM/SIGINT (or ``stop_event`` is set), then stop accepting calls and drain.
 
     Health flips to NOT_SERVING first so load balancers stop routing here; calls in
     flight get ``grace_seconds`` to finish.
     """
-    stop_event = threading.Event()
+    stop_event = stop_event if stop_event is not None else threading.Event()
 
     def _handler(signum: int, _frame: Any) -> None:
         log.info("received %s: draining for up to %.1f s", signal.Signals(signum).name, grace_seconds)

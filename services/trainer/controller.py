@@ -183,7 +183,12 @@ class TrainingController:
 def make_run_config_factory(settings: Any, branch: BranchConfig) -> Callable[[Profile], RunConfig]:
     """RunConfig for a profile from the service settings (paths by env, see the PREAMBLE)."""
 
+    seed = getattr(settings, "seed", None)
+
     def factory(profile: Profile) -> RunConfig:
+        if seed is not None:  # a run of the matrix: its own training seed (the dataset's stays)
+            training = profile.training.model_copy(update={"seed": seed})
+            profile = profile.model_copy(update={"training": training})
         return RunConfig(
             branch=branch,
             profile=profile,
