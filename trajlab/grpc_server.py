@@ -195,6 +195,8 @@ def create_server(
     max_message_bytes: int = 16 * 1024 * 1024,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     tls: TlsSettings | None = None,
+    max_connection_age_seconds: float | None = None,
+    max_connection_age_grace_seconds: float = 30.0,
 ) -> tuple[grpc.Server, int]:
     """Build and start a gRPC server on ``address`` ("host:port"; port 0 = any free port).
 
@@ -204,6 +206,8 @@ def create_server(
     caller flips it through ``health_servicer`` (e.g. the encoder, until a model loads).
     With ``tls`` holding a certificate and key the port speaks TLS only; with its
     ``client_ca_file`` too, clients must present a certificate that CA signed (mutual TLS).
+    ``max_connection_age_seconds`` closes each connection (GOAWAY) after that long, so
+    round-robin clients re-resolve their target and spread over replicas added since.
     """
     from concurrent import futures
 
@@ -212,6 +216,11 @@ def create_server(
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
+    if max_connection_age_seconds is not None:
+        options += [
+            ("grpc.max_connection_age_ms", int(max_connection_age_seconds * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(max_connection_age_grace_seconds * 1000)),
+        ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         interceptors=[ErrorAndMetricsInterceptor(), *interceptors],
