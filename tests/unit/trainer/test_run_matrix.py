@@ -19,6 +19,7 @@ from services.trainer.run_matrix import (
 )
 from services.trainer.settings import TrainerSettings
 from services.trainer.training import run_fingerprint
+from tests.reliability.procs import ServiceProcess
 from tests.unit.trainer.kit import run_config, tiny_profile, write_profile_yaml
 from trajlab.config import load_settings
 from trajlab.errors import ConfigError
@@ -128,6 +129,28 @@ def test_indexed_pod_trains_its_cell_exits_and_wait_sees_it(tmp_path: Path) -> N
     one_seed = _matrix(tmp_path, "branches: [b1]\nseeds: [5]\n")
     assert wait_for_matrix(settings.model_copy(update={"run_matrix_file": one_seed}),
                            poll_seconds=0.1, timeout_seconds=0.0) == 0
+
+    # The reporter Job's pod: a sidecar trainer serves the finished run (branch and seed named,
+    # no training), and `services.reporter.once` builds the report from it and exits 0.
+    sidecar_env = _env(tmp_path, one_seed, profile, TRAJLAB_TRAINER_BRANCH="b1", TRAJLAB_TRAINER_SEED="5")
+    del sidecar_env["TRAJLAB_TRAINER_RUN_MATRIX_FILE"]
+    sidecar = ServiceProcess("services.trainer", sidecar_env)
+    try:
+        report = subprocess.run(
+            [sys.executable, "-m", "services.reporter.once"], cwd=tmp_path, capture_output=True, text=True,
+            timeout=300,
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("TRAJLAB_")},
+                 "PYTHONPATH": str(ROOT), "TRAJLAB_REPORTER_TRAINERS": f"b1={sidecar.target}",
+                 "TRAJLAB_REPORTER_ENCODER_TARGET": "", "TRAJLAB_REPORTER_DESCRIBER_TARGET": "",
+                 "TRAJLAB_REPORTER_DATA_DIR": str(tmp_path / "data"),
+                 "TRAJLAB_REPORTER_REPORTS_DIR": str(tmp_path / "reports"),
+                 "TRAJLAB_REPORTER_METRICS_PORT": "-1", "MPLCONFIGDIR": str(tmp_path / "mpl")},
+        )
+    finally:
+        sidecar.terminate()
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "b1" in next((tmp_path / "reports").glob("*/PARALLEL_RESULTS_COMPARISON.md")).read_text()
+    assert ": done" in sidecar.output and "resuming" not in sidecar.output, sidecar.output[-2000:]
 
 
 def test_wait_reports_a_failed_run(tmp_path: Path) -> None:
