@@ -40,6 +40,10 @@ RPC_LATENCY = Histogram(
 )
 
 Registration = Callable[[grpc.Server], None]
+# A health "service" that is SERVING while the process answers at all: what a liveness probe
+# asks (Kubernetes: grpc probe with service "liveness"). Readiness asks the real service name,
+# which can be NOT_SERVING for long (the encoder, until a model is published) without a restart.
+LIVENESS_SERVICE = "liveness"
 
 
 def _split_method(full: str) -> tuple[str, str]:
@@ -240,6 +244,7 @@ def create_server(
     for name in names:
         hs.set(name, status)
     hs.set("", status)
+    hs.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
