@@ -100,8 +100,9 @@ def load_run_matrix(path: str | Path) -> RunMatrix:
 
 
 def join_store(base: Any, *parts: str) -> Any:
-    """``base/part/...`` for a local path (Path) or a store URL (str, e.g. ``s3://bucket/prefix``)."""
-    if isinstance(base, Path):
+    """``base/part/...`` for a local path or a store URL, keeping its type (Path, a store-URL
+    type with ``joinpath``, or a plain ``s3://bucket/prefix`` string)."""
+    if hasattr(base, "joinpath"):
         return base.joinpath(*parts)
     return "/".join([str(base).rstrip("/"), *parts])
 

@@ -38,6 +38,9 @@ GRPC_SERVICES = {
 }
 
 Obj = dict[str, Any]
+# Read by trajlab's libraries rather than a service's settings: the S3 store client
+# (trajlab.store), the gRPC clients' load balancing and TLS, the YAML config file.
+LIBRARY_VARIABLES = ("TRAJLAB_S3_", "TRAJLAB_GRPC_LB_POLICY", "TRAJLAB_TLS_", "TRAJLAB_CONFIG")
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -182,8 +185,10 @@ def test_every_pod_is_locked_down(rendered: dict[str, list[Obj]], overlay: str) 
             assert sc["readOnlyRootFilesystem"] is True, where
             assert sc["allowPrivilegeEscalation"] is False, where
             assert sc["capabilities"]["drop"] == ["ALL"] and not sc["capabilities"].get("add"), where
-            tmp = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]
-            assert tmp and "emptyDir" in volumes[tmp[0]["name"]], f"{where}: /tmp must be an emptyDir"
+            writable = ["/tmp", *([c["workingDir"]] if "workingDir" in c else [])]
+            for path in writable:
+                mount = [m for m in c["volumeMounts"] if m["mountPath"] == path]
+                assert mount and "emptyDir" in volumes[mount[0]["name"]], f"{where}: {path} must be an emptyDir"
             res = c["resources"]
             assert {"cpu", "memory"} <= set(res["requests"]), where
             assert "memory" in res["limits"], where
@@ -298,7 +303,7 @@ def test_encoder_trainers_and_reporter_share_one_store(rendered: dict[str, list[
     assert encoder["TRAJLAB_ENCODER_MODEL_REPO"] == trainer["TRAJLAB_TRAINER_MODEL_REPO"]
     assert trainer["TRAJLAB_TRAINER_MODEL_REPO"].startswith("s3://")
     assert trainer["TRAJLAB_TRAINER_RUN_DIR"].startswith("s3://")
-    assert encoder["AWS_ENDPOINT_URL"] == trainer["AWS_ENDPOINT_URL"]
+    assert encoder["TRAJLAB_S3_ENDPOINT_URL"] == trainer["TRAJLAB_S3_ENDPOINT_URL"]
     reporter = pod_spec(find(objs, "Job", "trajlab-reporter"))
     for c in reporter["initContainers"]:  # the wait and the sidecar trainers read the same runs
         env = env_of(objs, c)
@@ -374,7 +379,8 @@ def test_every_trajlab_variable_is_a_valid_setting(
     for w in workloads(objs):
         for c in all_containers(pod_spec(w)):
             env = env_of(objs, c)
-            names = [k for k in env if k.startswith("TRAJLAB_")]
+            # The library's own variables (store client, gRPC client) are not a service's settings.
+            names = [k for k in env if k.startswith("TRAJLAB_") and not k.startswith(LIBRARY_VARIABLES)]
             if not names:
                 continue
             classes = {_settings_class(k) for k in names}
