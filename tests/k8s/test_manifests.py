@@ -213,6 +213,18 @@ def _grpc_probe(c: Obj, kind: str) -> Obj:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probed_servers_listen_where_the_kubelet_probes(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    """The kubelet's gRPC probe dials the pod's IP: a server bound to 127.0.0.1 never passes it."""
+    objs = rendered[overlay]
+    for w in workloads(objs):
+        for c in all_containers(pod_spec(w)):
+            if not any("grpc" in c.get(k, {}) for k in ("startupProbe", "readinessProbe", "livenessProbe")):
+                continue
+            hosts = {v for k, v in env_of(objs, c).items() if k.endswith("_HOST")}
+            assert hosts <= {"0.0.0.0"}, f"{w['metadata']['name']}/{c['name']} binds {hosts}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_encoder_and_describer_are_replicated_probed_and_balanced(
     rendered: dict[str, list[Obj]], overlay: str
 ) -> None:
