@@ -219,12 +219,8 @@ def create_server(
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
+        *_connection_age_options(max_connection_age_seconds, max_connection_age_grace_seconds),
     ]
-    if max_connection_age_seconds is not None:
-        options += [
-            ("grpc.max_connection_age_ms", int(max_connection_age_seconds * 1000)),
-            ("grpc.max_connection_age_grace_ms", int(max_connection_age_grace_seconds * 1000)),
-        ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         interceptors=[ErrorAndMetricsInterceptor(), *interceptors],
@@ -241,10 +237,10 @@ def create_server(
         if serving
         else health_pb2.HealthCheckResponse.NOT_SERVING
     )
+    hs.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     for name in names:
         hs.set(name, status)
     hs.set("", status)
-    hs.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
@@ -260,6 +256,16 @@ def create_server(
         log.info("gRPC TLS on: certificate %s, client certificates %s", tls.cert_file,
                  f"required (CA {tls.client_ca_file})" if tls.client_ca_file else "not required")
     return server, port
+
+
+def _connection_age_options(age_seconds: float | None, grace_seconds: float) -> list[tuple[str, int]]:
+    """GOAWAY after ``age_seconds`` (None = never), in-flight calls get ``grace_seconds``."""
+    if age_seconds is None:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", int(age_seconds * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(grace_seconds * 1000)),
+    ]
 
 
 def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
