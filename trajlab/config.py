@@ -182,3 +182,8 @@ class ServerSettings(TrajlabSettings):
     log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
     json_logs: bool = False  # one JSON object per log line
     tls: TlsSettings = Field(default_factory=TlsSettings)  # optional (mutual) TLS; default plaintext
+    # Close each client connection after this long (seconds; None = never), so clients that
+    # balance round robin over a headless Service re-resolve and reach new replicas; calls in
+    # flight get max_connection_age_grace_seconds to finish. Kubernetes sets it; compose does not.
+    max_connection_age_seconds: float | None = Field(None, gt=0.0)
+    max_connection_age_grace_seconds: float = Field(30.0, ge=0.0)

@@ -42,6 +42,10 @@ RPC_LATENCY = Histogram(
 )
 
 Registration = Callable[[grpc.Server], None]
+# A health "service" that is SERVING while the process answers at all: what a liveness probe
+# asks (Kubernetes: grpc probe with service "liveness"). Readiness asks the real service name,
+# which can be NOT_SERVING for long (the encoder, until a model is published) without a restart.
+LIVENESS_SERVICE = "liveness"
 
 
 def _split_method(full: str) -> tuple[str, str]:
@@ -197,6 +201,8 @@ def create_server(
     max_message_bytes: int = 16 * 1024 * 1024,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     tls: TlsSettings | None = None,
+    max_connection_age_seconds: float | None = None,
+    max_connection_age_grace_seconds: float = 30.0,
 ) -> tuple[grpc.Server, int]:
     """Build and start a gRPC server on ``address`` ("host:port"; port 0 = any free port).
 
@@ -209,6 +215,8 @@ def create_server(
     their own and never wait behind them.
     With ``tls`` holding a certificate and key the port speaks TLS only; with its
     ``client_ca_file`` too, clients must present a certificate that CA signed (mutual TLS).
+    ``max_connection_age_seconds`` closes each connection (GOAWAY) after that long, so
+    round-robin clients re-resolve their target and spread over replicas added since.
     """
     from concurrent import futures
 
@@ -216,6 +224,7 @@ def create_server(
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
+        *_connection_age_options(max_connection_age_seconds, max_connection_age_grace_seconds),
     ]
     threads = threads_for(max_workers, max_concurrent_rpcs)
     admission = Admission(max_workers, threads - RESERVE_THREADS)
@@ -235,6 +244,7 @@ def create_server(
         if serving
         else health_pb2.HealthCheckResponse.NOT_SERVING
     )
+    hs.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     for name in names:
         hs.set(name, status)
     hs.set("", status)
@@ -251,6 +261,16 @@ def create_server(
         log.info("gRPC TLS on: certificate %s, client certificates %s", tls.cert_file,
                  f"required (CA {tls.client_ca_file})" if tls.client_ca_file else "not required")
     return server, port
+
+
+def _connection_age_options(age_seconds: float | None, grace_seconds: float) -> list[tuple[str, int]]:
+    """GOAWAY after ``age_seconds`` (None = never), in-flight calls get ``grace_seconds``."""
+    if age_seconds is None:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", int(age_seconds * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(grace_seconds * 1000)),
+    ]
 
 
 def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
@@ -291,13 +311,14 @@ def serve_until_signal(
     grace_seconds: float,
     health_servicer: health.HealthServicer | None = None,
     on_stop: Callable[[], Any] | None = None,
+    stop_event: threading.Event | None = None,
 ) -> None:
-    """Block until SIGTERM/SIGINT, then stop accepting calls and drain in-flight ones.
+    """Block until SIGTERM/SIGINT (or ``stop_event`` is set), then stop accepting calls and drain.
 
     Health flips to NOT_SERVING first so load balancers stop routing here; calls in
     flight get ``grace_seconds`` to finish.
     """
-    stop_event = threading.Event()
+    stop_event = stop_event if stop_event is not None else threading.Event()
 
     def _handler(signum: int, _frame: Any) -> None:
         log.info("received %s: draining for up to %.1f s", signal.Signals(signum).name, grace_seconds)

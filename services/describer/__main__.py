@@ -60,6 +60,8 @@ def main() -> int:
         max_concurrent_rpcs=settings.max_concurrent_rpcs,
         max_message_bytes=settings.max_message_bytes,
         tls=settings.tls,
+        max_connection_age_seconds=settings.max_connection_age_seconds,
+        max_connection_age_grace_seconds=settings.max_connection_age_grace_seconds,
     )
     mport = start_metrics_server(settings.metrics_host, settings.metrics_port)
     log.info("describer serving on %s:%d (metrics port %s)", settings.host, port, mport)

@@ -158,7 +158,7 @@ class BackendRegistry:
         if kind == "openai":
             return OpenAIBackend(
                 model=model,
-                base_url=s.openai_base_url,
+                base_url=s.openai_base_urls.get(model, s.openai_base_url),
                 api_key=s.resolve_openai_key,
                 structured_output=s.openai_structured_output,
                 max_tokens=s.openai_max_tokens,

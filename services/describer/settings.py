@@ -39,6 +39,10 @@ class DescriberSettings(ServerSettings):
     # None = only openai_model. JSON list in the environment: '["gpt-4o", "gpt-4o-mini"]'.
     openai_models: list[str] | None = None
     openai_base_url: str | None = None  # None = the SDK's default (api.openai.com)
+    # Per-model base URLs, for one OpenAI-compatible server per model (vLLM serves one each):
+    # {"mistral": "http://vllm-mistral:8000/v1", "phi-2": "http://vllm-phi2:8000/v1"}; other
+    # models use openai_base_url.
+    openai_base_urls: dict[str, str] = Field(default_factory=dict)
     openai_api_key: SecretStr | None = None  # prefer openai_api_key_file or OPENAI_API_KEY
     openai_api_key_file: Path | None = None  # file holding the key (Docker secret)
     openai_timeout_seconds: float = Field(30.0, gt=0)  # per call, capped by the request deadline
@@ -97,6 +101,14 @@ class DescriberSettings(ServerSettings):
     def _base_url(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError(f"must be an http(s):// URL, got {v!r}")
+        return v
+
+    @field_validator("openai_base_urls")
+    @classmethod
+    def _base_urls(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, url in v.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"base URL of {name!r} must be an http(s):// URL, got {url!r}")
         return v
 
     def resolve_openai_key(self) -> SecretStr | None:

@@ -81,6 +81,8 @@ class EncoderServer:
             max_concurrent_rpcs=s.max_concurrent_rpcs,
             max_message_bytes=s.max_message_bytes,
             tls=s.tls,
+            max_connection_age_seconds=s.max_connection_age_seconds,
+            max_connection_age_grace_seconds=s.max_connection_age_grace_seconds,
         )
         log.info(
             "encoder on port %d: repository %s (poll %.1f s, keep %d), batching %s, providers %s, "

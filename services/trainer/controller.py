@@ -212,4 +212,16 @@ def make_run_config_factory(settings: Any, branch: BranchConfig) -> Callable[[Pr
             progress=False,  # a service logs; the bar is for terminals running the CLI
         )
 
-    return factory
+    return with_seed(factory, getattr(settings, "seed", None))
+
+
+def with_seed(factory: Callable[[Profile], RunConfig], seed: int | None) -> Callable[[Profile], RunConfig]:
+    """A run of the matrix: every profile it is given trains with its own seed (the dataset's stays)."""
+    if seed is None:
+        return factory
+
+    def seeded(profile: Profile) -> RunConfig:
+        training = profile.training.model_copy(update={"seed": seed})
+        return factory(profile.model_copy(update={"training": training}))
+
+    return seeded

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from trajlab.config import ServerSettings
@@ -40,6 +40,16 @@ class TrainerSettings(ServerSettings):
     text_encoder: str = "auto"
     text_cache_dir: Path = Path("./cache/text")  # cached class-description embeddings
     watch_interval_seconds: float = Field(1.0, gt=0.0, le=3600.0)  # WatchStatus default cadence, s
+    # Run matrix (Kubernetes Indexed Job, see services/trainer/run_matrix.py): the file of
+    # branches x seeds, and this pod's index in it (JOB_COMPLETION_INDEX, set by Kubernetes).
+    run_matrix_file: Path | None = None
+    run_index: int | None = Field(
+        None,
+        ge=0,
+        validation_alias=AliasChoices("run_index", "TRAJLAB_TRAINER_RUN_INDEX", "JOB_COMPLETION_INDEX"),
+    )
+    seed: int | None = Field(None, ge=0)  # training seed; None = the profile's (the matrix sets it)
+    exit_when_done: bool = False  # exit once the run is done (0) or failed (3): a Job's pod
 
     @field_validator("branch")
     @classmethod

@@ -6,6 +6,13 @@ a hand-written loop: the library replays a call that failed with UNAVAILABLE
 call's deadline. Only methods listed as idempotent get a retry policy, because a
 retried non-idempotent call (e.g. StartTraining) could run twice.
 
+Load balancing is client-side round robin by default (``TRAJLAB_GRPC_LB_POLICY``
+overrides it, e.g. ``pick_first``): a target that resolves to several addresses -
+``dns:///encoder-headless.ns.svc:50051`` (a Kubernetes headless Service) or
+``ipv4:10.0.0.1:50051,10.0.0.2:50051`` - gets its calls spread over all of them, where
+gRPC's own default (pick_first) would send every call down one connection. The servers'
+``max_connection_age_seconds`` makes clients re-resolve, so replicas added later get calls.
+
 TLS is optional: ``open_channel(..., tls=ClientTls(ca_file=...))``, or, for every
 client at once without touching its code, the environment variables
 ``TRAJLAB_TLS_CA_FILE`` (root CA, PEM), ``TRAJLAB_TLS_CERT_FILE`` and
@@ -27,6 +34,17 @@ import grpc
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # bytes; equal to the servers' default
 DEFAULT_TIMEOUT_SECONDS = 30.0  # per-call deadline when the caller gives none
+DEFAULT_LB_POLICY = "round_robin"  # over every address the target resolves to
+LB_POLICIES = ("round_robin", "pick_first")
+
+
+def lb_policy_from_env(env: Mapping[str, str] | None = None) -> str:
+    """``TRAJLAB_GRPC_LB_POLICY`` (round_robin or pick_first); round_robin when unset."""
+    e = os.environ if env is None else env
+    policy = e.get("TRAJLAB_GRPC_LB_POLICY", "").strip() or DEFAULT_LB_POLICY
+    if policy not in LB_POLICIES:
+        raise ValueError(f"TRAJLAB_GRPC_LB_POLICY: expected one of {', '.join(LB_POLICIES)}, got {policy!r}")
+    return policy
 
 
 @dataclass(frozen=True)
@@ -112,12 +130,14 @@ def channel_options(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     idempotent: Sequence[tuple[str, str | None]] = (),
     retries: bool = True,
+    lb_policy: str | None = None,
 ) -> list[tuple[str, Any]]:
-    """grpc channel options: message-size limits both ways, and the retry service config."""
+    """grpc channel options: message-size limits, load balancing, and the retry service config."""
     opts: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.enable_retries", 1 if retries else 0),
+        ("grpc.lb_policy_name", lb_policy or lb_policy_from_env()),
     ]
     if retries and idempotent:
         opts.append(("grpc.service_config", service_config(idempotent)))
@@ -131,13 +151,16 @@ def open_channel(
     idempotent: Sequence[tuple[str, str | None]] = (),
     retries: bool = True,
     tls: ClientTls | None = None,
+    lb_policy: str | None = None,
 ) -> grpc.Channel:
-    """A channel to ``host:port`` with the options above.
+    """A channel to ``target`` (``host:port`` or any gRPC name, e.g. ``dns:///...``) with the options above.
 
     Plaintext by default (trajlab runs on a private network); TLS with ``tls``, or
     with the ``TRAJLAB_TLS_*`` environment variables when ``tls`` is None.
     """
-    options = channel_options(max_message_bytes=max_message_bytes, idempotent=idempotent, retries=retries)
+    options = channel_options(
+        max_message_bytes=max_message_bytes, idempotent=idempotent, retries=retries, lb_policy=lb_policy
+    )
     tls = tls if tls is not None else ClientTls.from_env()
     if tls is None:
         return grpc.insecure_channel(target, options=options)

@@ -20,7 +20,7 @@ from services.reporter.model import (
     ServedEvaluation,
     ValidationSet,
 )
-from trajlab.clients._channel import ClientTls
+from trajlab.clients._channel import ClientTls, lb_policy_from_env
 from trajlab.codec import array_to_clip
 from trajlab.common.v1 import common_pb2
 from trajlab.describer.v1 import describer_pb2, describer_pb2_grpc
@@ -55,10 +55,11 @@ def rpc_reason(exc: grpc.RpcError) -> str:
 
 def open_channel(target: str) -> grpc.Channel:
     # TLS when TRAJLAB_TLS_* names certificates (see trajlab.clients._channel), else plaintext.
+    # Round robin over every address of the target (encoder replicas), as trajlab's clients.
+    opts = [*_CHANNEL_OPTIONS, ("grpc.lb_policy_name", lb_policy_from_env())]
     tls = ClientTls.from_env()
     if tls is None:
-        return grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
-    opts = list(_CHANNEL_OPTIONS)
+        return grpc.insecure_channel(target, options=opts)
     if tls.server_name:
         opts.append(("grpc.ssl_target_name_override", tls.server_name))
     return grpc.secure_channel(target, tls.credentials(), options=opts)
