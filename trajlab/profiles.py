@@ -34,6 +34,9 @@ class DatasetConfig(_Strict):
 
     samples: int = Field(1200, ge=8, le=1_000_000)  # clips in all, balanced over the 4 classes
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # stratified validation share
+    # Held-out test clips on top of ``samples`` (balanced; never trained, early-stopped or tuned on;
+    # the report's headline figures). 0 = no test split.
+    test_samples: int = Field(0, ge=0, le=1_000_000)
     seed: int = Field(0, ge=0)  # master seed
     frames: int = Field(16, ge=4, le=256)  # observed frames per clip (T)
     horizon: int = Field(4, ge=1, le=64)  # future frames to forecast

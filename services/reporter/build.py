@@ -89,8 +89,8 @@ class ReportSources:
             if settings.describer_target
             else None,
             prometheus=prom,
-            validation=lambda: load_validation(data_dir),
-            validation_hint=str(data_dir),
+            validation=lambda: load_validation(data_dir, settings.eval_split),
+            validation_hint=f"{data_dir} ({settings.eval_split} split)",
             _closers=closers,
         )
 
@@ -268,7 +268,7 @@ def collect(
         except Exception as exc:  # any load failure is a reason to show, not a crash
             report_missing.append(
                 Missing(
-                    "validation clips", f"could not load the validation split: {type(exc).__name__}: {exc}"
+                    "validation clips", f"could not load the evaluation clips: {type(exc).__name__}: {exc}"
                 )
             )
     if validation is not None:

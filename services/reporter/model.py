@@ -57,6 +57,7 @@ class ValidationSet:
     manifest_sha256: str = ""
     equations: list[tuple[str, str, str]] = field(default_factory=list)  # true x(t), y(t), z(t)
     source: str = ""  # where it was loaded from, for the report
+    split: str = "val"  # which split of the dataset: "test" (held out) or "val"
 
     @property
     def frames(self) -> int:

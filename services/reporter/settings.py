@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
@@ -56,6 +57,9 @@ class ReporterSettings(ServerSettings):
     data_dir: Path | None = None  # dataset cache holding the validation split; None = ./data/<profile>
     describe_samples: int = 3  # sample trajectories per branch sent to the describer (0 = none)
     winner_rule: str = "accuracy_then_mae"  # one of WINNER_RULES
+    # Split the served models are scored on: "test" (held out: never trained, early-stopped or
+    # tuned on; the report's headline) or "val" (what the trainers already scored).
+    eval_split: Literal["test", "val"] = "test"
     eval_max_clips: int = 0  # validation clips sent through the encoder per branch; 0 = all
     rpc_timeout_seconds: float = 10.0  # deadline of each gRPC call to a source, seconds
     prometheus_timeout_seconds: float = 5.0  # HTTP timeout of each Prometheus query, seconds
