@@ -24,6 +24,7 @@ import numpy as np
 from google.protobuf.json_format import MessageToDict
 
 from services.reporter.metrics import percentile_ms
+from services.reporter.outcomes import run_statistics
 from services.reporter.model import (
     BranchReport,
     Curves,
@@ -405,6 +406,14 @@ def collect(
                     )
 
     decision = decide([reports[b] for b in names], rule)
+    # 7. Statistics on the served models' per-clip answers (the test split by default).
+    stats, stats_runs, stats_left_out = run_statistics(
+        [reports[b] for b in names],
+        validation,
+        rule_id=rule,
+        alpha=settings.stats_alpha,
+        power=settings.stats_power,
+    )
     return ReportData(
         created_at=created.isoformat().replace("+00:00", "Z"),
         branches=reports,
@@ -415,6 +424,9 @@ def collect(
         validation=validation,
         describer_backends=describer_backends,
         notes=notes,
+        stats=stats,
+        stats_runs=stats_runs,
+        stats_left_out=stats_left_out,
     )
 
 
@@ -458,6 +470,8 @@ def summary_rows(data: ReportData) -> list[SummaryRow]:
                 equation_accuracy=r.equation_accuracy(),
                 served_accuracy=r.served.metrics.accuracy if r.served is not None else None,
                 missing_reason="; ".join(reasons),
+                served_forecast_mae_pct=r.served.metrics.forecast_mae_pct if r.served is not None else None,
+                evaluation_split=data.validation.split if data.validation is not None else "",
             )
         )
     return rows
@@ -508,6 +522,8 @@ def write_report(data: ReportData, reports_dir: Path) -> ReportResult:
         justification=data.winner.justification,
         summary=summary_rows(data),
         missing=data.all_missing(),
+        verdict=data.stats.verdict.headline if data.stats is not None else "",
+        verdict_reason=data.stats.verdict.reason if data.stats is not None else "",
     )
 
 

@@ -87,6 +87,18 @@ class ReporterSettings(ServerSettings):
             raise ValueError(f"unknown winner rule {v!r}; known: {', '.join(WINNER_RULES)}")
         return v
 
+    # Significance level of the statistics' paired tests (Holm-corrected over pairs), and the power
+    # at which the report states the accuracy difference the test split can resolve.
+    stats_alpha: float = 0.05
+    stats_power: float = 0.8
+
+    @field_validator("stats_alpha", "stats_power")
+    @classmethod
+    def _open_unit(cls, v: float) -> float:
+        if not 0.0 < v < 1.0:
+            raise ValueError(f"must be between 0 and 1 (exclusive), got {v}")
+        return v
+
     @field_validator("describe_samples", "eval_max_clips")
     @classmethod
     def _non_negative(cls, v: int) -> int:

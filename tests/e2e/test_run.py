@@ -78,7 +78,8 @@ def test_quick_run_succeeds_and_prints_the_winner_and_report(quick_run) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rdir = _report_dir(root)
     assert f"Report: {rdir / 'PARALLEL_RESULTS_COMPARISON.md'}" in proc.stdout.replace("\n", "")
-    assert re.search(r"Winner: b[1-4]", proc.stdout)
+    assert re.search(r"Leader by the rule: b[1-4]", proc.stdout)
+    assert re.search(r"Verdict: (winner: b[1-4]|statistically tied for first: b[1-4])", proc.stdout)
     for b in ("b1", "b2", "b3", "b4"):
         assert b in proc.stdout
 
@@ -87,7 +88,7 @@ def test_report_has_every_section_and_valid_figures(quick_run) -> None:
     root, _ = quick_run
     rdir = _report_dir(root)
     md = (rdir / "PARALLEL_RESULTS_COMPARISON.md").read_text()
-    for heading in ("## Summary", "## Success criteria", "## Classification", "## Forecast",
+    for heading in ("## Summary", "## Statistics", "## Success criteria", "## Classification", "## Forecast",
                     "## Baselines", "## Per-class figures", "## Training curves",
                     "## Model cost and serving latency", "## Equations from the describer", "## Missing"):
         assert heading in md, heading
@@ -118,9 +119,9 @@ def test_winner_follows_the_rule(quick_run) -> None:
         b: json.loads((root / "runs" / "quick" / b / "results.json").read_text()) for b in ("b1", "b2", "b3", "b4")
     }
     best = max(results, key=lambda b: (results[b]["accuracy"], -results[b]["forecast_mae_pct"]))
-    assert f"Winner: {best};" in proc.stdout
+    assert f"Leader by the rule: {best};" in proc.stdout
     md = (_report_dir(root) / "PARALLEL_RESULTS_COMPARISON.md").read_text()
-    assert f"**Winner: {best}.**" in md
+    assert f"**Leader by the rule: {best}.**" in md
 
 
 def test_models_were_published_for_every_branch(quick_run) -> None:
