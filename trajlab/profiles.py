@@ -66,6 +66,8 @@ class TrainingConfig(_Strict):
     aux_weight: float = Field(0.1, ge=0.0)  # weight of reconstruction / alignment loss
     threads: int = Field(0, ge=0, le=256)  # torch intra-op threads per trainer; 0 = all cores
     seed: int = Field(0, ge=0)  # seeds weight init and the per-epoch data order (seed + epoch)
+    # Runs per branch in `trajlab run`: training seeds seed, seed + 1, ... (runs b1@s<seed>, trajlab.runs).
+    seeds: int = Field(1, ge=1, le=16)
     # Conv widths of the encoder's three blocks (the dual pathway's context pathway;
     # its motion pathway is half as wide). Smaller profiles may use thinner models.
     channels: tuple[int, int, int] = (16, 32, 64)

@@ -24,7 +24,6 @@ import numpy as np
 from google.protobuf.json_format import MessageToDict
 
 from services.reporter.metrics import percentile_ms
-from services.reporter.outcomes import run_statistics
 from services.reporter.model import (
     BranchReport,
     Curves,
@@ -35,6 +34,7 @@ from services.reporter.model import (
     SummaryRow,
     ValidationSet,
 )
+from services.reporter.outcomes import run_statistics
 from services.reporter.settings import ReporterSettings
 from services.reporter.sources.grpc_sources import (
     DescriberSource,

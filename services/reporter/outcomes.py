@@ -1,7 +1,7 @@
 """From the collected branch reports to the statistics' input: per-clip outcomes of each finished run.
 
 A report source is a run: a branch (``b1``) or a branch at a training seed (``b1@s2``, see
-:func:`split_run_name`). Runs of the same branch are that branch's seeds in the statistics. A
+:mod:`trajlab.runs`). Runs of the same branch are that branch's seeds in the statistics. A
 run without a served evaluation (failed, unreachable, not served) is left out, with its reason,
 and the report says the statistics use the runs that finished.
 """
@@ -13,16 +13,7 @@ import numpy as np
 from services.reporter.model import BranchReport, ValidationSet
 from services.reporter.stats import Metric, RunOutcome, StatsResult, compare
 from services.reporter.winner import RULES
-
-SEED_SEPARATOR = "@s"
-
-
-def split_run_name(name: str) -> tuple[str, int | None]:
-    """``"b1@s2"`` -> ``("b1", 2)``; ``"b1"`` -> ``("b1", None)``."""
-    base, sep, seed = name.rpartition(SEED_SEPARATOR)
-    if sep and base and seed.isdigit():
-        return base, int(seed)
-    return name, None
+from trajlab.runs import split_run_name
 
 
 def rule_metric(rule_id: str) -> Metric:

@@ -9,6 +9,7 @@ from grpc_health.v1 import health
 
 from services.trainer import metrics
 from services.trainer.controller import TrainingController, make_run_config_factory
+from services.trainer.seeds import seeded
 from services.trainer.servicer import SERVICE_NAME, TrainerServicer
 from services.trainer.settings import TrainerSettings
 from trajlab.errors import ConfigError
@@ -27,8 +28,8 @@ class TrainerServer:
         branches = load_branches(settings.branches_file)
         if settings.branch not in branches:
             raise ConfigError(f"branch: unknown branch {settings.branch!r}; known: {sorted(branches)}")
-        self.branch = branches[settings.branch]
         profile = load_profile(settings.profile)
+        self.branch, profile = seeded(branches[settings.branch], profile, settings.seed)
         self.controller = TrainingController(
             branch=self.branch,
             profile=profile,

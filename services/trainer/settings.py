@@ -34,6 +34,9 @@ class TrainerSettings(ServerSettings):
     # disk, else all-MiniLM-L6-v2), "minilm", or "open_clip:<architecture>:<weights file>".
     text_encoder: str = "auto"
     text_cache_dir: Path = Path("./cache/text")  # cached class-description embeddings
+    # Training seed of this run (weight init and data order), replacing the profile's training.seed;
+    # the run is then named <branch>@s<seed> (trajlab.runs). None = the profile's seed, named <branch>.
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
     watch_interval_seconds: float = Field(1.0, gt=0.0, le=3600.0)  # WatchStatus default cadence, s
 
     @field_validator("branch")

@@ -890,7 +890,8 @@ def _method(data: ReportData) -> Section:
     ]
     if v is not None:
         items.append(
-            f"Clips scored through the encoder: {len(v)} of the {v.split} split from {v.source or 'the given split'} ({v.frames} observed frames, "
+            f"Clips scored through the encoder: {len(v)} of the {v.split} split from "
+            f"{v.source or 'the given split'} ({v.frames} observed frames, "
             f"{v.horizon} forecast frames, {v.fps:g} fps)"
             + (f", dataset manifest sha256 {v.manifest_sha256[:16]}…" if v.manifest_sha256 else "")
             + "."

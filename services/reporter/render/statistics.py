@@ -36,7 +36,8 @@ def resolution_sentence(r: Resolution) -> str:
         else "two independent accuracies"
     )
     return (
-        f"What the test split can resolve: with {r.clips} clips, one accuracy near {pct(r.accuracy)} is known "
+        f"What the test split can resolve: with {r.clips} clips, one accuracy near {pct(r.accuracy)} is "
+        "known "
         f"to within ±{r.ci_half_width * 100:.1f} points (95 % Clopper-Pearson), and a difference between two "
         f"branches of {r.detectable_diff * 100:.1f} points or more is found at {100 * (1 - r.alpha):.0f} % "
         f"confidence with {r.power * 100:.0f} % power ({how}); smaller differences may be ties."
@@ -63,7 +64,8 @@ def _ratio(v: float) -> str:
 def statistics_section(data: ReportData) -> Section:
     st: StatsResult | None = data.stats
     if st is None:
-        return Section("Statistics", "statistics", [Para("No statistics: no clips to score the served models on.")])
+        none = Para("No statistics: no clips to score the served models on.")
+        return Section("Statistics", "statistics", [none])
     blocks: list = [*headline(data)]
     rows = []
     for b, s in st.branches.items():

@@ -15,11 +15,11 @@ from services.reporter.servicer import ReporterServicer
 from services.reporter.settings import ReporterSettings
 from services.reporter.sources.grpc_sources import DescriberSource, EncoderSource, TrainerSource
 from tests.contract.reporter import kit
-from trajlab_cli import app
 from trajlab.clients.reporter import ReporterClient
 from trajlab.config import load_settings
 from trajlab.grpc_server import create_server
 from trajlab.reporter.v1 import reporter_pb2_grpc
+from trajlab_cli import app
 
 
 @pytest.fixture

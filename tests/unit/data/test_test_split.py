@@ -36,7 +36,7 @@ def test_test_split_is_disjoint_balanced_and_leaves_train_val_unchanged(tmp_path
 
 def test_dataset_without_test_split_says_so(tmp_path: Path) -> None:
     ds = load_dataset(build_dataset(small_config(samples=24, frames=4), tmp_path / "a"))
-    with pytest.raises(DatasetError, match="no test split.*test_samples"):
+    with pytest.raises(DatasetError, match=r"no test split.*test_samples"):
         ds.split("test")
 
 
@@ -46,7 +46,7 @@ def test_cache_of_the_previous_format_is_refused_with_how_to_rebuild(tmp_path: P
     manifest["format_version"] = 1
     manifest["config"].pop("test_samples")
     (out / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(DatasetError, match="another version.*format 1.*--force"):
+    with pytest.raises(DatasetError, match=r"another version.*format 1.*--force"):
         load_dataset(out)
     shutil.rmtree(out)
 

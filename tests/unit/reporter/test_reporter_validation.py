@@ -48,5 +48,5 @@ def test_a_dataset_without_a_test_split_is_refused_naming_the_setting(tmp_path: 
 
     cfg = DatasetConfig(samples=16, frames=6, horizon=2, height=16, width=16, seed=3)
     out = build_dataset(cfg, tmp_path / "ds", progress=False)
-    with pytest.raises(Exception, match="no test split.*test_samples"):
+    with pytest.raises(Exception, match=r"no test split.*test_samples"):
         load_validation(out, "test")

@@ -1,0 +1,22 @@
+"""A trainer for one training seed of a branch: the run ``<branch>@s<seed>`` (see :mod:`trajlab.runs`).
+
+With ``TRAJLAB_TRAINER_SEED`` set, the branch's config is renamed to the run name (so its
+run's status, metrics, results and published models carry it) and the profile's
+``training.seed`` (weight init and the per-epoch data order) is replaced by the seed.
+"""
+
+from __future__ import annotations
+
+from trajlab.profiles import BranchConfig, Profile
+from trajlab.runs import run_name
+
+
+def seeded(branch: BranchConfig, profile: Profile, seed: int | None) -> tuple[BranchConfig, Profile]:
+    """The branch and profile of the run at ``seed``; unchanged when ``seed`` is None."""
+    if seed is None:
+        return branch, profile
+    # model_copy does not re-validate: the run name's "@" is outside the branches file's name pattern
+    # on purpose, so a branches file can never define a name that collides with a seed run.
+    run = branch.model_copy(update={"name": run_name(branch.name, seed)})
+    training = profile.training.model_copy(update={"seed": int(seed)})
+    return run, profile.model_copy(update={"training": training})
