@@ -13,6 +13,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 SEED_SEPARATOR = "@s"
+# Ablations `trajlab run --ablate` knows: name -> suffix of the ablated branch's name. A branch
+# trained with the object-track perception off is the branch "<branch>-noperc".
+ABLATIONS = {"perception": "-noperc"}
+
+
+def ablated_branch(branch: str, ablation: str) -> str:
+    """``("b1", "perception")`` -> ``"b1-noperc"``."""
+    if ablation not in ABLATIONS:
+        raise ValueError(f"ablate: unknown ablation {ablation!r}; known: {', '.join(sorted(ABLATIONS))}")
+    return branch + ABLATIONS[ablation]
+
+
+def split_ablation(branch: str) -> tuple[str, str]:
+    """``"b1-noperc"`` -> ``("b1", "perception")``; ``"b1"`` -> ``("b1", "")``."""
+    for name, suffix in ABLATIONS.items():
+        if branch.endswith(suffix) and len(branch) > len(suffix):
+            return branch[: -len(suffix)], name
+    return branch, ""
 
 
 def run_name(branch: str, seed: int) -> str:

@@ -47,7 +47,7 @@ def print_report_summary(result: ReportResult | Report, console: Console | None 
     ):
         table.add_column(col)
     for r in result.summary:
-        name = f"[bold green]{r.branch} (winner)[/]" if r.branch == result.winner else r.branch
+        name = f"[bold green]{r.branch} (rule leader)[/]" if r.branch == result.winner else r.branch
         table.add_row(
             name,
             _fmt_pct(r.accuracy),

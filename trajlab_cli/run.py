@@ -24,6 +24,12 @@ def run(
         envvar="TRAJLAB_SEEDS",
         help="Training seeds per branch (runs b1@s0, b1@s1, ...); default: the profile's training.seeds.",
     ),
+    ablate: str = typer.Option(
+        "",
+        "--ablate",
+        help="Comma-separated ablations: 'perception' also trains each branch with the object-track "
+        "perception off (runs b1-noperc@s0, ...), compared paired in the report.",
+    ),
 ) -> None:
     """Train the branches, serve them, describe their trajectories and write the comparison report."""
     from rich.console import Console
@@ -40,11 +46,13 @@ def run(
         use_prometheus=prometheus,
         threads_per_trainer=threads or None,
         seeds=seeds,
+        ablations=[a.strip() for a in ablate.split(",") if a.strip()],
     )
     console.print(
         f"[bold]trajlab run[/] profile={plan.profile.name} branches={','.join(plan.branches)} "
         f"seeds={','.join(str(s) for s in plan.seeds)} "
-        f"prometheus={'on' if plan.use_prometheus else 'off (not installed)'}\n"
+        + (f"ablate={','.join(plan.ablations)} " if plan.ablations else "")
+        + f"prometheus={'on' if plan.use_prometheus else 'off (not installed)'}\n"
         f"logs: {plan.log_dir}\nendpoints (for trajlab monitor/classify while it runs): {plan.endpoints_path}"
     )
     try:

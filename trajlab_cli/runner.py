@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.reporter.monitor import BranchView, poll_once
 from trajlab.clients.reporter import Report, ReporterClient
 from trajlab.profiles import Profile, load_branches, load_profile
-from trajlab.runs import run_name, split_run_name, training_seeds
+from trajlab.runs import ABLATIONS, ablated_branch, run_name, split_ablation, split_run_name, training_seeds
 from trajlab.trainer.v1.trainer_pb2 import TRAINING_STATE_DONE
 from trajlab_cli.supervisor import Supervisor, free_port
 
@@ -46,6 +46,7 @@ class RunPlan:
     stamp: str
     use_prometheus: bool
     threads_per_trainer: int
+    ablations: list[str] = field(default_factory=list)  # each branch also trained with these off
     ports: dict[str, int] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
 
@@ -62,8 +63,9 @@ class RunPlan:
 
     @property
     def runs(self) -> list[str]:
-        """Run names, branch-major: b1@s0, b1@s1, b2@s0, ... (trajlab.runs)."""
-        return [run_name(b, s) for b in self.branches for s in self.seeds]
+        """Run names, branch-major: b1@s0, b1@s1, [b1-noperc@s0, ...,] b2@s0, ... (trajlab.runs)."""
+        variants = [v for b in self.branches for v in (b, *(ablated_branch(b, a) for a in self.ablations))]
+        return [run_name(v, s) for v in variants for s in self.seeds]
 
 
 @dataclass
@@ -80,6 +82,7 @@ def make_plan(
     use_prometheus: bool,
     threads_per_trainer: int | None,
     seeds: int | None = None,
+    ablations: list[str] | None = None,
 ) -> RunPlan:
     """Plan a run; bad input (unknown or repeated branch, seeds < 1) is refused before anything starts."""
     from trajlab.errors import ConfigError
@@ -99,6 +102,12 @@ def make_plan(
     repeated = sorted({b for b in chosen if chosen.count(b) > 1})
     if repeated:
         raise ConfigError(f"--branches: branch(es) listed twice: {repeated}; list each branch once")
+    ablate = list(ablations or [])
+    bad = [a for a in ablate if a not in ABLATIONS]
+    if bad:
+        raise ConfigError(f"--ablate: unknown ablation(s) {bad}; known: {sorted(ABLATIONS)}")
+    if len(set(ablate)) < len(ablate):
+        raise ConfigError(f"--ablate: an ablation is listed twice: {ablate}")
     workdir = root / "runs" / profile.name
     plan = RunPlan(
         profile=profile,
@@ -112,6 +121,7 @@ def make_plan(
         stamp=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
         use_prometheus=use_prometheus and shutil.which("prometheus") is not None,
         threads_per_trainer=threads_per_trainer or max(1, profile.training.threads),
+        ablations=ablate,
     )
     names = [*(f"trainer-{r}" for r in plan.runs), "encoder", "describer", "reporter"]
     for n in names:
@@ -177,7 +187,8 @@ def start_services(plan: RunPlan, sup: Supervisor, fresh: bool) -> None:
     enc_env["TRAJLAB_ENCODER_MODEL_REPO"] = str(plan.model_repo)
     sup.python_module("encoder", "services.encoder", enc_env)
     for r in plan.runs:
-        b, seed = split_run_name(r)
+        trained, seed = split_run_name(r)
+        b, ablation = split_ablation(trained)
         name = f"trainer-{r}"
         run_dir = plan.workdir / r
         if fresh and run_dir.exists():
@@ -186,6 +197,7 @@ def start_services(plan: RunPlan, sup: Supervisor, fresh: bool) -> None:
         env.update(
             TRAJLAB_TRAINER_BRANCH=b,
             TRAJLAB_TRAINER_SEED=str(seed),
+            TRAJLAB_TRAINER_ABLATE=ablation,
             TRAJLAB_TRAINER_PROFILE=plan.profile_ref,
             TRAJLAB_TRAINER_DATA_DIR=str(plan.data_dir),
             TRAJLAB_TRAINER_RUN_DIR=str(run_dir),

@@ -1,14 +1,26 @@
-"""A trainer for one training seed of a branch: the run ``<branch>@s<seed>`` (see :mod:`trajlab.runs`).
+"""A trainer for one training seed of a branch, or of its ablation (see :mod:`trajlab.runs`).
 
 With ``TRAJLAB_TRAINER_SEED`` set, the branch's config is renamed to the run name (so its
 run's status, metrics, results and published models carry it) and the profile's
-``training.seed`` (weight init and the per-epoch data order) is replaced by the seed.
+``training.seed`` (weight init and the per-epoch data order) is replaced by the seed. With
+``TRAJLAB_TRAINER_ABLATE=perception`` the branch is trained with the object-track perception
+off and named ``<branch>-noperc`` (so ``b1-noperc@s0``).
 """
 
 from __future__ import annotations
 
 from trajlab.profiles import BranchConfig, Profile
-from trajlab.runs import run_name
+from trajlab.runs import ablated_branch, run_name
+
+
+def ablated(branch: BranchConfig, profile: Profile, ablation: str) -> tuple[BranchConfig, Profile]:
+    """The branch with ``ablation`` applied (``"perception"``: the object-track perception off,
+    ``training.track`` false), renamed ``<branch>-noperc`` (trajlab.runs); unchanged for ``""``."""
+    if not ablation:
+        return branch, profile
+    name = ablated_branch(branch.name, ablation)  # raises on an unknown ablation
+    training = profile.training.model_copy(update={"track": False})
+    return branch.model_copy(update={"name": name}), profile.model_copy(update={"training": training})
 
 
 def seeded(branch: BranchConfig, profile: Profile, seed: int | None) -> tuple[BranchConfig, Profile]:

@@ -9,7 +9,7 @@ from grpc_health.v1 import health
 
 from services.trainer import metrics
 from services.trainer.controller import TrainingController, make_run_config_factory
-from services.trainer.seeds import seeded
+from services.trainer.seeds import ablated, seeded
 from services.trainer.servicer import SERVICE_NAME, TrainerServicer
 from services.trainer.settings import TrainerSettings
 from trajlab.errors import ConfigError
@@ -29,7 +29,8 @@ class TrainerServer:
         if settings.branch not in branches:
             raise ConfigError(f"branch: unknown branch {settings.branch!r}; known: {sorted(branches)}")
         profile = load_profile(settings.profile)
-        self.branch, profile = seeded(branches[settings.branch], profile, settings.seed)
+        branch, profile = ablated(branches[settings.branch], profile, settings.ablate)
+        self.branch, profile = seeded(branch, profile, settings.seed)
         self.controller = TrainingController(
             branch=self.branch,
             profile=profile,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -37,6 +38,9 @@ class TrainerSettings(ServerSettings):
     # Training seed of this run (weight init and data order), replacing the profile's training.seed;
     # the run is then named <branch>@s<seed> (trajlab.runs). None = the profile's seed, named <branch>.
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    # "perception": train this branch with the object-track perception off (training.track false),
+    # as the run <branch>-noperc (trajlab.runs); "" = as configured.
+    ablate: Literal["", "perception"] = ""
     watch_interval_seconds: float = Field(1.0, gt=0.0, le=3600.0)  # WatchStatus default cadence, s
 
     @field_validator("branch")

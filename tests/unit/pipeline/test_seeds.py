@@ -75,3 +75,21 @@ def test_seeded_trainer_is_named_after_its_run_and_trains_with_its_seed() -> Non
     assert run.name == "b2@s7" and run.encoder == branch.encoder and prof.training.seed == 7
     assert prof.dataset == profile.dataset  # same clips for every seed
     assert seeded(branch, profile, None) == (branch, profile)
+
+
+def test_ablate_perception_adds_a_run_per_branch_and_seed_and_bad_ablations_are_refused(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, branches=["b1", "b2"], seeds=1, ablations=["perception"])
+    s = plan.seeds[0]
+    assert plan.runs == [f"b1@s{s}", f"b1-noperc@s{s}", f"b2@s{s}", f"b2-noperc@s{s}"]
+    with pytest.raises(ConfigError, match=r"--ablate: unknown ablation\(s\) \['encoder'\]; known: \['perception'\]"):
+        _plan(tmp_path, branches=["b1"], seeds=1, ablations=["encoder"])
+
+
+def test_ablated_trainer_has_the_perception_off_under_its_own_name() -> None:
+    from services.trainer.seeds import ablated, seeded
+
+    branch, profile = load_branches()["b1"], load_profile("quick")
+    assert profile.training.track
+    run, prof = seeded(*ablated(branch, profile, "perception"), 3)
+    assert run.name == "b1-noperc@s3" and not prof.training.track and prof.training.seed == 3
+    assert ablated(branch, profile, "") == (branch, profile)

@@ -64,3 +64,30 @@ def test_seed_runs_group_by_branch_and_a_failed_run_is_named() -> None:
     assert any("left out: b2@s1 (branch failed" in n for n in st.notes)
     assert st.verdict.winner == "b1"
     assert rule_metric("mae_then_accuracy") == "mae" and rule_metric("served_accuracy_then_mae") == "accuracy"
+
+
+def test_the_ablated_branch_is_compared_paired_with_its_full_self() -> None:
+    from services.reporter.model import ReportData, WinnerDecision
+    from services.reporter.render.statistics import statistics_section
+
+    val = _val()
+    reports = [
+        BranchReport("b1@s0", "t", served=_served(val, 2, 0.05)),
+        BranchReport("b1-noperc@s0", "t", served=_served(val, 18, 0.4)),
+    ]
+    st, _, _ = run_statistics(reports, val, rule_id="accuracy_then_mae", alpha=0.05, power=0.8)
+    data = ReportData(
+        created_at="2026-01-01T00:00:00Z",
+        branches={r.name: r for r in reports},
+        class_names=CLASS_NAMES,
+        winner=WinnerDecision("r", "r", "", [], ""),
+        missing=[],
+        sources={},
+        validation=val,
+        stats=st,
+    )
+    tables = [b for b in statistics_section(data).blocks if hasattr(b, "headers")]
+    ablation = next(t for t in tables if "turned off" in t.headers)
+    row = ablation.rows[0]
+    assert row[:4] == ["b1", "perception", "95.00 % / 55.00 %", "+40.00"]
+    assert float(row[4]) < 0.05  # McNemar: 16 clips only the full branch gets right
