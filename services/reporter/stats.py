@@ -20,7 +20,7 @@ the same test clips, so comparisons are paired:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from typing import Literal
 
@@ -314,7 +314,7 @@ def compare(
     pairs = [_pair(aligned[a], aligned[b]) for a, b in combinations(list(aligned), 2)]
     for adj_field, raw in (("mcnemar_p_holm", "mcnemar_p"), ("wilcoxon_p_holm", "wilcoxon_p")):
         adjusted = holm([getattr(p, raw) for p in pairs])
-        pairs = [_replace(p, **{adj_field: v}) for p, v in zip(pairs, adjusted, strict=True)]
+        pairs = [replace(p, **{adj_field: v}) for p, v in zip(pairs, adjusted, strict=True)]
     discordance = None
     if pairs:
         discordance = float(np.mean([(p.a_only + p.b_only) / p.pairs for p in pairs]))
@@ -324,12 +324,6 @@ def compare(
     )
     verdict = decide(per_branch, pairs, metric=metric, alpha=alpha)
     return StatsResult(alpha, metric, per_branch, pairs, verdict, resolution, notes)
-
-
-def _replace(p: PairTest, **kw: float) -> PairTest:
-    from dataclasses import replace
-
-    return replace(p, **kw)
 
 
 def _leader(per_branch: dict[str, BranchStats], metric: Metric) -> str:
