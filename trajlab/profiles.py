@@ -36,6 +36,9 @@ class DatasetConfig(_Strict):
 
     samples: int = Field(1200, ge=8, le=1_000_000)  # clips in all, balanced over the 4 classes
     val_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # stratified validation share
+    # Held-out test clips on top of ``samples`` (balanced; never trained, early-stopped or tuned on;
+    # the report's headline figures). 0 = no test split.
+    test_samples: int = Field(0, ge=0, le=1_000_000)
     seed: int = Field(0, ge=0)  # master seed
     frames: int = Field(16, ge=4, le=256)  # observed frames per clip (T)
     horizon: int = Field(4, ge=1, le=64)  # future frames to forecast
@@ -65,6 +68,8 @@ class TrainingConfig(_Strict):
     aux_weight: float = Field(0.1, ge=0.0)  # weight of reconstruction / alignment loss
     threads: int = Field(0, ge=0, le=256)  # torch intra-op threads per trainer; 0 = all cores
     seed: int = Field(0, ge=0)  # seeds weight init and the per-epoch data order (seed + epoch)
+    # Runs per branch in `trajlab run`: training seeds seed, seed + 1, ... (runs b1@s<seed>, trajlab.runs).
+    seeds: int = Field(1, ge=1, le=16)
     parity_clips: int = Field(32, ge=1, le=4096)  # validation clips checked ONNX vs PyTorch
     # Mirror half the training clips left-right (and negate the targets' x): exact, as the
     # camera's principal point is the image centre and no motion class depends on x's sign.

@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         out_dir = writable_dir(out if out is not None else Path("data") / _profile_name(profile), "--out")
         show_bar = sys.stderr.isatty() if progress is None else progress
         res = build_dataset_detailed(cfg, out_dir, show_bar, force=force, workers=workers)
-        split = f"train {res.counts['train']} / val {res.counts['val']}"
+        split = " / ".join(f"{k} {v}" for k, v in res.counts.items())
         if res.reused:
             typer.echo(
                 f"reused verified cache: {res.clips} clips ({split}), seed {cfg.seed}, "
@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         for name in CLASS_NAMES:
             counts.add_column(name, justify="right")
         counts.add_column("total", justify="right")
-        for s in ("train", "val"):
+        for s in ds.splits:
             c = ds.split(s).class_counts()
             counts.add_row(s, *(str(c[n]) for n in CLASS_NAMES), str(len(ds.split(s))))
         console.print(counts)
@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("preview"), "--out", "-o", help="Where to write the PNG and GIF."),
         per_class: int = typer.Option(2, "--per-class", min=1, max=8, help="Clips shown per class."),
         frames: int = typer.Option(8, "--frames", min=2, max=64, help="Frames per row of the contact sheet."),
-        split: str = typer.Option("val", "--split", help="train or val."),
+        split: str = typer.Option("val", "--split", help="train, val or test."),
     ) -> None:
         """Write contact_sheet.png (frames side by side, true trajectory over them) and clips.gif."""
         from trajlab.data import load_dataset

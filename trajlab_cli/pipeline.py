@@ -23,6 +23,11 @@ def _fmt_pct(v: float | None) -> str:
     return "missing" if v is None else f"{v * 100:.2f} %"
 
 
+def _fmt_mae(v: float | None) -> str:
+    # The RPC's SummaryRow marks a missing figure with a negative number.
+    return "missing" if v is None or v < 0 else f"{v:.2f} %"
+
+
 def print_report_summary(result: ReportResult | Report, console: Console | None = None) -> None:
     """Print where the report is, the summary table and the winner (works for in-process and RPC results)."""
     from rich.console import Console
@@ -33,26 +38,31 @@ def print_report_summary(result: ReportResult | Report, console: Console | None 
     for col in (
         "branch",
         "val accuracy",
-        "served accuracy",
+        "test accuracy",
         "MAE % extent",
+        "test MAE",
         "criteria",
         "equations",
         "missing",
     ):
         table.add_column(col)
     for r in result.summary:
-        name = f"[bold green]{r.branch} (winner)[/]" if r.branch == result.winner else r.branch
+        name = f"[bold green]{r.branch} (rule leader)[/]" if r.branch == result.winner else r.branch
         table.add_row(
             name,
             _fmt_pct(r.accuracy),
             _fmt_pct(r.served_accuracy),
             "missing" if r.forecast_mae_pct is None else f"{r.forecast_mae_pct:.2f} %",
+            _fmt_mae(r.served_forecast_mae_pct),
             "[green]met[/]" if r.meets_criteria else "[red]not met[/]",
             _fmt_pct(r.equation_accuracy),
             r.missing_reason,
         )
     console.print(table)
-    console.print(f"[bold]Winner:[/] {result.winner or 'none'}; rule: {result.winner_rule}")
+    if result.verdict:
+        console.print(f"[bold]Verdict:[/] {result.verdict}")
+        console.print(result.verdict_reason, soft_wrap=False)
+    console.print(f"[bold]Leader by the rule:[/] {result.winner or 'none'}; rule: {result.winner_rule}")
     console.print(result.justification, soft_wrap=False)
     missing = [m for m in result.missing]
     if missing:

@@ -22,6 +22,18 @@ def run(
     fresh: bool = typer.Option(False, "--fresh", help="Retrain from scratch, not resume."),
     prometheus: bool = typer.Option(True, "--prometheus/--no-prometheus", help="Use Prometheus if any."),
     threads: int = typer.Option(0, "--threads-per-trainer", help="Torch threads per trainer (0: profile's)."),
+    seeds: int | None = typer.Option(
+        None,
+        "--seeds",
+        envvar="TRAJLAB_SEEDS",
+        help="Training seeds per branch (runs b1@s0, b1@s1, ...); default: the profile's training.seeds.",
+    ),
+    ablate: str = typer.Option(
+        "",
+        "--ablate",
+        help="Comma-separated ablations: 'perception' also trains each branch with the object-track "
+        "perception off (runs b1-noperc@s0, ...), compared paired in the report.",
+    ),
 ) -> None:
     """Train the branches, serve them, describe their trajectories and write the comparison report."""
     from rich.console import Console
@@ -41,10 +53,14 @@ def run(
         root=root,
         use_prometheus=prometheus,
         threads_per_trainer=threads or None,
+        seeds=seeds,
+        ablations=[a.strip() for a in ablate.split(",") if a.strip()],
     )
     console.print(
         f"[bold]trajlab run[/] profile={plan.profile.name} branches={','.join(plan.branches)} "
-        f"prometheus={'on' if plan.use_prometheus else 'off (not installed)'}\n"
+        f"seeds={','.join(str(s) for s in plan.seeds)} "
+        + (f"ablate={','.join(plan.ablations)} " if plan.ablations else "")
+        + f"prometheus={'on' if plan.use_prometheus else 'off (not installed)'}\n"
         f"logs: {plan.log_dir}\nendpoints (for trajlab monitor/classify while it runs): {plan.endpoints_path}"
     )
     try:
@@ -63,7 +79,7 @@ def run(
 
     print_report_summary(outcome.report)
     if outcome.failed_branches:
-        console.print(f"[red]failed branches:[/] {', '.join(outcome.failed_branches)}; see {plan.log_dir}")
+        console.print(f"[red]failed runs:[/] {', '.join(outcome.failed_branches)}; see {plan.log_dir}")
 
 
 def _live_table(views):  # type: ignore[no-untyped-def]

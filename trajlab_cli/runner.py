@@ -20,9 +20,11 @@ from pathlib import Path
 import grpc
 
 from services.reporter.monitor import BranchView, poll_once
+from services.trainer.run_matrix import run_dir_of
 from trajlab.clients.health import wait_until_serving as health_wait
 from trajlab.clients.reporter import Report, ReporterClient
 from trajlab.profiles import Profile, load_branches, load_profile
+from trajlab.runs import ABLATIONS, ablated_branch, run_name, split_ablation, split_run_name, training_seeds
 from trajlab.trainer.v1.trainer_pb2 import TRAINING_STATE_DONE
 from trajlab_cli.supervisor import Supervisor, free_port
 
@@ -37,6 +39,7 @@ class RunPlan:
     profile: Profile
     profile_ref: str  # what services are given: a profile name, or an absolute YAML path
     branches: list[str]
+    seeds: list[int]  # training seeds; each branch is trained once per seed
     workdir: Path  # runs/<profile>/: trainer run dirs, logs, prometheus data
     data_dir: Path
     model_repo: Path
@@ -45,6 +48,7 @@ class RunPlan:
     use_prometheus: bool
     threads_per_trainer: int
     branches_file: Path | None = None  # None = the seed branches (trajlab/configs/branches.yaml)
+    ablations: list[str] = field(default_factory=list)  # each branch also trained with these off
     ports: dict[str, int] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
 
@@ -58,6 +62,12 @@ class RunPlan:
 
     def target(self, name: str) -> str:
         return f"127.0.0.1:{self.ports[name]}"
+
+    @property
+    def runs(self) -> list[str]:
+        """Run names, branch-major: b1@s0, b1@s1, [b1-noperc@s0, ...,] b2@s0, ... (trajlab.runs)."""
+        variants = [v for b in self.branches for v in (b, *(ablated_branch(b, a) for a in self.ablations))]
+        return [run_name(v, s) for v in variants for s in self.seeds]
 
 
 @dataclass
@@ -74,11 +84,19 @@ def make_plan(
     use_prometheus: bool,
     threads_per_trainer: int | None,
     branches_file: Path | None = None,
+    seeds: int | None = None,
+    ablations: list[str] | None = None,
 ) -> RunPlan:
-    """``branches``: names from ``branches_file`` (default: the four seed branches); None = all of them."""
+    """Plan a run. ``branches``: names from ``branches_file`` (default: the four seed branches);
+    None = all of them. Bad input (an unknown or repeated branch, seeds < 1) is refused before
+    anything starts."""
     from services.trainer.branch import known_parts
+    from trajlab.errors import ConfigError
 
     profile = load_profile(profile_name)
+    n_seeds = profile.training.seeds if seeds is None else seeds
+    if n_seeds < 1:
+        raise ConfigError(f"--seeds: expected a number of training seeds >= 1, got {n_seeds}")
     root = root.resolve()  # children, logs and the report print absolute paths
     as_path = Path(profile_name)
     profile_ref = str(as_path.resolve()) if as_path.suffix else profile_name
@@ -88,14 +106,22 @@ def make_plan(
     chosen = branches or sorted(known)
     unknown = [b for b in chosen if b not in known]
     if unknown:
-        from trajlab.errors import ConfigError
-
         raise ConfigError(f"--branches: unknown branch(es) {unknown}; known: {sorted(known)}")
+    repeated = sorted({b for b in chosen if chosen.count(b) > 1})
+    if repeated:
+        raise ConfigError(f"--branches: branch(es) listed twice: {repeated}; list each branch once")
+    ablate = list(ablations or [])
+    bad = [a for a in ablate if a not in ABLATIONS]
+    if bad:
+        raise ConfigError(f"--ablate: unknown ablation(s) {bad}; known: {sorted(ABLATIONS)}")
+    if len(set(ablate)) < len(ablate):
+        raise ConfigError(f"--ablate: an ablation is listed twice: {ablate}")
     workdir = root / "runs" / profile.name
     plan = RunPlan(
         profile=profile,
         profile_ref=profile_ref,
         branches=chosen,
+        seeds=training_seeds(profile.training.seed, n_seeds),
         workdir=workdir,
         data_dir=root / "data" / profile.name,
         model_repo=root / "models" / profile.name,
@@ -104,8 +130,9 @@ def make_plan(
         use_prometheus=use_prometheus and shutil.which("prometheus") is not None,
         threads_per_trainer=threads_per_trainer or max(1, profile.training.threads),
         branches_file=branches_file,
+        ablations=ablate,
     )
-    names = [*(f"trainer-{b}" for b in chosen), "encoder", "describer", "reporter"]
+    names = [*(f"trainer-{r}" for r in plan.runs), "encoder", "describer", "reporter"]
     for n in names:
         plan.ports[n] = free_port()
         plan.metrics_ports[n] = free_port()
@@ -117,12 +144,14 @@ def make_plan(
 def prometheus_config(plan: RunPlan) -> str:
     """A Prometheus config scraping every service's /metrics, one job per service kind."""
     lines = ["global:", "  scrape_interval: 2s", "  evaluation_interval: 2s", "scrape_configs:"]
-    trainers = [f"trainer-{b}" for b in plan.branches]
     lines += ["  - job_name: trainer", "    static_configs:"]
-    for b, n in zip(plan.branches, trainers, strict=True):
+    for r in plan.runs:
+        b, seed = split_run_name(r)
+        # The trainer's own gauges carry branch=<run>; the target adds the run's base branch and seed.
         lines += [
-            f"      - targets: ['127.0.0.1:{plan.metrics_ports[n]}']",
-            f"        labels: {{service: trainer, branch: {b}}}",
+            f"      - targets: ['127.0.0.1:{plan.metrics_ports['trainer-' + r]}']",
+            f"        labels: {{service: trainer, branch: '{r}', run: '{r}', base_branch: '{b}', "
+            f"seed: '{seed}'}}",
         ]
     for n in ("encoder", "describer", "reporter"):
         lines += [
@@ -167,17 +196,21 @@ def start_services(plan: RunPlan, sup: Supervisor, fresh: bool) -> None:
     enc_env = _service_env(plan, "encoder", "TRAJLAB_ENCODER_")
     enc_env["TRAJLAB_ENCODER_MODEL_REPO"] = str(plan.model_repo)
     sup.python_module("encoder", "services.encoder", enc_env)
-    for b in plan.branches:
-        name = f"trainer-{b}"
-        run_dir = plan.workdir / b
+    for r in plan.runs:
+        trained, seed = split_run_name(r)
+        b, ablation = split_ablation(trained)
+        name = f"trainer-{r}"
+        run_dir = run_dir_of(plan.workdir, trained, seed)  # where the trainer's resolve_run puts it
         if fresh and run_dir.exists():
             shutil.rmtree(run_dir)
         env = _service_env(plan, name, "TRAJLAB_TRAINER_")
         env.update(
             TRAJLAB_TRAINER_BRANCH=b,
+            TRAJLAB_TRAINER_SEED=str(seed),
+            TRAJLAB_TRAINER_ABLATE=ablation,
             TRAJLAB_TRAINER_PROFILE=plan.profile_ref,
             TRAJLAB_TRAINER_DATA_DIR=str(plan.data_dir),
-            TRAJLAB_TRAINER_RUN_DIR=str(run_dir),
+            TRAJLAB_TRAINER_RUN_DIR=str(plan.workdir),  # the base: <base>/<branch>/seed-<seed>
             TRAJLAB_TRAINER_MODEL_REPO=str(plan.model_repo),
             TRAJLAB_TRAINER_AUTO_START="true",
             TRAJLAB_TRAINER_TEXT_CACHE_DIR=str(plan.workdir.parent.parent / "cache" / "text"),
@@ -190,7 +223,7 @@ def start_services(plan: RunPlan, sup: Supervisor, fresh: bool) -> None:
         sup.python_module(name, "services.trainer", env)
     rep_env = _service_env(plan, "reporter", "TRAJLAB_REPORTER_")
     rep_env.update(
-        TRAJLAB_REPORTER_TRAINERS=",".join(f"{b}={plan.target('trainer-' + b)}" for b in plan.branches),
+        TRAJLAB_REPORTER_TRAINERS=",".join(f"{r}={plan.target('trainer-' + r)}" for r in plan.runs),
         TRAJLAB_REPORTER_ENCODER_TARGET=plan.target("encoder"),
         TRAJLAB_REPORTER_DESCRIBER_TARGET=plan.target("describer"),
         TRAJLAB_REPORTER_REPORTS_DIR=str(plan.reports_dir),
@@ -209,7 +242,7 @@ def write_endpoints(plan: RunPlan) -> Path:
 
     data = {
         "stamp": plan.stamp,
-        "trainers": {b: plan.target(f"trainer-{b}") for b in plan.branches},
+        "trainers": {r: plan.target(f"trainer-{r}") for r in plan.runs},
         "encoder": plan.target("encoder"),
         "describer": plan.target("describer"),
         "reporter": plan.target("reporter"),
@@ -258,7 +291,7 @@ def wait_for_models(plan: RunPlan, branches: list[str], sup: Supervisor, timeout
 
 def build_report(plan: RunPlan, timeout: float) -> Report:
     with ReporterClient(plan.target("reporter"), timeout=timeout) as client:
-        return client.build_report(branches=plan.branches)
+        return client.build_report(branches=plan.runs)
 
 
 def run_pipeline(
@@ -277,10 +310,10 @@ def run_pipeline(
     try:
         start_services(plan, sup, fresh)
         write_endpoints(plan)
-        for name in ("describer", "reporter", *(f"trainer-{b}" for b in plan.branches)):
+        for name in ("describer", "reporter", *(f"trainer-{r}" for r in plan.runs)):
             wait_healthy(plan.target(name), sup, timeout=120, what=name)
         deadline = time.monotonic() + training_timeout
-        targets = {b: plan.target(f"trainer-{b}") for b in plan.branches}
+        targets = {r: plan.target(f"trainer-{r}") for r in plan.runs}
         while True:
             sup.check()
             views = poll_once(targets)  # the monitor's own poll: one GetStatus per trainer, in parallel
@@ -292,7 +325,7 @@ def run_pipeline(
                 raise TimeoutError(f"training did not finish within {training_timeout:.0f} s")
             time.sleep(1.0)
         done = [v.branch for v in views if v.status is not None and v.status.state == TRAINING_STATE_DONE]
-        failed = [b for b in plan.branches if b not in done]
+        failed = [r for r in plan.runs if r not in done]
         if done:
             wait_for_models(plan, done, sup, timeout=120)
         return RunOutcome(report=build_report(plan, timeout=900), failed_branches=failed)

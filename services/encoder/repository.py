@@ -41,6 +41,7 @@ from services.encoder.errors import Cancelled, DeadlineExceeded
 from services.encoder.runtime import LoadedSession, ModelLoadError, SessionConfig, load_session
 from trajlab.errors import FailedPrecondition, InvalidArgument, ModelNotFound, Unavailable, quoted
 from trajlab.modelrepo import METADATA_FILE, MODEL_FILE, list_branches, scan_versions, utc_now
+from trajlab.runs import default_run
 
 log = logging.getLogger(__name__)
 MAX_REMEMBERED_SKIPS = 4096  # skipped entries remembered so each is logged and counted once
@@ -414,6 +415,9 @@ class ModelStore:
             raise InvalidArgument(
                 f"model.branch is required (loaded branches: {', '.join(loaded) or 'none'})"
             )
+        if branch not in self._branches:
+            # A plain branch name serves its default seed run (the lowest seed; trajlab.runs).
+            branch = default_run((b for b, t in self._branches.items() if t), branch) or branch
         table = self._branches.get(branch) or {}
         failures = sorted(
             ((v, f) for (b, v), f in self._failures.items() if b == branch), key=lambda p: p[0], reverse=True

@@ -34,6 +34,7 @@ from services.reporter.model import (
     SummaryRow,
     ValidationSet,
 )
+from services.reporter.outcomes import run_statistics
 from services.reporter.settings import ReporterSettings
 from services.reporter.sources.grpc_sources import (
     DescriberSource,
@@ -90,8 +91,8 @@ class ReportSources:
             if settings.describer_target
             else None,
             prometheus=prom,
-            validation=lambda: load_validation(local_validation_dir(settings)),
-            validation_hint=str(data_dir),
+            validation=lambda: load_validation(local_validation_dir(settings), settings.eval_split),
+            validation_hint=f"{data_dir} ({settings.eval_split} split)",
             _closers=closers,
         )
 
@@ -269,7 +270,7 @@ def collect(
         except Exception as exc:  # any load failure is a reason to show, not a crash
             report_missing.append(
                 Missing(
-                    "validation clips", f"could not load the validation split: {type(exc).__name__}: {exc}"
+                    "validation clips", f"could not load the evaluation clips: {type(exc).__name__}: {exc}"
                 )
             )
     if validation is not None:
@@ -406,6 +407,14 @@ def collect(
                     )
 
     decision = decide([reports[b] for b in names], rule)
+    # 7. Statistics on the served models' per-clip answers (the test split by default).
+    stats, stats_runs, stats_left_out = run_statistics(
+        [reports[b] for b in names],
+        validation,
+        rule_id=rule,
+        alpha=settings.stats_alpha,
+        power=settings.stats_power,
+    )
     return ReportData(
         created_at=created.isoformat().replace("+00:00", "Z"),
         branches=reports,
@@ -416,6 +425,9 @@ def collect(
         validation=validation,
         describer_backends=describer_backends,
         notes=notes,
+        stats=stats,
+        stats_runs=stats_runs,
+        stats_left_out=stats_left_out,
     )
 
 
@@ -459,6 +471,8 @@ def summary_rows(data: ReportData) -> list[SummaryRow]:
                 equation_accuracy=r.equation_accuracy(),
                 served_accuracy=r.served.metrics.accuracy if r.served is not None else None,
                 missing_reason="; ".join(reasons),
+                served_forecast_mae_pct=r.served.metrics.forecast_mae_pct if r.served is not None else None,
+                evaluation_split=data.validation.split if data.validation is not None else "",
             )
         )
     return rows
@@ -509,6 +523,8 @@ def write_report(data: ReportData, reports_dir: Path) -> ReportResult:
         justification=data.winner.justification,
         summary=summary_rows(data),
         missing=data.all_missing(),
+        verdict=data.stats.verdict.headline if data.stats is not None else "",
+        verdict_reason=data.stats.verdict.reason if data.stats is not None else "",
     )
 
 

@@ -57,6 +57,7 @@ class ValidationSet:
     manifest_sha256: str = ""
     equations: list[tuple[str, str, str]] = field(default_factory=list)  # true x(t), y(t), z(t)
     source: str = ""  # where it was loaded from, for the report
+    split: str = "val"  # which split of the dataset: "test" (held out) or "val"
 
     @property
     def frames(self) -> int:
@@ -210,6 +211,9 @@ class ReportData:
     validation: ValidationSet | None
     describer_backends: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # findings a reader should know
+    stats: Any = None  # services.reporter.stats.StatsResult over the served runs; None without any
+    stats_runs: list[str] = field(default_factory=list)  # runs the statistics used
+    stats_left_out: dict[str, str] = field(default_factory=dict)  # run -> why it is not in them
 
     def all_missing(self) -> list[Missing]:
         out = list(self.missing)
@@ -229,6 +233,8 @@ class SummaryRow:
     equation_accuracy: float | None
     served_accuracy: float | None
     missing_reason: str
+    served_forecast_mae_pct: float | None = None
+    evaluation_split: str = ""  # split of the served figures ("test" or "val")
 
 
 @dataclass(frozen=True)
@@ -245,3 +251,5 @@ class ReportResult:
     justification: str
     summary: list[SummaryRow]
     missing: list[Missing]
+    verdict: str = ""  # statistical headline: "winner: b2" or "statistically tied for first: ..."
+    verdict_reason: str = ""

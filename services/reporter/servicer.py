@@ -43,6 +43,8 @@ def result_to_proto(r: ReportResult) -> reporter_pb2.BuildReportResponse:
                 equation_accuracy=_neg(s.equation_accuracy),
                 missing_reason=s.missing_reason,
                 served_accuracy=_neg(s.served_accuracy),
+                served_forecast_mae_pct=_neg(s.served_forecast_mae_pct),
+                evaluation_split=s.evaluation_split,
             )
             for s in r.summary
         ],
@@ -52,6 +54,8 @@ def result_to_proto(r: ReportResult) -> reporter_pb2.BuildReportResponse:
         ],
         json_path=str(r.json_path),
         justification=r.justification,
+        verdict=r.verdict,
+        verdict_reason=r.verdict_reason,
     )
 
 

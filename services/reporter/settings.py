@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
@@ -60,6 +61,9 @@ class ReporterSettings(ServerSettings):
     cache_dir: Path = Path("./cache/store")  # local copies of s3:// locations
     describe_samples: int = 3  # sample trajectories per branch sent to the describer (0 = none)
     winner_rule: str = "accuracy_then_mae"  # one of WINNER_RULES
+    # Split the served models are scored on: "test" (held out: never trained, early-stopped or
+    # tuned on; the report's headline) or "val" (what the trainers already scored).
+    eval_split: Literal["test", "val"] = "test"
     eval_max_clips: int = 0  # validation clips sent through the encoder per branch; 0 = all
     rpc_timeout_seconds: float = 10.0  # deadline of each gRPC call to a source, seconds
     prometheus_timeout_seconds: float = 5.0  # HTTP timeout of each Prometheus query, seconds
@@ -85,6 +89,18 @@ class ReporterSettings(ServerSettings):
     def _check_rule(cls, v: str) -> str:
         if v not in WINNER_RULES:
             raise ValueError(f"unknown winner rule {v!r}; known: {', '.join(WINNER_RULES)}")
+        return v
+
+    # Significance level of the statistics' paired tests (Holm-corrected over pairs), and the power
+    # at which the report states the accuracy difference the test split can resolve.
+    stats_alpha: float = 0.05
+    stats_power: float = 0.8
+
+    @field_validator("stats_alpha", "stats_power")
+    @classmethod
+    def _open_unit(cls, v: float) -> float:
+        if not 0.0 < v < 1.0:
+            raise ValueError(f"must be between 0 and 1 (exclusive), got {v}")
         return v
 
     @field_validator("describe_samples", "eval_max_clips")

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trajlab.config import read_yaml, validate_model
 from trajlab.errors import ConfigError
+from trajlab.runs import ablated_branch
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,8 @@ def resolve_run(settings: Any) -> Any:
     if seed is None:
         return settings
     base = settings.run_dir if settings.run_dir is not None else Path("./runs")
-    run_dir = run_dir_of(base, branch, seed)
+    trained = ablated_branch(branch, settings.ablate) if settings.ablate else branch
+    run_dir = run_dir_of(base, trained, seed)
     return settings.model_copy(update={"branch": branch, "seed": seed, "run_dir": run_dir})
 
 

@@ -9,6 +9,7 @@ from grpc_health.v1 import health
 
 from services.trainer import metrics
 from services.trainer.controller import TrainingController, make_run_config_factory
+from services.trainer.seeds import ablated, seeded
 from services.trainer.servicer import SERVICE_NAME, TrainerServicer
 from services.trainer.settings import TrainerSettings
 from trajlab.errors import ConfigError
@@ -29,8 +30,9 @@ class TrainerServer:
         branches = load_branches(settings.branches_file, known=known_parts())
         if settings.branch not in branches:
             raise ConfigError(f"branch: unknown branch {settings.branch!r}; known: {sorted(branches)}")
-        self.branch = branches[settings.branch]
         profile = load_profile(settings.profile)
+        branch, profile = ablated(branches[settings.branch], profile, settings.ablate)
+        self.branch, profile = seeded(branch, profile, settings.seed)
         self.controller = TrainingController(
             branch=self.branch,
             profile=profile,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -39,6 +40,14 @@ class TrainerSettings(ServerSettings):
     # disk, else all-MiniLM-L6-v2), "minilm", or "open_clip:<architecture>:<weights file>".
     text_encoder: str = "auto"
     text_cache_dir: Path = Path("./cache/text")  # cached class-description embeddings
+    # Training seed of this run (weight init and data order), replacing the profile's training.seed;
+    # the run is then named <branch>@s<seed> (trajlab.runs) and trained in
+    # <run_dir>/<branch>/seed-<seed> (run_matrix.resolve_run). None = the profile's seed, named
+    # <branch>, trained in run_dir itself. A run matrix sets it per index.
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    # "perception": train this branch with the object-track perception off (its track false),
+    # as the run <branch>-noperc (trajlab.runs); "" = as configured.
+    ablate: Literal["", "perception"] = ""
     watch_interval_seconds: float = Field(1.0, gt=0.0, le=3600.0)  # WatchStatus default cadence, s
     # Run matrix (Kubernetes Indexed Job, see services/trainer/run_matrix.py): the file of
     # branches x seeds, and this pod's index in it (JOB_COMPLETION_INDEX, set by Kubernetes).
@@ -48,7 +57,6 @@ class TrainerSettings(ServerSettings):
         ge=0,
         validation_alias=AliasChoices("run_index", "TRAJLAB_TRAINER_RUN_INDEX", "JOB_COMPLETION_INDEX"),
     )
-    seed: int | None = Field(None, ge=0)  # training seed; None = the profile's (the matrix sets it)
     exit_when_done: bool = False  # exit once the run is done (0) or failed (3): a Job's pod
 
     @field_validator("branch")

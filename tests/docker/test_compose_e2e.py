@@ -160,7 +160,7 @@ def fresh_clip() -> np.ndarray:
     from trajlab.data import build_dataset, load_dataset
     from trajlab.profiles import load_profile
 
-    cfg = load_profile("quick").dataset.model_copy(update={"samples": 8, "seed": 4242})
+    cfg = load_profile("quick").dataset.model_copy(update={"samples": 8, "test_samples": 0, "seed": 4242})
     out = Path(tempfile.mkdtemp(prefix="trajlab-fresh-"))
     try:
         ds = load_dataset(build_dataset(cfg, out / "data"))

@@ -18,12 +18,22 @@ from pathlib import Path
 
 import pytest
 
-from trajlab.profiles import CLASS_NAMES
+from trajlab.profiles import CLASS_NAMES, load_profile
+from trajlab.runs import run_name, split_run_name, training_seeds
 
 pytestmark = pytest.mark.slow
 
 TRAJLAB = [sys.executable, "-m", "trajlab_cli"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_QUICK = load_profile("quick").training
+# `make run` trains every branch once per default seed: the runs b1@s0, ... (trajlab.runs).
+RUNS = [run_name(b, s) for b in ("b1", "b2", "b3", "b4") for s in training_seeds(_QUICK.seed, _QUICK.seeds)]
+
+
+def _run_dir(root: Path, profile: str, run: str) -> Path:
+    """Where `trajlab run` trains a run: <root>/runs/<profile>/<branch>/seed-<seed>."""
+    branch, seed = split_run_name(run)
+    return root / "runs" / profile / branch / f"seed-{seed}"
 
 
 def _children_of(pid: int) -> list[int]:
@@ -60,7 +70,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproces
         [*TRAJLAB, "run", "--profile", "quick"],
         capture_output=True,
         text=True,
-        timeout=1500,
+        timeout=2400,
         cwd=root,
         env={**os.environ, "COLUMNS": "200", "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
@@ -78,22 +88,23 @@ def test_quick_run_succeeds_and_prints_the_winner_and_report(quick_run) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rdir = _report_dir(root)
     assert f"Report: {rdir / 'PARALLEL_RESULTS_COMPARISON.md'}" in proc.stdout.replace("\n", "")
-    assert re.search(r"Winner: b[1-4]", proc.stdout)
-    for b in ("b1", "b2", "b3", "b4"):
-        assert b in proc.stdout
+    assert re.search(r"Leader by the rule: b[1-4]@s\d", proc.stdout)
+    assert re.search(r"Verdict: (winner: b[1-4]|statistically tied for first: b[1-4])", proc.stdout)
+    for r in RUNS:
+        assert r in proc.stdout
 
 
 def test_report_has_every_section_and_valid_figures(quick_run) -> None:
     root, _ = quick_run
     rdir = _report_dir(root)
     md = (rdir / "PARALLEL_RESULTS_COMPARISON.md").read_text()
-    for heading in ("## Summary", "## Success criteria", "## Classification", "## Forecast",
+    for heading in ("## Summary", "## Statistics", "## Success criteria", "## Classification", "## Forecast",
                     "## Baselines", "## Per-class figures", "## Training curves",
                     "## Model cost and serving latency", "## Equations from the describer", "## Missing"):
         assert heading in md, heading
     pngs = sorted(rdir.glob("*.png"))
     names = {p.name for p in pngs}
-    assert {f"confusion_{b}.png" for b in ("b1", "b2", "b3", "b4")} <= names
+    assert {f"confusion_{r}.png" for r in RUNS} <= names
     for p in pngs:
         assert p.read_bytes()[:8] == PNG_MAGIC and p.stat().st_size > 2000, p
     html = (rdir / "report.html").read_text()
@@ -103,8 +114,8 @@ def test_report_has_every_section_and_valid_figures(quick_run) -> None:
 def test_report_numbers_equal_the_trainers_results(quick_run) -> None:
     root, _ = quick_run
     md = (_report_dir(root) / "PARALLEL_RESULTS_COMPARISON.md").read_text()
-    for b in ("b1", "b2", "b3", "b4"):
-        results = json.loads((root / "runs" / "quick" / b / "results.json").read_text())
+    for b in RUNS:
+        results = json.loads((_run_dir(root, "quick", b) / "results.json").read_text())
         assert results["class_names"] == list(CLASS_NAMES)
         acc = f"{100 * results['accuracy']:.2f} %"
         mae = f"{results['forecast_mae_pct']:.2f} %"
@@ -114,18 +125,16 @@ def test_report_numbers_equal_the_trainers_results(quick_run) -> None:
 
 def test_winner_follows_the_rule(quick_run) -> None:
     root, proc = quick_run
-    results = {
-        b: json.loads((root / "runs" / "quick" / b / "results.json").read_text()) for b in ("b1", "b2", "b3", "b4")
-    }
+    results = {b: json.loads((_run_dir(root, "quick", b) / "results.json").read_text()) for b in RUNS}
     best = max(results, key=lambda b: (results[b]["accuracy"], -results[b]["forecast_mae_pct"]))
-    assert f"Winner: {best};" in proc.stdout
+    assert f"Leader by the rule: {best};" in proc.stdout
     md = (_report_dir(root) / "PARALLEL_RESULTS_COMPARISON.md").read_text()
-    assert f"**Winner: {best}.**" in md
+    assert f"**Leader by the rule: {best}.**" in md
 
 
 def test_models_were_published_for_every_branch(quick_run) -> None:
     root, _ = quick_run
-    for b in ("b1", "b2", "b3", "b4"):
+    for b in RUNS:
         vdir = root / "models" / "quick" / b / "1"
         assert (vdir / "model.onnx").is_file() and (vdir / "metadata.json").is_file()
 
@@ -134,7 +143,7 @@ def _tiny_profile(tmp_path: Path, epochs: int) -> Path:
     p = tmp_path / "tiny.yaml"
     p.write_text(
         "name: tiny\n"
-        "dataset: {samples: 48, frames: 16, height: 32, width: 32, seed: 3}\n"
+        "dataset: {samples: 48, test_samples: 16, frames: 16, height: 32, width: 32, seed: 3}\n"
         f"training: {{epochs: {epochs}, batch_size: 8, checkpoint_every: 1, status_interval_seconds: 1, threads: 1}}\n"
     )
     return p
@@ -158,7 +167,7 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
         # children SIGINT ignored (POSIX), and the Ctrl-C below would then never arrive.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    status = tmp_path / "runs" / "tiny" / "b4" / "status.json"
+    status = _run_dir(tmp_path, "tiny", "b4@s0") / "status.json"
 
     def training() -> bool:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
@@ -171,9 +180,9 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
     mon = subprocess.run([*TRAJLAB, "monitor", "--once", "--trainers", spec], capture_output=True,
                          text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
     assert mon.returncode == 0, mon.stderr
-    rows = {line.split()[1]: line for line in mon.stdout.splitlines() if re.match(r"^\S\s+b[14]\s", line)}
-    assert set(rows) == {"b1", "b4"}, mon.stdout
-    assert "training" in rows["b4"] and "/200" in rows["b4"], mon.stdout
+    rows = {line.split()[1]: line for line in mon.stdout.splitlines() if re.match(r"^\S\s+b[14]@s0\s", line)}
+    assert set(rows) == {"b1@s0", "b4@s0"}, mon.stdout
+    assert "training" in rows["b4@s0"] and "/200" in rows["b4@s0"], mon.stdout
     children = _children_of(proc.pid)
     assert len(children) >= 5, children  # describer, encoder, reporter, two trainers
     proc.send_signal(signal.SIGINT)
@@ -208,7 +217,7 @@ def test_curves_and_latency_come_from_the_real_prometheus(quick_run) -> None:
     root, proc = quick_run
     assert "prometheus=on" in proc.stderr
     md = (_report_dir(root) / "PARALLEL_RESULTS_COMPARISON.md").read_text()
-    for b in ("b1", "b2", "b3", "b4"):
+    for b in RUNS:
         curves = _row_cells(md, b, "## Training curves")
         assert curves[1] == "prometheus", curves  # not the GetHistory fallback
         latency = _row_cells(md, b, "server p50 (ms)")

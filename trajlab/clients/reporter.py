@@ -40,6 +40,8 @@ class SummaryRow:
     equation_accuracy: float | None  # 0..1 over the describer samples
     served_accuracy: float | None  # 0..1, through the encoder
     missing_reason: str
+    served_forecast_mae_pct: float | None = None  # percent of extent, through the encoder
+    evaluation_split: str = ""  # split of the served figures: "test" (held out) or "val"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class Report:
     justification: str
     summary: list[SummaryRow] = field(default_factory=list)
     missing: list[MissingSection] = field(default_factory=list)
+    verdict: str = ""  # "winner: b2" or "statistically tied for first: b1, b2"
+    verdict_reason: str = ""
 
 
 def report_from_proto(msg: reporter_pb2.BuildReportResponse) -> Report:
@@ -75,6 +79,8 @@ def report_from_proto(msg: reporter_pb2.BuildReportResponse) -> Report:
         winner=msg.winner,
         winner_rule=msg.winner_rule,
         justification=msg.justification,
+        verdict=msg.verdict,
+        verdict_reason=msg.verdict_reason,
         summary=[
             SummaryRow(
                 branch=r.branch,
@@ -84,6 +90,8 @@ def report_from_proto(msg: reporter_pb2.BuildReportResponse) -> Report:
                 equation_accuracy=_opt(r.equation_accuracy),
                 served_accuracy=_opt(r.served_accuracy),
                 missing_reason=r.missing_reason,
+                served_forecast_mae_pct=_opt(r.served_forecast_mae_pct),
+                evaluation_split=r.evaluation_split,
             )
             for r in msg.summary
         ],

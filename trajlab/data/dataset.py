@@ -9,6 +9,7 @@ Layout of a dataset directory (all arrays are plain ``.npy`` files, loadable wit
     train/positions.npy      float32 (N, T + horizon, 3): world positions, observed frames first
     train/meta.json          sample ids, equations (x, y, z strings in t), generating parameters
     val/...                  the same for the validation split
+    test/...                 the same for the held-out test split (when ``test_samples`` > 0)
 
 Determinism: sample ``i`` (0 <= i < samples) has class ``i % 4`` and draws every
 random number (trajectory, then scene) from its own generator,
@@ -17,6 +18,12 @@ come from ``SeedSequence(seed, spawn_key=(1,))``. So the bytes depend on the con
 only, never on how many worker processes rendered them. Classes are balanced (counts
 differ by at most one) and the split is stratified: each class puts
 ``round(count * val_fraction)`` of its samples into validation.
+
+The held-out test split is ``test_samples`` further samples, ids ``samples .. samples +
+test_samples - 1`` (class ``i % 4`` again, so balanced), drawn from the same master seed
+but their own generators: disjoint from train and val, and train/val bytes do not depend on
+it. Nothing in training, early stopping or the choice of settings reads it; the reporter's
+headline figures do.
 
 Files are written under temporary names and renamed into place, the manifest last.
 Data files are not fsync'ed (that would double the build time); a crash can leave a
@@ -54,12 +61,12 @@ from trajlab.profiles import CLASS_NAMES, PROFILE_DIR, DatasetConfig
 log = logging.getLogger(__name__)
 
 FORMAT = "trajlab-dataset"
-FORMAT_VERSION = 1  # layout of the directory and manifest
+FORMAT_VERSION = 2  # layout of the directory and manifest; 2: the held-out test split
 # Bump whenever the generator or renderer would produce other bytes for the same config:
 # a cache built by another generator version is refused, not silently reused.
 GENERATOR_VERSION = 3  # 2: greyer backgrounds, brighter sphere; 3: transients stay on screen
 MANIFEST = "manifest.json"
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "test")  # every split a dataset may hold; test only with test_samples > 0
 _CHUNK = 48  # clips rendered per batch (and per task in the worker pool)
 _PARALLEL_MIN_SAMPLES = 96  # below this, a worker pool costs more than it saves
 
@@ -73,7 +80,7 @@ class DatasetError(ConfigError):
 
 @dataclass(frozen=True)
 class Split:
-    """One split of the dataset (``train`` or ``val``); arrays in sample order."""
+    """One split of the dataset (``train``, ``val`` or ``test``); arrays in sample order."""
 
     name: str
     clips: np.ndarray  # uint8 (N, T, H, W, 3), memory-mapped read-only
@@ -118,10 +125,23 @@ class Dataset:
     val: Split
     manifest: dict[str, Any] = field(repr=False)
     manifest_sha256: str = ""  # sha256 of manifest.json: identifies this exact dataset
+    test: Split | None = None  # the held-out test split; None when built with test_samples 0
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits this dataset holds, in SPLITS order."""
+        return tuple(s for s in SPLITS if s != "test" or self.test is not None)
 
     def split(self, name: str) -> Split:
         if name not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
+        if name == "test":
+            if self.test is None:
+                raise DatasetError(
+                    f"dataset in {self.path} has no test split (dataset.test_samples is 0); "
+                    "set test_samples in the profile's dataset block and rebuild"
+                )
+            return self.test
         return self.train if name == "train" else self.val
 
 
@@ -161,7 +181,15 @@ def _plan(config: DatasetConfig) -> _Plan:
         val.append(ids[:n_val])
         train.append(ids[n_val:])
     out = {"train": rng.permutation(np.concatenate(train)), "val": rng.permutation(np.concatenate(val))}
+    if config.test_samples > 0:
+        # Ids after every train/val id: their own generators, so the split is disjoint from both.
+        out["test"] = np.arange(n, n + config.test_samples)
     return _Plan({k: v.astype(np.int64) for k, v in out.items()})
+
+
+def split_names(config: DatasetConfig) -> tuple[str, ...]:
+    """The splits a dataset of ``config`` holds."""
+    return tuple(s for s in SPLITS if s != "test" or config.test_samples > 0)
 
 
 def _sample_rng(seed: int, i: int) -> np.random.Generator:
@@ -315,7 +343,7 @@ def build_dataset_detailed(
             else:
                 ds = load_dataset(out, expected_config=config)  # raises if corrupt or another config
                 log.info("reusing the dataset cache in %s", out)
-                counts = {s: len(ds.split(s)) for s in SPLITS}
+                counts = {s: len(ds.split(s)) for s in ds.splits}
                 return BuildResult(out, True, time.perf_counter() - t0, sum(counts.values()), counts)
             (out / MANIFEST).unlink()  # from here on the directory is not a valid dataset
         counts = _build(config, out, progress, workers, on_progress)
@@ -340,13 +368,14 @@ def _build(
     T, H, W = config.frames, config.height, config.width
     n_pos = config.frames + config.horizon
     # Temp files a crashed build left behind (we hold the lock: nobody else is writing).
+    splits = split_names(config)
     for stale in [*out.glob(".*.tmp-*"), *(f for s in SPLITS for f in (out / s).glob(".*.tmp-*"))]:
         stale.unlink(missing_ok=True)
 
     clip_tmp: dict[str, Path] = {}
     clips: dict[str, np.ndarray] = {}
     hashers: dict[str, Any] = {}
-    for split in SPLITS:
+    for split in splits:
         (out / split).mkdir(exist_ok=True)
         clip_tmp[split] = _tmp(out / split / "clips.npy")
         n = len(plan.ids[split])
@@ -356,19 +385,19 @@ def _build(
         hashers[split] = hashlib.sha256()
         with open(clip_tmp[split], "rb") as fh:
             hashers[split].update(fh.read(clips[split].offset))  # the .npy header
-    positions = {s: np.empty((len(plan.ids[s]), n_pos, 3), dtype=np.float64) for s in SPLITS}
-    equations: dict[str, list[Any]] = {s: [None] * len(plan.ids[s]) for s in SPLITS}
-    params: dict[str, list[Any]] = {s: [None] * len(plan.ids[s]) for s in SPLITS}
+    positions = {s: np.empty((len(plan.ids[s]), n_pos, 3), dtype=np.float64) for s in splits}
+    equations: dict[str, list[Any]] = {s: [None] * len(plan.ids[s]) for s in splits}
+    params: dict[str, list[Any]] = {s: [None] * len(plan.ids[s]) for s in splits}
 
     tasks = [
         (split, start, plan.ids[split][start : start + _CHUNK])
-        for split in SPLITS
+        for split in splits
         for start in range(0, len(plan.ids[split]), _CHUNK)
     ]
-    total = config.samples
+    total = sum(len(plan.ids[s]) for s in splits)
     done = 0
-    hashed = {s: 0 for s in SPLITS}
-    pending: dict[str, dict[int, int]] = {s: {} for s in SPLITS}
+    hashed = {s: 0 for s in splits}
+    pending: dict[str, dict[int, int]] = {s: {} for s in splits}
 
     def absorb(res: _ChunkResult) -> None:
         nonlocal done
@@ -421,7 +450,7 @@ def _build(
                 absorb(res)
 
     files: dict[str, dict[str, Any]] = {}
-    for split in SPLITS:
+    for split in splits:
         shape = list(clips[split].shape)
         del clips[split]
         rel = f"{split}/clips.npy"
@@ -446,7 +475,7 @@ def _build(
         if "sha256" not in entry:
             entry["sha256"] = sha256_of(out / rel)
 
-    counts = {s: len(plan.ids[s]) for s in SPLITS}
+    counts = {s: len(plan.ids[s]) for s in splits}
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -465,7 +494,7 @@ def _build(
                     for c, n in zip(CLASS_NAMES, np.bincount(plan.labels(s), minlength=4), strict=True)
                 },
             }
-            for s in SPLITS
+            for s in splits
         },
         "camera": {
             "width": config.width,
@@ -575,7 +604,7 @@ def load_dataset(
     manifest_sha = sha256_of(p / MANIFEST)
     times = (np.arange(config.frames + config.horizon, dtype=np.float64) / config.fps).astype(np.float32)
     splits = {}
-    for s in SPLITS:
+    for s in split_names(config):
         try:
             splits[s] = _load_split(p / s, s, times)
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -590,6 +619,7 @@ def load_dataset(
         val=splits["val"],
         manifest=manifest,
         manifest_sha256=manifest_sha,
+        test=splits.get("test"),
     )
 
 
@@ -616,4 +646,4 @@ def _load_split(d: Path, name: str, times: np.ndarray) -> Split:
 
 def dataset_summary(ds: Dataset) -> dict[str, Any]:
     """Counts per split and class, for ``trajlab dataset show`` and logs."""
-    return {s: ds.split(s).class_counts() for s in SPLITS}
+    return {s: ds.split(s).class_counts() for s in ds.splits}

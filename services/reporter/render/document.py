@@ -120,9 +120,12 @@ def _yes_no(v: bool | None) -> str:
 
 
 def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
+    from services.reporter.render.statistics import statistics_section  # it builds on this module's blocks
+
     figs = {f.key: f for f in figures}
     sections = [
         _summary(data, figs),
+        statistics_section(data),
         _criteria(data),
         _classification(data, figs),
         _forecast(data, figs),
@@ -157,16 +160,20 @@ def _state(b: BranchReport) -> str:
 
 
 def _summary(data: ReportData, figs: dict[str, FigureRef]) -> Section:
+    from services.reporter.render.statistics import headline
+
     w = data.winner
     profile = next((b.results.profile for b in data.branches.values() if b.results is not None), "")
+    v = data.validation
     blocks: list[Block] = [
         Para(
-            f"Built {data.created_at} from {len(data.branches)} branch(es)"
+            f"Built {data.created_at} from {len(data.branches)} run(s)"
             + (f", profile `{profile}`" if profile else "")
-            + (f", {len(data.validation)} validation clips" if data.validation is not None else "")
+            + (f", served models scored on {len(v)} {v.split} clips" if v is not None else "")
             + "."
         ),
-        Para(f"**Winner: {w.winner or 'none'}.** Rule: {w.rule_text} (`{w.rule}`)."),
+        *headline(data),
+        Para(f"**Leader by the rule: {w.winner or 'none'}.** Rule: {w.rule_text} (`{w.rule}`)."),
         Para(w.justification),
         Para(_criteria_sentence(data)),
     ]
@@ -185,11 +192,13 @@ def _summary(data: ReportData, figs: dict[str, FigureRef]) -> Section:
                 pct(r.accuracy) if r is not None else MISSING,
                 pct(b.served.metrics.accuracy) if b.served is not None else MISSING,
                 pct_value(r.forecast_mae_pct) if r is not None else MISSING,
+                pct_value(b.served.metrics.forecast_mae_pct) if b.served is not None else MISSING,
                 _yes_no(b.meets_criteria()),
                 pct(b.equation_accuracy()),
                 reasons or "",
             ]
         )
+    split = v.split if v is not None else "served"
     blocks.append(
         Table(
             [
@@ -199,9 +208,10 @@ def _summary(data: ReportData, figs: dict[str, FigureRef]) -> Section:
                 "describer",
                 "state (epoch)",
                 "val accuracy",
-                "served accuracy",
+                f"{split} accuracy (served)",
                 "forecast MAE (% extent)",
-                "meets criteria",
+                f"{split} forecast MAE (served)",
+                "meets criteria (val)",
                 "equation accuracy",
                 "missing because",
             ],
@@ -866,7 +876,10 @@ def _missing(data: ReportData) -> Section:
 def _method(data: ReportData) -> Section:
     v = data.validation
     items = [
-        "Accuracy: share of validation clips whose predicted class is the true one; mean class accuracy: "
+        "Headline figures: the served ONNX models through the encoder on the dataset's held-out test split "
+        "(never used in training, early stopping or choosing settings), with the statistics of the "
+        "Statistics section; the trainer's own figures are on the validation split.",
+        "Accuracy: share of clips whose predicted class is the true one; mean class accuracy: "
         "the mean of the per-class accuracies (recall).",
         "Forecast MAE / RMSE: over clips, forecast frames and axes, in world units; '% of extent' divides "
         "each clip's error by that trajectory's extent (largest range over the axes) before averaging.",
@@ -877,7 +890,8 @@ def _method(data: ReportData) -> Section:
     ]
     if v is not None:
         items.append(
-            f"Validation clips: {len(v)} from {v.source or 'the given split'} ({v.frames} observed frames, "
+            f"Clips scored through the encoder: {len(v)} of the {v.split} split from "
+            f"{v.source or 'the given split'} ({v.frames} observed frames, "
             f"{v.horizon} forecast frames, {v.fps:g} fps)"
             + (f", dataset manifest sha256 {v.manifest_sha256[:16]}…" if v.manifest_sha256 else "")
             + "."

@@ -45,7 +45,7 @@ def render_html(doc: Document, report_dir: Path) -> str:
         for b in s.blocks:
             if isinstance(b, Para):
                 blocks.append(
-                    {"kind": "para", "html": inline(b.text), "winner": b.text.startswith("**Winner")}
+                    {"kind": "para", "html": inline(b.text), "winner": b.text.startswith("**Verdict")}
                 )
             elif isinstance(b, Bullets):
                 blocks.append({"kind": "bullets", "entries": [inline(i) for i in b.items]})

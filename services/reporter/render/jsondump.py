@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -69,8 +70,27 @@ def report_json(data: ReportData) -> str:
         "missing": [vars(m) for m in data.all_missing()],
         "notes": data.notes,
         "describer_backends": data.describer_backends,
+        "statistics": _stats(data),
     }
     return json.dumps(_clean(doc), indent=2, default=str, allow_nan=False) + "\n"
+
+
+def _stats(data: ReportData) -> dict[str, Any] | None:
+    st = data.stats
+    if st is None:
+        return None
+    return {
+        "alpha": st.alpha,
+        "metric": st.metric,
+        "split": data.validation.split if data.validation is not None else "",
+        "verdict": {**asdict(st.verdict), "headline": st.verdict.headline},
+        "branches": {b: asdict(s) for b, s in st.branches.items()},
+        "pairs": [asdict(p) for p in st.pairs],
+        "resolution": asdict(st.resolution) if st.resolution is not None else None,
+        "runs_used": data.stats_runs,
+        "runs_left_out": data.stats_left_out,
+        "notes": st.notes,
+    }
 
 
 def _clean(v: Any) -> Any:

@@ -25,6 +25,7 @@ from trajlab.codec import array_to_clip
 from trajlab.common.v1 import common_pb2
 from trajlab.describer.v1 import describer_pb2, describer_pb2_grpc
 from trajlab.encoder.v1 import encoder_pb2, encoder_pb2_grpc
+from trajlab.runs import split_ablation, split_run_name
 from trajlab.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,8 @@ class DescriberSource:
             observed=_points(pos[:T]),
             observed_times=[float(t) for t in times[:T]],
             predicted_class=(predicted_class + 1) if predicted_class is not None else 0,
-            branch=branch,
+            # The describer knows branches, not runs: b1@s1 and b1-noperc@s0 use b1's backend.
+            branch=split_ablation(split_run_name(branch)[0])[0],
             truth=_points(pos),
             truth_times=[float(t) for t in times],
         )

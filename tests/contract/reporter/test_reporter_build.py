@@ -173,7 +173,7 @@ def test_winner_follows_the_rule_with_a_tie_broken_by_mae(built: ReportResult) -
     # b1 and b2 both misclassify 3 of 24 clips; b2's forecast is closer, so b2 wins.
     assert built.winner == "b2"
     md = built.markdown_path.read_text()
-    assert "**Winner: b2.**" in md
+    assert "**Leader by the rule: b2.**" in md
     assert "highest validation accuracy" in md and "ties broken by lower forecast MAE" in md
     assert "tie on validation accuracy at 87.50 %" in built.justification
 

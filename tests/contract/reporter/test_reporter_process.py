@@ -55,8 +55,8 @@ def test_service_builds_once_when_trainers_are_done_and_stops_on_sigterm(
             tmp_path / "reporter.log"
         ).read_text()
         md = next((tmp_path / "reports").glob("*/PARALLEL_RESULTS_COMPARISON.md")).read_text()
-        assert "**Winner: b2.**" in md
-        assert "could not load the validation split" in md  # no dataset at the given data dir: said so
+        assert "**Leader by the rule: b2.**" in md
+        assert "could not load the evaluation clips" in md  # no dataset at the given data dir: said so
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def test_report_command_in_process(
     import services.reporter.sources.validation as validation
 
     # The command loads the validation split from a dataset directory; hand it the fake split instead.
-    monkeypatch.setattr(validation, "load_validation", lambda data_dir: world.val)
+    monkeypatch.setattr(validation, "load_validation", lambda data_dir, split="val": world.val)
     targets = ",".join(f"{b}={t}" for b, t in kit.iter_targets(world))
     res = CliRunner().invoke(
         app,
@@ -101,6 +102,7 @@ def test_report_command_in_process(
         env={"COLUMNS": "160"},
     )
     assert res.exit_code == 0, res.output
-    assert "Winner: b2" in res.output
+    assert "Leader by the rule: b2" in res.output
+    assert re.search(r"Verdict: (winner: b\d|statistically tied for first: b\d)", res.output), res.output
     assert "PARALLEL_RESULTS_COMPARISON.md" in res.output
     assert len(list(tmp_path.glob("*/report.html"))) == 1

@@ -34,3 +34,16 @@ def test_defaults() -> None:
     s = load_settings(ReporterSettings)
     assert s.port == 50054
     assert str(s.validation_dir()) == "data/quick"
+
+
+@pytest.mark.parametrize(("field", "value"), [("stats_alpha", 0.0), ("stats_alpha", 1.5), ("stats_power", 1.0)])
+def test_statistics_settings_are_checked_naming_the_field(field: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=field):
+        load_settings(ReporterSettings, **{field: value})
+
+
+def test_the_report_scores_the_held_out_test_split_by_default() -> None:
+    s = load_settings(ReporterSettings)
+    assert s.eval_split == "test" and s.stats_alpha == 0.05
+    with pytest.raises(ConfigError, match="eval_split"):
+        load_settings(ReporterSettings, eval_split="train")  # never the split the models learned from

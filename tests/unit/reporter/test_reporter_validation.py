@@ -30,3 +30,23 @@ def test_loads_the_val_split_of_a_built_dataset(tmp_path: Path) -> None:
 def test_missing_dataset_is_a_reason_not_a_crash(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no dataset"):
         load_validation(tmp_path / "nothing")
+
+
+def test_loads_the_held_out_test_split_and_names_it(tmp_path: Path) -> None:
+    from trajlab.data import build_dataset, load_dataset
+
+    cfg = DatasetConfig(samples=16, test_samples=8, frames=6, horizon=2, height=16, width=16, seed=3)
+    out = build_dataset(cfg, tmp_path / "ds", progress=False)
+    test = load_validation(out, "test")
+    ds = load_dataset(out)
+    assert test.split == "test" and len(test) == 8
+    np.testing.assert_array_equal(test.clips, ds.split("test").clips)
+
+
+def test_a_dataset_without_a_test_split_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    from trajlab.data import build_dataset
+
+    cfg = DatasetConfig(samples=16, frames=6, horizon=2, height=16, width=16, seed=3)
+    out = build_dataset(cfg, tmp_path / "ds", progress=False)
+    with pytest.raises(Exception, match=r"no test split.*test_samples"):
+        load_validation(out, "test")

@@ -1,0 +1,59 @@
+"""Run names: a branch trained at one training seed is the run ``<branch>@s<seed>`` (``b1@s0``).
+
+The run name keeps seed runs apart everywhere a branch name is used: run directories,
+checkpoints, status, the trainer's metrics (its ``branch`` label; Prometheus adds ``run``
+and ``seed`` target labels), the model repository (``models/<profile>/b1@s0/<version>/``)
+and the encoder, which serves each run under its name. A plain branch name asked of the
+encoder resolves to that branch's default run: the one with the lowest seed (the profile's
+own ``training.seed``), see :func:`default_run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+SEED_SEPARATOR = "@s"
+# Ablations `trajlab run --ablate` knows: name -> suffix of the ablated branch's name. A branch
+# trained with the object-track perception off is the branch "<branch>-noperc".
+ABLATIONS = {"perception": "-noperc"}
+
+
+def ablated_branch(branch: str, ablation: str) -> str:
+    """``("b1", "perception")`` -> ``"b1-noperc"``."""
+    if ablation not in ABLATIONS:
+        raise ValueError(f"ablate: unknown ablation {ablation!r}; known: {', '.join(sorted(ABLATIONS))}")
+    return branch + ABLATIONS[ablation]
+
+
+def split_ablation(branch: str) -> tuple[str, str]:
+    """``"b1-noperc"`` -> ``("b1", "perception")``; ``"b1"`` -> ``("b1", "")``."""
+    for name, suffix in ABLATIONS.items():
+        if branch.endswith(suffix) and len(branch) > len(suffix):
+            return branch[: -len(suffix)], name
+    return branch, ""
+
+
+def run_name(branch: str, seed: int) -> str:
+    """``("b1", 0)`` -> ``"b1@s0"``."""
+    return f"{branch}{SEED_SEPARATOR}{int(seed)}"
+
+
+def split_run_name(name: str) -> tuple[str, int | None]:
+    """``"b1@s2"`` -> ``("b1", 2)``; ``"b1"`` -> ``("b1", None)``."""
+    base, sep, seed = name.rpartition(SEED_SEPARATOR)
+    if sep and base and seed.isdigit():
+        return base, int(seed)
+    return name, None
+
+
+def training_seeds(base_seed: int, count: int) -> list[int]:
+    """The training seeds of ``count`` runs of a branch: the profile's seed, then the next ones."""
+    if count < 1:
+        raise ValueError(f"seeds: expected at least 1, got {count}")
+    return [base_seed + k for k in range(count)]
+
+
+def default_run(names: Iterable[str], branch: str) -> str | None:
+    """The run a plain ``branch`` resolves to among ``names``: the lowest-seed ``branch@s<seed>``."""
+    seeds = [(s, n) for n in names for b, s in [split_run_name(n)] if b == branch and s is not None]
+    return min(seeds)[1] if seeds else None
