@@ -140,6 +140,7 @@ def resolve_run(settings: Any) -> Any:
 def run_state(settings: Any) -> tuple[str, str]:
     """("done" | "failed" | "pending", detail) of the run the settings name, read from its run dir."""
     from services.trainer.controller import make_run_config_factory
+    from services.trainer.seeds import run_of
     from services.trainer.training import completed_results, run_fingerprint
     from trajlab.profiles import load_branches, load_profile
 
@@ -148,7 +149,9 @@ def run_state(settings: Any) -> tuple[str, str]:
         raise ConfigError(
             f"branches: unknown branch {settings.branch!r} in the run matrix; known: {sorted(branches)}"
         )
-    cfg = make_run_config_factory(settings, branches[settings.branch])(load_profile(settings.profile))
+    branch, profile = run_of(branches[settings.branch], load_profile(settings.profile),
+                             ablation=settings.ablate, seed=settings.seed)
+    cfg = make_run_config_factory(settings, branch)(profile)
     if completed_results(cfg.run_dir, run_fingerprint(cfg)) is not None:
         return "done", ""
     try:

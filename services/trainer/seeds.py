@@ -31,3 +31,10 @@ def seeded(branch: BranchConfig, profile: Profile, seed: int | None) -> tuple[Br
     run = branch.model_copy(update={"name": run_name(branch.name, seed)})
     training = profile.training.model_copy(update={"seed": int(seed)})
     return run, profile.model_copy(update={"training": training})
+
+
+def run_of(
+    branch: BranchConfig, profile: Profile, *, ablation: str, seed: int | None
+) -> tuple[BranchConfig, Profile]:
+    """The branch and profile a trainer with these settings trains (ablation first, then the seed)."""
+    return seeded(*ablated(branch, profile, ablation), seed)

@@ -9,7 +9,7 @@ from grpc_health.v1 import health
 
 from services.trainer import metrics
 from services.trainer.controller import TrainingController, make_run_config_factory
-from services.trainer.seeds import ablated, seeded
+from services.trainer.seeds import run_of
 from services.trainer.servicer import SERVICE_NAME, TrainerServicer
 from services.trainer.settings import TrainerSettings
 from trajlab.errors import ConfigError
@@ -31,8 +31,9 @@ class TrainerServer:
         if settings.branch not in branches:
             raise ConfigError(f"branch: unknown branch {settings.branch!r}; known: {sorted(branches)}")
         profile = load_profile(settings.profile)
-        branch, profile = ablated(branches[settings.branch], profile, settings.ablate)
-        self.branch, profile = seeded(branch, profile, settings.seed)
+        self.branch, profile = run_of(
+            branches[settings.branch], profile, ablation=settings.ablate, seed=settings.seed
+        )
         self.controller = TrainingController(
             branch=self.branch,
             profile=profile,

@@ -87,9 +87,14 @@ def test_ablate_perception_adds_a_run_per_branch_and_seed_and_bad_ablations_are_
 
 def test_ablated_trainer_has_the_perception_off_under_its_own_name() -> None:
     from services.trainer.seeds import ablated, seeded
+    from services.trainer.training import RunConfig, model_args_for
+
+    def perception(branch, profile) -> bool:  # what the trainer builds the model with
+        cfg = RunConfig(branch=branch, profile=profile, data_dir=Path("d"), run_dir=Path("r"), model_repo=Path("m"))
+        return model_args_for(cfg).track
 
     branch, profile = load_branches()["b1"], load_profile("quick")
-    assert profile.training.track
+    assert perception(branch, profile)
     run, prof = seeded(*ablated(branch, profile, "perception"), 3)
-    assert run.name == "b1-noperc@s3" and not prof.training.track and prof.training.seed == 3
+    assert run.name == "b1-noperc@s3" and not perception(run, prof) and prof.training.seed == 3
     assert ablated(branch, profile, "") == (branch, profile)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from services.trainer.run_matrix import (
     run_dir_of,
     wait_for_matrix,
 )
+from services.trainer.seeds import run_of
 from services.trainer.settings import TrainerSettings
 from services.trainer.training import run_fingerprint
 from tests.reliability.procs import ServiceProcess
@@ -114,9 +116,12 @@ def test_indexed_pod_trains_its_cell_exits_and_wait_sees_it(tmp_path: Path) -> N
     assert results.is_file(), "the run's results belong in <run_dir>/<branch>/seed-<seed>"
     assert not (tmp_path / "runs" / "b1" / "seed-4").exists(), "index 1 must not train seed 4"
     # ... trained with the matrix's seed (the run's identity says so), not the profile's.
-    seeded = run_config(tmp_path, tmp_path / "data", "b1", epochs=1, seed=5)
-    assert json.loads(results.read_text())["fingerprint"] == run_fingerprint(seeded)
-    assert run_fingerprint(seeded) != run_fingerprint(run_config(tmp_path, tmp_path / "data", "b1", epochs=1, seed=4))
+    def identity(seed: int) -> str:
+        cfg = run_config(tmp_path, tmp_path / "data", "b1", epochs=1)
+        branch, prof = run_of(cfg.branch, cfg.profile, ablation="", seed=seed)
+        return run_fingerprint(dataclasses.replace(cfg, branch=branch, profile=prof))
+
+    assert json.loads(results.read_text())["fingerprint"] == identity(5) != identity(4)
     # The pod restarted after it was done (a rescheduled index) exits at once, without retraining.
     again = subprocess.run([sys.executable, "-m", "services.trainer"], env=env, cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)
