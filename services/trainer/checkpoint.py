@@ -11,10 +11,8 @@ skips (with a log line) any that fail to load or validate.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,10 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from trajlab.atomic import TMP_MARK, atomic_open
+
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^ckpt-epoch-(\d{5})\.pt$")
-_TMP_PREFIX = ".tmp-ckpt-"
 
 
 def checkpoint_path(directory: Path, epoch: int) -> Path:
@@ -43,14 +42,6 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
         if m and p.is_file():
             found.append((int(m.group(1)), p))
     return sorted(found)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def rng_state() -> dict[str, Any]:
@@ -84,18 +75,8 @@ def save_checkpoint(directory: Path, epoch: int, state: dict[str, Any], *, keep:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(d, epoch)
-    fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".pt", dir=d)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(d)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(final, "wb") as fh:
+        torch.save(state, fh)
     for _epoch, old in list_checkpoints(d)[:-keep]:
         old.unlink(missing_ok=True)
     log.info("checkpoint saved: %s", final)
@@ -108,7 +89,7 @@ def remove_stale_temp_files(directory: Path) -> int:
     if not d.is_dir():
         return 0
     n = 0
-    for p in d.glob(f"{_TMP_PREFIX}*"):
+    for p in d.glob(f".ckpt-epoch-*{TMP_MARK}*"):
         p.unlink(missing_ok=True)
         n += 1
     if n:

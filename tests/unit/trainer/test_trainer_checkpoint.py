@@ -95,4 +95,4 @@ def test_kill_9_during_save_leaves_a_loadable_checkpoint(tmp_path: Path) -> None
         state = ckpt.load_latest(d)
         assert state is not None and state["epoch"] == files[-1][0]
         ckpt.remove_stale_temp_files(d)
-        assert not [p for p in d.iterdir() if p.name.startswith(".tmp")]
+        assert not [p for p in d.iterdir() if ".tmp-" in p.name]  # trajlab.atomic's temporary names
