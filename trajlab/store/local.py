@@ -1,12 +1,12 @@
-"""LocalStore: a Store on a local directory (writes are atomic: temp file, fsync, rename)."""
+"""LocalStore: a Store on a local directory (writes are atomic and durable: trajlab.atomic)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from trajlab.atomic import atomic_open
 from trajlab.store.base import ObjectInfo, ObjectMissing, Store, StoreError, StoreNotFound, check_key
 
 
@@ -24,16 +24,8 @@ class LocalStore(Store):
     def _write(self, key: str, fill: object) -> None:
         dst = self._path(key)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dst.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fill(fh)  # type: ignore[operator]
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, dst)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(dst, "wb") as fh:  # a hidden temp name, which list() skips
+            fill(fh)  # type: ignore[operator]
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._write(key, lambda fh: fh.write(data))
