@@ -376,7 +376,7 @@ def _render_batch(
     u, v = project(pos, cam)
     u = u + shifts[:, :, 0].ravel()
     v = v + shifts[:, :, 1].ravel()
-    r = f * settings.sphere_radius / z
+    r = apparent_radius(z, settings.sphere_radius, cam)
     colour = _hsv_rows(misc[:, 8], 0.6 + 0.35 * misc[:, 9], 1.0)  # (N, 3): a saturated, bright hue
     per_frame = np.repeat(colour, T, axis=0) * np.sqrt(np.minimum(_Z_REF / z, 1.0))[:, None]
 

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from trajlab.data.camera import Camera
+from trajlab.data.camera import Camera, apparent_radius
 from trajlab.profiles import CLASS_NAMES, DatasetConfig
 
 DECIMALS = 4  # decimals kept in every parameter, so equations are short and exact
@@ -301,7 +301,7 @@ class TrajectoryGenerator:
         z = cz + rel[:, 2]
         cam = self.camera
         f = cam.focal_px
-        r_px = f * self.sphere_radius / z
+        r_px = apparent_radius(z, self.sphere_radius, cam)
         # |x| <= z (W/2 - r - margin) / f at every frame (and y with H): linear bounds on the centre.
         half = np.array([cam.width / 2.0, cam.height / 2.0]) - self.margin_px
         h = z[:, None] * (half[None, :] - r_px[:, None]) / f  # (N, 2)
