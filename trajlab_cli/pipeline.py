@@ -85,6 +85,15 @@ def report_command(
         "--trainers",
         help='Trainer targets, "b1=127.0.0.1:50052,b2=...". Default: TRAJLAB_REPORTER_TRAINERS.',
     ),
+    runs_dir: str | None = typer.Option(
+        None,
+        "--runs-dir",
+        help="Finished runs' stored results, no trainer needed: a run-dir base (path or s3://bucket/prefix) "
+        "with <branch>/seed-<seed>/ runs. Default: TRAJLAB_REPORTER_RUNS_DIR.",
+    ),
+    runs: str | None = typer.Option(
+        None, "--runs", help='With --runs-dir: only these runs, "b1@s0,b2@s0" (default: every run found).'
+    ),
     encoder: str | None = typer.Option(None, "--encoder", help='Encoder target host:port ("" to skip).'),
     describer: str | None = typer.Option(
         None, "--describer", help='Describer target host:port ("" to skip).'
@@ -123,7 +132,7 @@ def report_command(
         print_report_summary(rep)
         return
 
-    from services.reporter.build import ReportSources, build_report
+    from services.reporter.build import build_report
     from services.reporter.settings import ReporterSettings
     from trajlab.config import load_settings
 
@@ -131,6 +140,8 @@ def report_command(
         k: v
         for k, v in {
             "trainers": trainers,
+            "runs_dir": runs_dir,
+            "runs": runs,
             "encoder_target": encoder,
             "describer_target": describer,
             "prometheus_url": prometheus_url,
@@ -152,16 +163,34 @@ def report_command(
 
         load_profile(profile)  # a wrong --profile is bad input, not a report with missing sections
     settings = load_settings(ReporterSettings, **overrides)
-    if not settings.trainer_targets():
+    if not settings.trainer_targets() and settings.runs_dir is None:
         raise typer.BadParameter(
-            'no trainers: give --trainers "b1=host:port,..." or TRAJLAB_REPORTER_TRAINERS'
+            'no trainers: give --trainers "b1=host:port,..." (TRAJLAB_REPORTER_TRAINERS) or --runs-dir '
+            "DIR|s3://bucket/prefix (TRAJLAB_REPORTER_RUNS_DIR)"
         )
-    sources = ReportSources.from_settings(settings)
+    sources = _report_sources(settings)
     try:
         result = build_report(sources, settings, branches=branches or None)
     finally:
         sources.close()
     print_report_summary(result)
+
+
+def _report_sources(settings: Any) -> Any:
+    """ReportSources from the settings; an unusable or empty --runs-dir is bad input."""
+    from services.reporter.build import ReportSources
+    from trajlab.store import StoreError
+
+    try:
+        sources = ReportSources.from_settings(settings)
+    except StoreError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--runs-dir") from None
+    if not sources.trainers:
+        raise typer.BadParameter(
+            f"no runs in {settings.runs_dir} (expected <runs-dir>/<branch>/seed-<seed>/results.json)",
+            param_hint="--runs-dir",
+        )
+    return sources
 
 
 def monitor_command(

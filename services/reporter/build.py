@@ -43,6 +43,7 @@ from services.reporter.sources.grpc_sources import (
     rpc_reason,
 )
 from services.reporter.sources.prometheus import PrometheusClient, PrometheusError, PrometheusSource
+from services.reporter.sources.run_source import RunSource
 from services.reporter.storage import local_reports_dir, local_validation_dir, publish_report
 from services.reporter.winner import decide
 from trajlab.profiles import CLASS_NAMES
@@ -56,7 +57,7 @@ ValidationProvider = Callable[[], ValidationSet]
 class ReportSources:
     """Where the report's figures come from. ``None`` = not configured (shown as missing)."""
 
-    trainers: dict[str, TrainerSource]
+    trainers: dict[str, RunSource]  # live trainers (gRPC) and finished runs' stored results
     encoder: EncoderSource | None = None
     describer: DescriberSource | None = None
     prometheus: PrometheusSource | None = None
@@ -70,9 +71,14 @@ class ReportSources:
         from services.reporter.sources.validation import load_validation
 
         timeout = settings.rpc_timeout_seconds
-        trainers = {
+        trainers: dict[str, RunSource] = {
             b: TrainerSource(b, t, timeout_seconds=timeout) for b, t in settings.trainer_targets().items()
         }
+        if settings.runs_dir is not None:  # a run given both ways is asked of its live trainer
+            from services.reporter.sources.stored_runs import stored_run_sources
+
+            stored = stored_run_sources(settings.runs_dir, settings.run_names())
+            trainers.update({n: s for n, s in stored.items() if n not in trainers})
         prom = None
         closers: list[Callable[[], None]] = []
         if settings.prometheus_url:
@@ -195,7 +201,10 @@ def collect(
             reports[b].add_missing("trainer", "no trainer target configured for this branch")
     if not names:
         report_missing.append(
-            Missing("branches", 'no trainers configured (settings: trainers="b1=host:port,...")')
+            Missing(
+                "branches",
+                'no trainers configured (settings: trainers="b1=host:port,..." or runs_dir=<run dirs>)',
+            )
         )
 
     # 1. Trainers, in parallel: an unreachable one costs one deadline, not one per branch.
@@ -309,6 +318,11 @@ def collect(
         indices = _eval_indices(len(validation), settings.eval_max_clips)
         for b in names:
             r = reports[b]
+            if r.results is None and any(m.section == "results" for m in r.missing):
+                # A run that did not finish is not scored, even if an older model of it is served.
+                reason = next(m.reason for m in r.missing if m.section == "results")
+                r.add_missing("served model", f"run not finished ({reason})")
+                continue
             if b not in served_versions:
                 loaded = ", ".join(f"{k} v{max(v)}" for k, v in sorted(served_versions.items())) or "none"
                 r.add_missing("served model", f"encoder serves no model for {b} (loaded: {loaded})")

@@ -2,9 +2,9 @@
 
 The reporter service (``python -m services.reporter``) keeps serving BuildReport; a Job
 needs a process that ends. This one reads the same settings (``TRAJLAB_REPORTER_*``),
-waits until every trainer it is given answers DONE or FAILED (in the Job, the trainers
-are sidecars serving the finished runs from the store) and the encoder serves each DONE
-branch (bounded by ``encoder_wait_seconds``), builds the report, logs where it is and
+waits until every run it is given is DONE or FAILED (live trainers, or finished runs'
+stored results under ``runs_dir``: in the Job, the store's run directories) and the encoder
+serves each DONE run (bounded by ``encoder_wait_seconds``), builds the report, logs where it is and
 exits 0; 1 when the build fails, 2 on a configuration error.
 """
 
@@ -16,6 +16,7 @@ import threading
 
 from trajlab.errors import ConfigError
 from trajlab.logging_setup import setup_logging
+from trajlab.store import StoreError
 
 log = logging.getLogger("services.reporter.once")
 
@@ -33,11 +34,18 @@ def main() -> int:
         log.error("%s", exc)
         return 2
     setup_logging(settings.log_level, settings.json_logs)
-    if not settings.trainer_targets():
-        log.error("trainers: no trainers given (TRAJLAB_REPORTER_TRAINERS='b1=host:port,...')")
+    if not settings.trainer_targets() and settings.runs_dir is None:
+        log.error(
+            "trainers: no trainers and no runs_dir given (TRAJLAB_REPORTER_TRAINERS='b1=host:port,...' "
+            "or TRAJLAB_REPORTER_RUNS_DIR=<path or s3://bucket/prefix>)"
+        )
         return 2
     stop = threading.Event()
-    sources = ReportSources.from_settings(settings)
+    try:
+        sources = ReportSources.from_settings(settings)
+    except StoreError as exc:
+        log.error("%s", exc)
+        return 2
     try:
         wait_until_trainers_finish(sources, settings.build_when_done_poll_seconds, stop)
         wait_for_encoder(sources, settings.encoder_wait_seconds, stop)

@@ -9,6 +9,7 @@ from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from trajlab.config import ServerSettings
+from trajlab.runs import split_run_name
 from trajlab.store import Location, StoreUrl
 
 WINNER_RULES = ("accuracy_then_mae", "mae_then_accuracy", "served_accuracy_then_mae")
@@ -34,6 +35,22 @@ def parse_targets(spec: str) -> dict[str, str]:
     return out
 
 
+def parse_run_names(spec: str) -> list[str]:
+    """Parse ``"b1@s0,b2@s1"`` into run names (order kept); ValueError naming a bad or repeated one."""
+    out: list[str] = []
+    for raw in spec.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        base, seed = split_run_name(name)
+        if seed is None or not base or "/" in base or "=" in base:
+            raise ValueError(f"expected run names 'branch@s<seed>' (e.g. b1@s0), got {name!r}")
+        if name in out:
+            raise ValueError(f"run {name!r} given twice")
+        out.append(name)
+    return out
+
+
 class ReporterSettings(ServerSettings):
     """Where the reporter finds its sources and what report it writes."""
 
@@ -47,6 +64,12 @@ class ReporterSettings(ServerSettings):
     port: int = 50054  # gRPC port of ReporterService; 0 picks a free one
     # Trainers to report on, "b1=host:port,b2=host:port"; the order is the report's branch order.
     trainers: str = ""
+    # Finished runs' stored results, read without a trainer: a run-dir base (a path or
+    # s3://bucket/prefix) holding <branch>/seed-<seed>/ run directories (sources/stored_runs.py).
+    # Alone or beside `trainers` (a run given both ways is asked of its live trainer).
+    runs_dir: Location | None = None
+    # The runs to report from runs_dir, "b1@s0,b2@s0,..." (the report's order); "" = every run found.
+    runs: str = ""
     # Encoder gRPC target for the served-model evaluation; "" skips it (shown as missing).
     encoder_target: str = "127.0.0.1:50051"
     # Describer gRPC target for the sample equations; "" skips it (shown as missing).
@@ -109,6 +132,16 @@ class ReporterSettings(ServerSettings):
         if v < 0:
             raise ValueError("must be >= 0")
         return v
+
+    @field_validator("runs")
+    @classmethod
+    def _check_runs(cls, v: str) -> str:
+        parse_run_names(v)
+        return v
+
+    def run_names(self) -> list[str]:
+        """The stored runs asked for, in order ([] = discover them under runs_dir)."""
+        return parse_run_names(self.runs)
 
     def trainer_targets(self) -> dict[str, str]:
         """The trainers as ``{branch: target}``."""
