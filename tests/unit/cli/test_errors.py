@@ -105,6 +105,10 @@ BAD_INPUTS: dict[str, list[tuple[str, int, str]]] = {
         ("--trainers b1={unreachable} --reports-dir {unwritable}", BAD, "--reports-dir"),
         ("--trainers b1={unreachable} --profile {missing}.yaml", BAD, "does not exist"),
         ("--reporter {unreachable}", FAILED, "given by --reporter"),
+        ("--runs-dir {missing}", BAD, "is not a directory"),
+        ("--runs-dir {folder}", BAD, "no runs in"),
+        ("--runs-dir {folder} --runs b1", BAD, "branch@s<seed>"),
+        ("--runs-dir ftp://host/runs", BAD, "only s3:// URLs or local paths"),
     ],
     "monitor": [
         ("--trainers garbage --once", BAD, "--trainers"),
