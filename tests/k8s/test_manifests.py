@@ -317,40 +317,33 @@ def test_encoder_trainers_and_reporter_share_one_store(rendered: dict[str, list[
     assert trainer["TRAJLAB_TRAINER_RUN_DIR"].startswith("s3://")
     assert encoder["TRAJLAB_S3_ENDPOINT_URL"] == trainer["TRAJLAB_S3_ENDPOINT_URL"]
     reporter = pod_spec(find(objs, "Job", "trajlab-reporter"))
-    for c in reporter["initContainers"]:  # the wait and the sidecar trainers read the same runs
+    for c in reporter["initContainers"]:  # the wait reads the runs the trainers write
         env = env_of(objs, c)
         assert env["TRAJLAB_TRAINER_RUN_DIR"] == trainer["TRAJLAB_TRAINER_RUN_DIR"], c["name"]
         assert env["TRAJLAB_TRAINER_MODEL_REPO"] == trainer["TRAJLAB_TRAINER_MODEL_REPO"], c["name"]
         assert env["TRAJLAB_TRAINER_PROFILE"] == trainer["TRAJLAB_TRAINER_PROFILE"], c["name"]
+    report = env_of(objs, container(reporter, "reporter"))  # and the report reads their stored results
+    assert report["TRAJLAB_REPORTER_RUNS_DIR"] == trainer["TRAJLAB_TRAINER_RUN_DIR"]
+    assert report["TRAJLAB_S3_ENDPOINT_URL"] == trainer["TRAJLAB_S3_ENDPOINT_URL"]
 
 
 # -- the reporter Job -----------------------------------------------------------------------
 
 
-def test_reporter_waits_for_the_runs_then_reports_from_sidecar_trainers(rendered: dict[str, list[Obj]]) -> None:
+def test_reporter_waits_for_the_runs_then_reports_from_their_stored_results(rendered: dict[str, list[Obj]]) -> None:
     objs = rendered["cpu"]
-    matrix = matrix_of(objs)
     spec = pod_spec(find(objs, "Job", "trajlab-reporter"))
     inits = spec["initContainers"]
+    assert len(inits) == 1, "no sidecar trainers: the finished runs are read from the store"
     wait = inits[0]
     assert wait["command"][:4] == ["python", "-m", "services.trainer.run_matrix", "wait"]
     assert "restartPolicy" not in wait  # a plain init container: everything after it waits for it
-    sidecars = inits[1:]
-    assert all(c.get("restartPolicy") == "Always" for c in sidecars)
-    served = {}
-    for c in sidecars:
-        env = env_of(objs, c)
-        assert env["TRAJLAB_TRAINER_AUTO_START"] == "false", c["name"]
-        assert env["TRAJLAB_TRAINER_SEED"] == str(matrix.seeds[0]), c["name"]
-        assert "startupProbe" in c, c["name"]
-        served[env["TRAJLAB_TRAINER_BRANCH"]] = f"127.0.0.1:{env['TRAJLAB_TRAINER_PORT']}"
-    assert sorted(served) == sorted(matrix.branches), "one sidecar trainer per branch of the matrix"
     reporter = container(spec, "reporter")
     assert reporter["command"] == ["python", "-m", "services.reporter.once"]
     env = env_of(objs, reporter)
-    from services.reporter.settings import parse_targets
-
-    assert parse_targets(env["TRAJLAB_REPORTER_TRAINERS"]) == served
+    assert "TRAJLAB_REPORTER_TRAINERS" not in env
+    assert env["TRAJLAB_REPORTER_RUNS_DIR"] == env_of(objs, wait)["TRAJLAB_TRAINER_RUN_DIR"]
+    assert {"secretRef": {"name": "trajlab-s3", "optional": True}} in reporter["envFrom"]  # bucket credentials
     # The validation clips the wait container builds are where the reporter reads them.
     assert env["TRAJLAB_REPORTER_DATA_DIR"] == env_of(objs, wait)["TRAJLAB_TRAINER_DATA_DIR"]
     reports = next(m for m in reporter["volumeMounts"] if m["mountPath"] == env["TRAJLAB_REPORTER_REPORTS_DIR"])
