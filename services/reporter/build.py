@@ -121,7 +121,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _history_curves(history: list) -> Curves:
+def _history_curves(history: list, source: str = "trainer GetHistory") -> Curves:
     return Curves(
         epochs=[int(e.epoch) for e in history],
         series={
@@ -130,7 +130,7 @@ def _history_curves(history: list) -> Curves:
             "val_accuracy": [e.val_accuracy for e in history],
             "forecast_mae_pct": [e.forecast_mae_pct for e in history],
         },
-        source="trainer GetHistory",
+        source=source,
     )
 
 
@@ -209,12 +209,14 @@ def collect(
 
     # 1. Trainers, in parallel: an unreachable one costs one deadline, not one per branch.
     live = [b for b in names if b in sources.trainers]
+    history_sources: dict[str, str] = {}
     if live:
         with ThreadPoolExecutor(max_workers=min(8, len(live))) as pool:
             fetched = dict(zip(live, pool.map(lambda b: sources.trainers[b].fetch(), live), strict=True))
         for b, f in fetched.items():
             r = reports[b]
             r.status, r.history, r.results = f.status, f.history, f.results
+            history_sources[b] = f.history_source
             r.missing.extend(f.missing)
             if r.results is not None:
                 for w in r.results.warnings:
@@ -260,7 +262,7 @@ def collect(
         else:
             prom_note = prom_reason
         if curves is None and r.history:
-            curves = _history_curves(r.history)
+            curves = _history_curves(r.history, history_sources.get(b, "trainer GetHistory"))
             curves.note = prom_note
         if curves is None:
             reason = prom_note if prom is not None else "no training history"

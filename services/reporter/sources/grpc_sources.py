@@ -75,6 +75,7 @@ class TrainerFetch:
     results: trainer_pb2.EvaluationResults | None = None
     missing: list[Missing] = field(default_factory=list)
     reachable: bool = True
+    history_source: str = "trainer GetHistory"  # where the history came from, for the curves table
 
 
 class TrainerSource:

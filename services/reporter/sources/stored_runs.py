@@ -209,7 +209,7 @@ class StoredRunSource:
         return msg
 
     def fetch(self) -> TrainerFetch:
-        out = TrainerFetch()
+        out = TrainerFetch(history_source=f"stored results.json ({self.target})")
         try:
             run = self.read()
         except StoreError as exc:

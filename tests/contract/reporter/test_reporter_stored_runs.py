@@ -116,3 +116,4 @@ def test_the_report_names_the_run_directories_it_read(
 ) -> None:
     md = built.markdown_path.read_text()
     assert f"b2@s1={stored[1] / 'b2' / 'seed-1'}" in md
+    assert f"| b2@s1 | stored results.json ({stored[1] / 'b2' / 'seed-1'}) | 5 |" in md  # curves table
