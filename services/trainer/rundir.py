@@ -10,21 +10,27 @@ one is a cache (``<cache_dir>/runs/<branch>``) and :class:`RunStore`:
   on another node resumes from the newest complete checkpoint as if it had stayed;
 - ``saved(path)`` after each local save: the checkpoint (or results.json) is uploaded
   as a unit, marker last, so a trainer killed mid-upload leaves an incomplete unit that
-  no reader uses; older checkpoint units beyond ``keep`` are deleted (marker first).
+  no reader uses; older checkpoint units beyond ``keep`` are deleted (marker first);
+- ``saved(status.json)``: the status is uploaded as one object (an S3 PUT replaces it whole),
+  at most once per status interval, and always when the run ends (done, failed, stopped), so
+  the reporter and ``trajlab monitor --runs-dir s3://...`` see cluster runs without the pods.
+  A failed status upload is logged, never stops the training.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from trajlab.profiles import Profile
-from trajlab.store import Store, StoreUrl, is_store_url, open_store
+from trajlab.store import Store, StoreError, StoreUrl, is_store_url, open_store
 from trajlab.store.units import UnitCorrupt, complete_units, delete_unit, fetch_unit, publish_unit
 
 log = logging.getLogger(__name__)
@@ -33,19 +39,25 @@ _CKPT = re.compile(r"^ckpt-epoch-(\d{5})\.pt$")
 _UNIT = re.compile(r"^checkpoints/([0-9a-f]{1,64})/epoch-(\d{5})$")
 RESULTS_UNIT = "results"
 RESULTS_FILES = ("results.json",)
+STATUS_FILE = "status.json"
+FINAL_STATES = ("done", "failed", "idle")  # uploaded at once: the run ended or was stopped
 
 
 class RunStore:
     """Mirrors a local run directory's checkpoints and results to a store (a bucket prefix)."""
 
-    def __init__(self, store: Store, local: Path, *, keep: int) -> None:
+    def __init__(self, store: Store, local: Path, *, keep: int, status_interval_seconds: float = 0.0) -> None:
         self.store = store
         self.local = Path(local)
         self.keep = max(1, keep)
+        self.status_interval = status_interval_seconds
+        self._last_status_put: float | None = None
 
     @classmethod
-    def at(cls, url: StoreUrl | str, local: Path, *, keep: int) -> RunStore:
-        return cls(open_store(str(url)), local, keep=keep)
+    def at(
+        cls, url: StoreUrl | str, local: Path, *, keep: int, status_interval_seconds: float = 0.0
+    ) -> RunStore:
+        return cls(open_store(str(url)), local, keep=keep, status_interval_seconds=status_interval_seconds)
 
     # -- start: bucket -> local ------------------------------------------------------------
 
@@ -92,6 +104,24 @@ class RunStore:
             self._rotate(fingerprint)
         elif rel.as_posix() in RESULTS_FILES:
             publish_unit(self.store, RESULTS_UNIT, {rel.name: Path(path)})
+        elif rel.as_posix() == STATUS_FILE:
+            self._status_saved(Path(path))
+
+    def _status_saved(self, path: Path) -> None:
+        """Upload status.json, rate-limited to one PUT per status interval except when the run ends."""
+        now = time.monotonic()
+        try:
+            state = json.loads(path.read_text()).get("state", "")
+        except (OSError, ValueError, AttributeError):
+            return  # not a status this code wrote; the next one will be
+        last = self._last_status_put
+        if state not in FINAL_STATES and last is not None and now - last < self.status_interval:
+            return
+        self._last_status_put = now
+        try:
+            self.store.put_file(STATUS_FILE, path)
+        except (StoreError, OSError) as exc:
+            log.warning("status not uploaded to %s: %s", self.store.child_url(STATUS_FILE), exc)
 
     def _rotate(self, fingerprint: str) -> None:
         """Keep the newest ``keep`` complete checkpoints; drop older ones and older partial uploads."""
@@ -129,7 +159,12 @@ def resolve_run_paths(run: Path | str, data: Path | str, *, cache_dir: Path, pro
     if is_store_url(run):
         url = StoreUrl(str(run))
         run_dir = _local_copy(cache_dir, "runs", url)
-        run_store = RunStore.at(url, run_dir, keep=profile.training.keep_checkpoints)
+        run_store = RunStore.at(
+            url,
+            run_dir,
+            keep=profile.training.keep_checkpoints,
+            status_interval_seconds=profile.training.status_interval_seconds,
+        )
         run_store.pull()
         on_saved = run_store.saved
     else:

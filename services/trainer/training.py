@@ -227,6 +227,8 @@ class Trainer(StepLoop, Scoring, Publishing):
         if write or now - self._last_status_write >= interval:
             self._last_status_write = now
             write_json_atomic(self.run_dir / "status.json", dataclasses.asdict(snapshot))
+            if self.cfg.on_saved is not None:  # a bucket run dir: uploaded, rate-limited (rundir)
+                self.cfg.on_saved(self.run_dir / "status.json")
         if self._on_update is not None:
             self._on_update(snapshot)
 
