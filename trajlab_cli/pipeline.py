@@ -202,6 +202,12 @@ def monitor_command(
     once: bool = typer.Option(False, "--once", help="Print one snapshot and exit (for scripts)."),
     interval: float = typer.Option(1.0, "--interval", min=0.1, help="Least seconds between status updates."),
     keep: bool = typer.Option(False, "--keep", help="Keep watching after every trainer finished."),
+    runs_dir: str | None = typer.Option(
+        None,
+        "--runs-dir",
+        help="Read the runs' status from their run directories (path or s3://bucket/prefix) instead of "
+        "asking trainers: cluster runs without reaching the pods (re-read every --interval, at least 5 s).",
+    ),
 ) -> None:
     """Live table of every trainer (state, epoch, loss, accuracy, MAE, clips/s, ETA), redrawn in place."""
     from rich.console import Console
@@ -209,6 +215,9 @@ def monitor_command(
     from services.reporter.monitor import Monitor, poll_once, render_table, run_live
     from services.reporter.settings import parse_targets
 
+    if runs_dir is not None:
+        _monitor_stored(runs_dir, once=once, interval=max(interval, 5.0), keep=keep)
+        return
     spec = trainers if trainers is not None else os.environ.get("TRAJLAB_REPORTER_TRAINERS", "")
     try:
         targets = parse_targets(spec)
@@ -226,6 +235,40 @@ def monitor_command(
         run_live(mon, console=console, exit_when_finished=not keep)
     finally:
         mon.stop()
+
+
+def _monitor_stored(runs_dir: str, *, once: bool, interval: float, keep: bool) -> None:
+    """The monitor's table from the stored status of every run under runs_dir (one listing per poll)."""
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from services.reporter.monitor import FINISHED, render_table
+    from services.reporter.sources.stored_runs import stored_run_sources, stored_views
+    from trajlab.store import StoreError, parse_location
+
+    try:
+        location = parse_location(runs_dir)
+        views = stored_views(stored_run_sources(location))
+    except (StoreError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--runs-dir") from None
+    if not views:
+        raise typer.BadParameter(
+            f"no runs in {runs_dir} (expected <runs-dir>/<branch>/seed-<seed>/)", param_hint="--runs-dir"
+        )
+    console = Console()
+    if once:
+        console.print(render_table(views))
+        return
+    with Live(render_table(views), console=console, transient=False) as live:
+        try:
+            while keep or not all(v.status is not None and v.status.state in FINISHED for v in views):
+                time.sleep(interval)
+                views = stored_views(stored_run_sources(location))
+                live.update(render_table(views))
+        except KeyboardInterrupt:
+            pass
 
 
 def register(app: typer.Typer) -> None:

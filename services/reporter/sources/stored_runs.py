@@ -205,7 +205,13 @@ class StoredRunSource:
             msg.error = run.detail
         if run.results is not None:
             msg.model_version = int(run.results.get("model_version", msg.model_version) or 0)
-            msg.epoch = max(msg.epoch, len(run.results.get("history") or []))
+            history = run.results.get("history") or []
+            msg.epoch = max(msg.epoch, len(history))
+            msg.total_epochs = max(msg.total_epochs, msg.epoch)
+            last = history[-1] if history and isinstance(history[-1], dict) else {}
+            for name in ("train_loss", "val_loss", "val_accuracy", "forecast_mae_pct", "clips_per_second"):
+                if run.status is None and isinstance(last.get(name), (int, float)):
+                    setattr(msg, name, float(last[name]))  # no status stored: the last epoch's figures
         return msg
 
     def fetch(self) -> TrainerFetch:
@@ -276,3 +282,16 @@ def stored_run_sources(location: Any, names: list[str] | None = None) -> dict[st
         store.check()
     wanted = names if names else discover_runs(store)
     return {n: StoredRunSource(n, store, bucket=bucket) for n in wanted}
+
+
+def stored_views(sources: dict[str, StoredRunSource]) -> list[Any]:
+    """The monitor's rows (``monitor.BranchView``) from the runs' stored status, no trainer asked."""
+    from services.reporter.monitor import BranchView
+
+    views = []
+    for name, src in sources.items():
+        try:
+            views.append(BranchView(name, src.target, src.status()))
+        except StoreError as exc:
+            views.append(BranchView(name, src.target, None, f"store unreadable: {exc}"))
+    return views

@@ -112,6 +112,8 @@ BAD_INPUTS: dict[str, list[tuple[str, int, str]]] = {
     ],
     "monitor": [
         ("--trainers garbage --once", BAD, "--trainers"),
+        ("--runs-dir {missing} --once", BAD, "is not a directory"),
+        ("--runs-dir {folder} --once", BAD, "no runs in"),
     ],
     "zoo": [
         ("--profile {missing}.yaml --no-parity", BAD, "does not exist"),

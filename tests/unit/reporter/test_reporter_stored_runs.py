@@ -175,3 +175,15 @@ def test_bad_run_settings_name_the_field(field: str, value: str, text: str) -> N
 def test_a_missing_runs_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"runs_dir: .* is not a directory"):
         stored_run_sources(tmp_path / "nope")
+
+
+def test_the_monitor_shows_stored_runs_without_a_trainer(runs: Path) -> None:
+    from typer.testing import CliRunner
+
+    from trajlab_cli import app
+
+    out = CliRunner().invoke(app, ["monitor", "--runs-dir", str(runs), "--once"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    lines = {ln.split()[1]: ln for ln in out.output.splitlines() if ln.startswith("│") and "@s" in ln}
+    assert set(lines) == {"b1@s0", "b1@s1", "b2@s0", "b2@s1", "b3@s0"}
+    assert "done" in lines["b1@s0"] and "failed" in lines["b1@s1"] and "training" in lines["b2@s0"]
