@@ -58,7 +58,7 @@ def local_validation_dir(settings: ReporterSettings) -> Path:
 
 
 def check_locations(settings: ReporterSettings) -> None:
-    """Raise a StoreError now if a bucket location cannot be used (wrong credentials, no bucket)."""
-    for location in (settings.reports_dir, settings.data_dir):
+    """Raise a StoreError now if a bucket location (reports, data, runs) cannot be used."""
+    for location in (settings.reports_dir, settings.data_dir, settings.runs_dir):
         if is_store_url(location):
             open_store(str(location)).check()
