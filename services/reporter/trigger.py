@@ -19,10 +19,13 @@ FINISHED = (trainer_pb2.TRAINING_STATE_DONE, trainer_pb2.TRAINING_STATE_FAILED)
 
 
 def wait_until_trainers_finish(sources: ReportSources, poll_seconds: float, stop: threading.Event) -> bool:
-    """Block until every trainer is DONE or FAILED (an unreachable one is waited for); False if stopped."""
+    """Block until every live trainer is DONE or FAILED (an unreachable one is waited for); False if
+    stopped. Stored runs are read as they are: a pending one is reported as pending."""
     while not stop.is_set():
         pending = []
         for b, src in sources.trainers.items():
+            if not getattr(src, "live", True):
+                continue
             try:
                 state = src.status().state
             except grpc.RpcError:

@@ -81,6 +81,8 @@ class TrainerFetch:
 class TrainerSource:
     """One branch's trainer: status, per-epoch history and evaluation results."""
 
+    live = True  # the report trigger waits for it to finish
+
     def __init__(self, branch: str, target: str, *, timeout_seconds: float = 10.0) -> None:
         self.branch = branch
         self.target = target

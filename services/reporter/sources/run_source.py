@@ -18,6 +18,7 @@ class RunSource(Protocol):
 
     branch: str  # the run's name in the report
     target: str  # where the run is read from (host:port, a run directory or its s3:// URL)
+    live: bool  # a running trainer (waited for by the report trigger) or a stored snapshot (read as is)
 
     def status(self) -> trainer_pb2.TrainingStatus:
         """Where the run is now; a live source raises grpc.RpcError when unreachable."""

@@ -87,6 +87,8 @@ def _stamp(ts: float) -> str:
 class StoredRunSource:
     """One run's stored status and results (implements ``run_source.RunSource``)."""
 
+    live = False  # read as it is: a run that never finishes must not hold a report back
+
     def __init__(self, name: str, store: Store, *, bucket: bool) -> None:
         self.branch = name
         self.key = run_key(name)

@@ -187,3 +187,24 @@ def test_the_monitor_shows_stored_runs_without_a_trainer(runs: Path) -> None:
     lines = {ln.split()[1]: ln for ln in out.output.splitlines() if ln.startswith("│") and "@s" in ln}
     assert set(lines) == {"b1@s0", "b1@s1", "b2@s0", "b2@s1", "b3@s0"}
     assert "done" in lines["b1@s0"] and "failed" in lines["b1@s1"] and "training" in lines["b2@s0"]
+
+
+def test_the_reporter_job_reports_stored_runs_without_waiting_for_pending_ones(
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.reporter import once
+
+    for key, value in {
+        "RUNS_DIR": str(runs),
+        "ENCODER_TARGET": "",
+        "DESCRIBER_TARGET": "",
+        "REPORTS_DIR": str(tmp_path / "reports"),
+        "DATA_DIR": str(tmp_path / "no-data"),
+    }.items():
+        monkeypatch.setenv(f"TRAJLAB_REPORTER_{key}", value)
+    assert once.main() == 0  # b2@s0 is still training: reported as such, not waited for
+    (report,) = (tmp_path / "reports").glob("*/report.json")
+    doc = json.loads(report.read_text())
+    assert sorted(doc["branches"]) == ["b1@s0", "b1@s1", "b2@s0", "b2@s1", "b3@s0"]
+    monkeypatch.setenv("TRAJLAB_REPORTER_RUNS_DIR", str(tmp_path / "nope"))
+    assert once.main() == 2  # a runs_dir that cannot be read: a configuration error
