@@ -8,6 +8,7 @@ and ends with the same weights and results as an uninterrupted run.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import torch
 
+from services.reporter.sources.stored_runs import StoredRunSource
 from tests.reliability.procs import ServiceProcess
 from tests.unit.trainer import kit as tkit
 from trajlab.clients.trainer import TrainerClient
@@ -137,3 +139,9 @@ def test_a_trainer_killed_mid_checkpoint_resumes_elsewhere_from_the_bucket_and_m
     assert complete_versions(open_store(f"s3://{bucket}/killed/models").list("")) == {"b4": [1]}
     assert final.model_version == 1
     assert s3_env["AWS_SECRET_ACCESS_KEY"] not in proc.output
+    # The run's status and results are readable from the bucket alone (the reporter, the monitor).
+    status = json.loads(run_store.get_bytes("status.json"))
+    assert status["state"] == "done" and status["epoch"] == EPOCHS
+    stored = StoredRunSource("run", open_store(f"s3://{bucket}/killed"), bucket=True).fetch()
+    assert stored.missing == [] and stored.results is not None
+    assert stored.results.accuracy == pytest.approx(results["accuracy"], rel=1e-6)
