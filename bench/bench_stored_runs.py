@@ -106,11 +106,12 @@ def _run(tmp: Path, runs: int, reads: int) -> int:
         local_times.append(t)
     requests = calls.n
     b, lo = sum(bucket_times) / reads, sum(local_times) / reads
-    print(f"runs: {runs}, results.json {size / 1024:.1f} KiB each (60-epoch history)")  # noqa: T201
-    print(f"bucket: {requests} S3 requests per read ({(requests - 2) / runs:.2f} per run + check and listing), "  # noqa: T201
-          f"{b * 1000:.0f} ms per read ({b * 1000 / runs:.1f} ms per run)")  # fmt: skip
-    print(f"local run dirs: {lo * 1000:.0f} ms per read ({lo * 1000 / runs:.2f} ms per run)")  # noqa: T201
-    print(f"bucket / local: {b / lo:.1f}x")  # noqa: T201
+    print(f"runs: {runs}, results.json {size / 1024:.1f} KiB each (60-epoch history)")
+    per_run = (requests - 2) / runs
+    print(f"bucket: {requests} S3 requests per read ({per_run:.2f} per run + check and listing), ", end="")
+    print(f"{b * 1000:.0f} ms per read ({b * 1000 / runs:.1f} ms per run)")
+    print(f"local run dirs: {lo * 1000:.0f} ms per read ({lo * 1000 / runs:.2f} ms per run)")
+    print(f"bucket / local: {b / lo:.1f}x")
     return 0
 
 
