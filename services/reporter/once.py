@@ -43,7 +43,7 @@ def main() -> int:
     stop = threading.Event()
     try:
         sources = ReportSources.from_settings(settings)
-    except StoreError as exc:
+    except (StoreError, ConfigError) as exc:
         log.error("%s", exc)
         return 2
     try:

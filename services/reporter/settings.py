@@ -68,8 +68,10 @@ class ReporterSettings(ServerSettings):
     # s3://bucket/prefix) holding <branch>/seed-<seed>/ run directories (sources/stored_runs.py).
     # Alone or beside `trainers` (a run given both ways is asked of its live trainer).
     runs_dir: Location | None = None
-    # The runs to report from runs_dir, "b1@s0,b2@s0,..." (the report's order); "" = every run found.
+    # The runs to report from runs_dir, "b1@s0,b2@s0,..." (the report's order); "" = the run matrix
+    # file's branches x seeds when one is given, else every run found under runs_dir.
     runs: str = ""
+    run_matrix_file: Path | None = None  # the trainers' matrix (trajlab.run_matrix), as the Job mounts it
     # Encoder gRPC target for the served-model evaluation; "" skips it (shown as missing).
     encoder_target: str = "127.0.0.1:50051"
     # Describer gRPC target for the sample equations; "" skips it (shown as missing).
@@ -140,8 +142,14 @@ class ReporterSettings(ServerSettings):
         return v
 
     def run_names(self) -> list[str]:
-        """The stored runs asked for, in order ([] = discover them under runs_dir)."""
-        return parse_run_names(self.runs)
+        """The stored runs asked for, in order ([] = discover them under runs_dir).
+
+        Raises ConfigError naming the matrix file when it cannot be read."""
+        if self.runs or self.run_matrix_file is None:
+            return parse_run_names(self.runs)
+        from trajlab.run_matrix import load_run_matrix
+
+        return load_run_matrix(self.run_matrix_file).run_names()
 
     def trainer_targets(self) -> dict[str, str]:
         """The trainers as ``{branch: target}``."""

@@ -25,79 +25,17 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from trajlab.config import read_yaml, validate_model
 from trajlab.errors import ConfigError
+from trajlab.run_matrix import Run, RunMatrix, load_run_matrix  # noqa: F401 - the matrix, shared with the reporter
 from trajlab.runs import ablated_branch
 
 log = logging.getLogger(__name__)
 
 EXIT_FAILED_RUN = 3  # a run that failed for good (e.g. a NaN loss): retrying cannot help
 EXIT_INTERRUPTED = 143  # stopped before the run was done (SIGTERM): the Job retries and resumes
-
-
-@dataclass(frozen=True)
-class Run:
-    """One cell of the matrix."""
-
-    index: int
-    branch: str
-    seed: int
-
-
-class RunMatrix(BaseModel):
-    """Branches x seeds, as written in the matrix file."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    branches: list[str] = Field(min_length=1)
-    seeds: list[int] = Field(min_length=1)
-
-    @field_validator("branches", "seeds")
-    @classmethod
-    def _unique(cls, v: list[Any]) -> list[Any]:
-        dup = sorted({str(x) for x in v if v.count(x) > 1})
-        if dup:
-            raise ValueError(f"listed more than once: {', '.join(dup)}")
-        return v
-
-    @field_validator("seeds")
-    @classmethod
-    def _non_negative(cls, v: list[int]) -> list[int]:
-        bad = [s for s in v if s < 0]
-        if bad:
-            raise ValueError(f"seeds must be >= 0, got {bad}")
-        return v
-
-    def runs(self) -> list[Run]:
-        """Every run, in index order (branch-major)."""
-        n = len(self.seeds)
-        return [
-            Run(index=bi * n + si, branch=b, seed=s)
-            for bi, b in enumerate(self.branches)
-            for si, s in enumerate(self.seeds)
-        ]
-
-    def pick(self, index: int) -> Run:
-        """The run of a completion index; an index outside the matrix is a ConfigError."""
-        runs = self.runs()
-        if not 0 <= index < len(runs):
-            raise ConfigError(
-                f"run_index: {index} is outside the run matrix of {len(self.branches)} branches x "
-                f"{len(self.seeds)} seeds (expected 0..{len(runs) - 1}; the Job's completions must "
-                f"equal {len(runs)})"
-            )
-        return runs[index]
-
-
-def load_run_matrix(path: str | Path) -> RunMatrix:
-    """Read and validate a matrix file; errors name the file and the field."""
-    return validate_model(RunMatrix, read_yaml(path), str(path))
 
 
 def join_store(base: Any, *parts: str) -> Any:

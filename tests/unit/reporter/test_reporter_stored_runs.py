@@ -208,3 +208,14 @@ def test_the_reporter_job_reports_stored_runs_without_waiting_for_pending_ones(
     assert sorted(doc["branches"]) == ["b1@s0", "b1@s1", "b2@s0", "b2@s1", "b3@s0"]
     monkeypatch.setenv("TRAJLAB_REPORTER_RUNS_DIR", str(tmp_path / "nope"))
     assert once.main() == 2  # a runs_dir that cannot be read: a configuration error
+
+
+def test_the_run_matrix_names_the_runs_to_report(runs: Path, tmp_path: Path) -> None:
+    matrix = tmp_path / "matrix.yaml"
+    matrix.write_text("branches: [b2, b1]\nseeds: [0, 1]\n")
+    s = load_settings(ReporterSettings, runs_dir=str(runs), run_matrix_file=matrix)
+    sources = ReportSources.from_settings(s)
+    assert list(sources.trainers) == ["b2@s0", "b2@s1", "b1@s0", "b1@s1"]  # b3@s0 is not the matrix's
+    matrix.write_text("branches: [b1, b1]\nseeds: [0]\n")
+    with pytest.raises(ConfigError, match=r"(?s)matrix\.yaml.*branches: .*listed more than once"):
+        load_settings(ReporterSettings, runs_dir=str(runs), run_matrix_file=matrix).run_names()
