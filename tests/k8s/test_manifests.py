@@ -344,6 +344,10 @@ def test_reporter_waits_for_the_runs_then_reports_from_their_stored_results(rend
     assert "TRAJLAB_REPORTER_TRAINERS" not in env
     assert env["TRAJLAB_REPORTER_RUNS_DIR"] == env_of(objs, wait)["TRAJLAB_TRAINER_RUN_DIR"]
     assert {"secretRef": {"name": "trajlab-s3", "optional": True}} in reporter["envFrom"]  # bucket credentials
+    # The runs it reports are the matrix's (runs of another matrix under the same prefix are not).
+    mount = next(m for m in reporter["volumeMounts"] if env["TRAJLAB_REPORTER_RUN_MATRIX_FILE"].startswith(m["mountPath"] + "/"))
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert volume["configMap"]["name"] == find_prefix(objs, "ConfigMap", "trajlab-run-matrix-")["metadata"]["name"]
     # The validation clips the wait container builds are where the reporter reads them.
     assert env["TRAJLAB_REPORTER_DATA_DIR"] == env_of(objs, wait)["TRAJLAB_TRAINER_DATA_DIR"]
     reports = next(m for m in reporter["volumeMounts"] if m["mountPath"] == env["TRAJLAB_REPORTER_REPORTS_DIR"])
