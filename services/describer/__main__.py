@@ -36,7 +36,12 @@ def main() -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    registry = BackendRegistry(settings, {name: b.describer_backend for name, b in branches.items()})
+    try:
+        defaults = settings.branch_defaults({name: b.describer_backend for name, b in branches.items()})
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    registry = BackendRegistry(settings, defaults)
     checks = [(f"branches: {name}.describer_backend", b) for name, b in registry.branch_defaults.items()]
     for where, backend in [*checks, ("default_backend", settings.default_backend)]:
         try:
