@@ -22,7 +22,7 @@ class Price(BaseModel):
 
 
 def check_price_keys(prices: dict[str, Price]) -> dict[str, Price]:
-    """Refuse keys that are not a language-model backend's canonical name ("openai:<model>", "tgi:<model>")."""
+    """Refuse keys that are not a language-model backend ("openai:<model>", "tgi:<model>")."""
     for key in prices:
         kind, sep, model = key.partition(":")
         if kind not in ("openai", "tgi") or not sep or not model.strip():
