@@ -4,7 +4,11 @@ priced when the price table has the backend, and the reporter's source reading i
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -23,6 +27,7 @@ from trajlab.describer.v1 import describer_pb2, describer_pb2_grpc
 from trajlab.grpc_server import create_server
 from trajlab.profiles import CLASS_NAMES
 
+ROOT = Path(__file__).resolve().parents[3]
 KEY = "sk-local-vllm-0123456789"
 BRANCHES = {"b1": "openai:gpt-4", "b3": "tgi:mistral", "b4": "tgi:phi-2"}
 
@@ -114,3 +119,38 @@ def test_a_priced_backend_answers_with_its_cost(target: str) -> None:
     assert (u.backend, u.attempts, u.prompt_tokens, u.completion_tokens) == ("openai:gpt-4", 1, 300, 100)
     assert u.priced and u.cost == pytest.approx((300 * 0.03 + 100 * 0.06) / 1000)
     assert u.seconds > 0
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        (
+            {
+                "TRAJLAB_DESCRIBER_PRICES": '{"openai:gpt-4": {"prompt_per_1k": 0.03, "completion_per_1k": -0.06}}'
+            },
+            "prices.openai:gpt-4.completion_per_1k",
+        ),
+        (
+            {"TRAJLAB_DESCRIBER_PRICES": '{"gpt-4": {"prompt_per_1k": 0.03, "completion_per_1k": 0.06}}'},
+            "'gpt-4'",
+        ),
+        (
+            {"TRAJLAB_DESCRIBER_BRANCH_BACKENDS": '{"b9": "openai:mistral"}'},
+            "branch_backends: unknown branch",
+        ),
+    ],
+)
+def test_python_m_services_describer_refuses_bad_cost_settings_at_start(
+    env: dict[str, str], named: str
+) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TRAJLAB_", "OPENAI_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.describer"],
+        cwd=ROOT,
+        env={**base, "TRAJLAB_DESCRIBER_PORT": "0", "TRAJLAB_DESCRIBER_METRICS_PORT": "-1", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert named in proc.stdout + proc.stderr
