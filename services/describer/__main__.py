@@ -26,7 +26,11 @@ def build(settings: DescriberSettings) -> RunningService:
 
     s = settings
     branches = load_branches(s.branches_file)
-    registry = BackendRegistry(s, {name: b.describer_backend for name, b in branches.items()})
+    try:
+        defaults = s.branch_defaults({name: b.describer_backend for name, b in branches.items()})
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    registry = BackendRegistry(s, defaults)
     checks = [(f"branches: {name}.describer_backend", b) for name, b in registry.branch_defaults.items()]
     for where, backend in [*checks, ("default_backend", s.default_backend)]:
         try:
