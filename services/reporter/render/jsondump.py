@@ -71,6 +71,7 @@ def report_json(data: ReportData) -> str:
         "notes": data.notes,
         "describer_backends": data.describer_backends,
         "statistics": _stats(data),
+        "robustness": data.robustness.to_dict() if data.robustness is not None else None,
     }
     return json.dumps(_clean(doc), indent=2, default=str, allow_nan=False) + "\n"
 
