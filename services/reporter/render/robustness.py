@@ -108,7 +108,8 @@ def robustness_figure(data: ReportData, out: Path) -> FigureRef | None:
         for j in range(len(sets)):
             r = res.row(branches[i], sets[j])
             text = "n/a" if r is None else f"{grid[i, j]:+.1f}\n({r.accuracy * 100:.0f} %)"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+            dark = r is not None and abs(grid[i, j]) > 0.6 * lim  # white on the deep colours
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_xticks(range(len(sets)), sets, rotation=30, ha="right")
     ax.set_yticks(range(len(branches)), branches)
     ax.set_title("Accuracy drop from the test split (points; the set's accuracy)")
