@@ -109,3 +109,33 @@ def test_stress_bad_inputs_fail_before_any_work(served: str, profile: Path, tmp_
     code, out = _run(*base, "--branch", "b1", "--branch", "b1")
     assert code == 2 and "b1 given twice" in out, out
     assert not (data / "manifest.json").exists() and not stress_dir(data, "clutter").exists()  # nothing built
+
+
+def test_the_reporter_scores_the_stress_sets_when_enabled(served: str, profile: Path, tmp_path: Path) -> None:
+    from services.reporter.model import BranchReport
+    from services.reporter.robustness import report_robustness
+    from services.reporter.settings import ReporterSettings
+    from services.reporter.sources.grpc_sources import EncoderSource
+    from services.reporter.sources.validation import load_validation
+    from trajlab.config import load_settings
+    from trajlab.data import build_dataset
+    from trajlab.profiles import load_profile
+
+    data = tmp_path / "data" / "tiny"
+    build_dataset(load_profile(profile).dataset, data)
+    test = load_validation(data, "test")
+    b1 = BranchReport(name="b1", trainer_target="x")
+    b1.served = EncoderSource(served).evaluate("b1", test, np.arange(len(test)))
+    reports = {"b1": b1, "b2": BranchReport(name="b2", trainer_target="y")}
+
+    def settings(**kw: object) -> ReporterSettings:
+        return load_settings(ReporterSettings, data_dir=data, encoder_target=served, stress_samples=8, **kw)
+
+    assert report_robustness(settings(), reports, test) == (None, "")  # off by default
+    res, why = report_robustness(settings(stress_sets="noise"), reports, test)
+    assert why == "" and res is not None
+    row = res.row("b1", "noise")
+    assert row is not None and row.paired and row.clips == 8
+    assert res.test["b1"][1] == pytest.approx(b1.served.metrics.accuracy)
+    assert res.missing == {"b2": "no served test-split evaluation"}
+    assert (stress_dir(data, "noise") / "manifest.json").is_file()  # built beside the evaluation data
