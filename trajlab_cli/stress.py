@@ -61,13 +61,21 @@ def stress(
     data_dir = writable_dir(data if data is not None else Path("data") / prof.name, "--data")
 
     with EncoderClient(_target(target), timeout=timeout) as enc:
-        served = {m.branch for m in enc.list_models()}
-        missing = [b for b in branch if b not in served]
+        models = {m.branch: m for m in enc.list_models() if m.is_default}
+        missing = [b for b in branch if b not in models]
         if missing:
             raise CliError(
                 f"--branch: the encoder at {enc.target} serves no model of {', '.join(missing)} "
-                f"(it serves: {', '.join(sorted(served)) or 'none'})"
+                f"(it serves: {', '.join(sorted(models)) or 'none'})"
             )
+        d = prof.dataset
+        clip = (d.frames, d.height, d.width, 3)
+        for b in branch:
+            if tuple(models[b].input_shape) != clip:
+                raise CliError(
+                    f"--profile {profile}: its clips are {clip} (frames, height, width, channels), but the "
+                    f"served {b} takes {tuple(models[b].input_shape)}; give the profile {b} was trained on"
+                )
         result = _score(enc, branch, prof.dataset, data_dir, names, n)
     if as_json:
         typer.echo(json.dumps({"profile": prof.name, "data": str(data_dir), **result.to_dict()}))

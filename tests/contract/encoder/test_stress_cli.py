@@ -108,6 +108,10 @@ def test_stress_bad_inputs_fail_before_any_work(served: str, profile: Path, tmp_
     assert code == 2 and "unknown stress set 'fog'" in out, out
     code, out = _run(*base, "--branch", "b1", "--branch", "b1")
     assert code == 2 and "b1 given twice" in out, out
+    code, out = _run(*base[:3], "--profile", "quick", "--data", str(data), "--branch", "b1")
+    assert code == 2 and "its clips are (16, 32, 32, 3)" in out and "served b1 takes (8, 32, 32, 3)" in out, (
+        out
+    )
     assert not (data / "manifest.json").exists() and not stress_dir(data, "clutter").exists()  # nothing built
 
 
