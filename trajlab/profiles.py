@@ -63,12 +63,18 @@ class DatasetConfig(_Strict):
     # range instead of [lo, hi]: motions beyond the training range (the beyond_range stress set).
     # Left out of the config's dump at 1, so the manifests of existing datasets stay byte-identical.
     motion_range_scale: float = Field(1.0, ge=1.0, le=3.0)
+    # The test split's sample ids start at samples + test_id_offset (0: right after train/val). A
+    # stress set (trajlab.data.stress) renders few train/val clips and shifts its test ids onto the
+    # profile's test split's, so its test clips are that split's twins. Left out of the dump at 0.
+    test_id_offset: int = Field(0, ge=0, le=1_000_000)
 
     @model_serializer(mode="wrap")
     def _dump_without_defaults_added_later(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         out = handler(self)
         if self.motion_range_scale == 1.0:
             out.pop("motion_range_scale", None)
+        if self.test_id_offset == 0:
+            out.pop("test_id_offset", None)
         return out
 
 

@@ -183,7 +183,8 @@ def _plan(config: DatasetConfig) -> _Plan:
     out = {"train": rng.permutation(np.concatenate(train)), "val": rng.permutation(np.concatenate(val))}
     if config.test_samples > 0:
         # Ids after every train/val id: their own generators, so the split is disjoint from both.
-        out["test"] = np.arange(n, n + config.test_samples)
+        first = n + config.test_id_offset  # a stress set shifts them onto its profile's test ids
+        out["test"] = np.arange(first, first + config.test_samples)
     return _Plan({k: v.astype(np.int64) for k, v in out.items()})
 
 

@@ -5,14 +5,15 @@ held-out test split is the stress clips; it is built, seeded and cached like any
 (manifest, sha256 of every file) in its own folder beside the profile's cache
 (:func:`stress_dir`: ``data/quick`` -> ``data/quick-stress/<name>``).
 
-The set keeps the profile's ``samples`` and ``seed``, so its test clips have the same sample
-ids and random streams as the profile's test split. Where the changed factor only touches
-the scene (clutter, transients, noise: the renderer draws its tables at their largest size),
-stress clip ``j`` shows the very trajectory of test clip ``j`` in a harder scene, and the
-drop from the test split can be measured clip by clip (paired). Camera shake widens the
-margin the trajectories keep from the border, the unseen seed and the beyond-range motions
-draw other trajectories: those sets are compared with the test split as independent samples.
-The train/val clips such a dataset also holds are rendered (cheap) but never used.
+The set keeps the profile's ``seed`` and shifts its test ids (``test_id_offset``) onto the
+profile's test split's, so its test clips have the same sample ids and random streams. Where
+the changed factor only touches the scene (clutter, transients, noise: the renderer draws its
+tables at their largest size), stress clip ``j`` shows the very trajectory of test clip ``j``
+in a harder scene, and the drop from the test split can be measured clip by clip (paired).
+Camera shake widens the margin the trajectories keep from the border, the unseen seed and the
+beyond-range motions draw other trajectories: those sets are compared with the test split as
+independent samples. The dataset's train/val part is the smallest a dataset may hold (8
+clips), never used.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from trajlab.profiles import DatasetConfig
 
 DEFAULT_STRESS_SAMPLES = 160  # clips per stress set (capped at the profile's test_samples)
 UNSEEN_SEED_OFFSET = 1000  # the unseen seed is the profile's seed + this (never trained or tested on)
+STRESS_TRAIN_VAL = 8  # train/val clips a stress set's dataset holds (the fewest a dataset may; unused)
 BEYOND_RANGE_SCALE = 1.5  # motion_range_scale of the beyond-range set: sizes in [hi, 1.5 hi]
 
 
@@ -116,6 +118,9 @@ def stress_config(
     values = dataset_cfg.model_dump()
     values[s.field] = s.change(dataset_cfg)
     values["test_samples"] = stress_samples(dataset_cfg, samples)
+    # Few train/val clips (never used), and the test ids shifted onto the profile's test split's.
+    values["samples"] = STRESS_TRAIN_VAL
+    values["test_id_offset"] = dataset_cfg.samples + dataset_cfg.test_id_offset - STRESS_TRAIN_VAL
     return DatasetConfig.model_validate(values)
 
 

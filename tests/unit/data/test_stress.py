@@ -40,11 +40,13 @@ def test_each_set_changes_exactly_one_factor_of_the_profile(profile: str, name: 
     base = load_profile(profile).dataset
     cfg = stress_config(base, name)
     have, want = cfg.model_dump(), base.model_dump()
-    have.pop("test_samples"), want.pop("test_samples")
+    for layout in ("test_samples", "samples", "test_id_offset"):  # the set's size and ids, not a factor
+        have.pop(layout, None), want.pop(layout, None)
     changed = {k for k in set(have) | set(want) if have.get(k) != want.get(k)}
     assert changed == {STRESS_SETS[name].field}
     assert cfg.test_samples == min(160, base.test_samples)
-    assert cfg.samples == base.samples  # same sample ids as the test split: clips can be twins
+    # Its test ids are the profile's test split's: stress clip j can be test clip j's twin.
+    assert cfg.samples + cfg.test_id_offset == base.samples
 
 
 def test_the_changes_go_the_stated_way() -> None:
@@ -74,7 +76,7 @@ def test_set_names_and_sizes_are_checked() -> None:
 def test_default_range_scale_keeps_todays_datasets_byte_identical(tmp_path: Path) -> None:
     out = build_dataset(small_config(test_samples=8), tmp_path / "d", workers=1)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert "motion_range_scale" not in manifest["config"]
+    assert "motion_range_scale" not in manifest["config"] and "test_id_offset" not in manifest["config"]
     assert manifest["config_sha256"] == GOLDEN["config_sha256"]
     for rel in ("train/clips.npy", "train/positions.npy", "test/clips.npy", "test/positions.npy"):
         assert manifest["files"][rel]["sha256"] == GOLDEN[rel], rel
@@ -135,6 +137,7 @@ def test_a_stress_set_is_seeded_cached_and_twinned_with_the_test_split(tmp_path:
     first = build_stress_set(base, "clutter", data, samples=8, workers=1)
     assert first.path == stress_dir(data, "clutter") == tmp_path / "small-stress" / "clutter"
     assert not first.reused and first.counts["test"] == 8
+    assert first.counts["train"] + first.counts["val"] == 8  # the fewest a dataset holds: no unused bulk
     again = build_stress_set(base, "clutter", data, samples=8, workers=1)
     assert again.reused
     other = build_stress_set(base, "clutter", tmp_path / "elsewhere", samples=8, workers=1, force=True)
@@ -142,6 +145,7 @@ def test_a_stress_set_is_seeded_cached_and_twinned_with_the_test_split(tmp_path:
     assert np.array_equal(a.test.clips, b.test.clips)  # same config, same bytes
     test = load_dataset(data).test
     # Scene-only factor: the same trajectories as the test split's first clips, in a busier scene.
+    assert np.array_equal(a.test.sample_ids, test.sample_ids[:8])
     assert np.array_equal(a.test.positions, test.positions[:8])
     assert np.array_equal(a.test.labels, test.labels[:8])
     assert not np.array_equal(a.test.clips, test.clips[:8])
