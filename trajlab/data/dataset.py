@@ -20,10 +20,10 @@ differ by at most one) and the split is stratified: each class puts
 ``round(count * val_fraction)`` of its samples into validation.
 
 The held-out test split is ``test_samples`` further samples, ids ``samples .. samples +
-test_samples - 1`` (class ``i % 4`` again, so balanced), drawn from the same master seed
-but their own generators: disjoint from train and val, and train/val bytes do not depend on
-it. Nothing in training, early stopping or the choice of settings reads it; the reporter's
-headline figures do.
+test_samples - 1`` (plus ``test_id_offset``, 0 but in stress sets; class ``i % 4`` again,
+so balanced), drawn from the same master seed but their own generators: disjoint from train
+and val, and train/val bytes do not depend on it. Nothing in training, early stopping or the
+choice of settings reads it; the reporter's headline figures do.
 
 Files are written under temporary names and renamed into place, the manifest last.
 Data files are not fsync'ed (that would double the build time); a crash can leave a
