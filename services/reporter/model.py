@@ -221,6 +221,7 @@ class ReportData:
     stats: Any = None  # services.reporter.stats.StatsResult over the served runs; None without any
     stats_runs: list[str] = field(default_factory=list)  # runs the statistics used
     stats_left_out: dict[str, str] = field(default_factory=dict)  # run -> why it is not in them
+    robustness: Any = None  # services.reporter.robustness.RobustnessResult; None: stress sets off
 
     def all_missing(self) -> list[Missing]:
         out = list(self.missing)

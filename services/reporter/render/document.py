@@ -141,6 +141,11 @@ def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
         _missing(data),
         _method(data),
     ]
+    from services.reporter.render.robustness import robustness_section
+
+    robust = robustness_section(data, figs)
+    if robust is not None:  # after the statistics: the stress sets are the next question
+        sections.insert(2, robust)
     return Document("trajlab: parallel results comparison", sections)
 
 

@@ -73,6 +73,7 @@ def report_json(data: ReportData) -> str:
         "describer_backends": data.describer_backends,
         "llm_cost": llm_cost_json(data),
         "statistics": _stats(data),
+        "robustness": data.robustness.to_dict() if data.robustness is not None else None,
     }
     return json.dumps(_clean(doc), indent=2, default=str, allow_nan=False) + "\n"
 
