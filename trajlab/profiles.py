@@ -13,7 +13,14 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from trajlab.config import read_yaml, validate_model
 from trajlab.errors import ConfigError
@@ -51,6 +58,24 @@ class DatasetConfig(_Strict):
     camera_jitter: float = Field(0.0, ge=0.0, le=4.0)  # std of per-frame camera shake, pixels
     fov_degrees: float = Field(60.0, ge=20.0, le=120.0)  # camera's horizontal field of view, degrees
     sphere_radius: float = Field(0.45, gt=0.05, le=1.5)  # moving sphere's radius, world units
+    # 1 = the training ranges of the motion (trajlab.data.trajectories). s > 1 draws every size and
+    # speed of a motion (path length, radius, angle swept, drift, sag) from [hi, s * hi] of its
+    # range instead of [lo, hi]: motions beyond the training range (the beyond_range stress set).
+    # Left out of the config's dump at 1, so the manifests of existing datasets stay byte-identical.
+    motion_range_scale: float = Field(1.0, ge=1.0, le=3.0)
+    # The test split's sample ids start at samples + test_id_offset (0: right after train/val). A
+    # stress set (trajlab.data.stress) renders few train/val clips and shifts its test ids onto the
+    # profile's test split's, so its test clips are that split's twins. Left out of the dump at 0.
+    test_id_offset: int = Field(0, ge=0, le=1_000_000)
+
+    @model_serializer(mode="wrap")
+    def _dump_without_defaults_added_later(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)
+        if self.motion_range_scale == 1.0:
+            out.pop("motion_range_scale", None)
+        if self.test_id_offset == 0:
+            out.pop("test_id_offset", None)
+        return out
 
 
 class TrainingConfig(_Strict):

@@ -28,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_MODULES = ("dataset", "train", "encoder", "describer", "explain", "pipeline", "run", "zoo")
+_MODULES = ("dataset", "train", "encoder", "describer", "explain", "pipeline", "run", "zoo", "stress")
 
 
 @app.callback()

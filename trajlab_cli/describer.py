@@ -132,10 +132,15 @@ def _describe_local(fields: dict[str, Any], backend: str, branch: str, timeout: 
     from services.describer.settings import DescriberSettings
     from trajlab.clients.describer import describe_request, response_to_described
     from trajlab.config import load_settings
+    from trajlab.errors import ConfigError
     from trajlab.profiles import load_branches
 
     settings = load_settings(DescriberSettings)
     branches = {n: b.describer_backend for n, b in load_branches(settings.branches_file).items()}
+    try:
+        branches = settings.branch_defaults(branches)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     router = Router(BackendRegistry(settings, branches))
     req = describe_request(backend=backend, branch=branch, **fields)
     traj, truth, truth_t = request_to_domain(req)
@@ -191,6 +196,14 @@ def describe(
     typer.echo(f"backend: {used}, requested {out['backend_requested']}, {out['latency_ms']:.1f} ms")
     if out["fallback_used"]:
         typer.secho(f"fallback to analytic: {out['fallback_reason']}", fg=typer.colors.YELLOW)
+    usage = out.get("usage")
+    if usage:
+        money = f", cost {usage['cost']:.4f}" if usage["cost"] is not None else ", not priced"
+        typer.echo(
+            f"language model: {usage['backend']}, {usage['attempts']} call(s), "
+            f"{usage['prompt_tokens']} prompt + {usage['completion_tokens']} completion tokens, "
+            f"{usage['seconds']:.2f} s{money}"
+        )
     score = out.get("score")
     if score:
         if score["parsed"] and score["normalized_rmse"] is not None:

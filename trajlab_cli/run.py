@@ -34,6 +34,12 @@ def run(
         help="Comma-separated ablations: 'perception' also trains each branch with the object-track "
         "perception off (runs b1-noperc@s0, ...), compared paired in the report.",
     ),
+    stress: bool = typer.Option(
+        False,
+        "--stress",
+        help="Also score the served models on every stress set (trajlab stress) for the report's "
+        "robustness section ($TRAJLAB_REPORTER_STRESS_SETS picks the sets).",
+    ),
 ) -> None:
     """Train the branches, serve them, describe their trajectories and write the comparison report."""
     from rich.console import Console
@@ -44,6 +50,10 @@ def run(
     from trajlab_cli.supervisor import ChildFailed
 
     writable_dir(root, "--root")
+    if stress:  # the reporter child reads its settings from the environment it inherits
+        import os
+
+        os.environ.setdefault("TRAJLAB_REPORTER_STRESS_SETS", "all")
     console = Console(stderr=True)
     as_file = Path(branches) if branches.endswith((".yaml", ".yml")) or Path(branches).is_file() else None
     plan = make_plan(

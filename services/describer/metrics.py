@@ -36,6 +36,12 @@ TOKENS = Counter(
     "Tokens reported by language-model backends, by kind (prompt, completion).",
     ["backend", "kind"],
 )
+COST = Counter(
+    "trajlab_describer_cost_total",
+    "Money spent at language-model backends by the price table (prices), in its currency; "
+    "unpriced backends (local models) are not counted here.",
+    ["backend"],
+)
 EQUATIONS_SCORED = Counter(
     "trajlab_describer_equations_scored_total",
     "Equation sets scored against supplied truth, by backend that answered and result "

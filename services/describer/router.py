@@ -35,6 +35,7 @@ from services.describer.backends.tgi_backend import TGIBackend
 from services.describer.backends.upstream import UpstreamPool
 from services.describer.breaker import BreakerState, CircuitBreaker
 from services.describer.settings import DescriberSettings
+from services.describer.usage import Usage
 from trajlab.equations import EquationScore, score_equations
 from trajlab.errors import CallAbandoned, NotFound, quoted
 
@@ -72,6 +73,8 @@ class RoutedResult:
     fallback_reason: str  # "<kind>: <detail>", "" without fallback
     latency_ms: float
     score: EquationScore | None
+    usage: Usage | None = None  # what the requested language model spent; None when none was called
+    cost: float | None = None  # usage priced by settings.prices; None when not priced
 
 
 def _stopper(deadline: float, is_active: Callable[[], bool] | None) -> Callable[[], bool]:
@@ -271,8 +274,9 @@ class Router:
         requested = self.registry.resolve(backend or self.registry.default_for(branch))
         failure: BackendError | None = None
         desc: Description | None = None
+        usage = Usage(requested)
         if requested != "analytic":
-            desc, failure = self._try_remote(requested, trajectory, deadline, is_active)
+            desc, failure = self._try_remote(requested, trajectory, deadline, is_active, usage)
             if failure is not None and failure.kind == FailureKind.CANCELLED:
                 raise CallAbandoned(f"Describe: {failure.detail}; nothing more was done")
         if desc is None:
@@ -295,7 +299,13 @@ class Router:
                 reason,
                 extra={"branch": branch or "-"},
             )
+        spent = usage if usage.attempts else None
+        cost = spent.cost(self.registry.settings.prices) if spent is not None else None
+        if cost:
+            metrics.COST.labels(requested).inc(cost)
         return RoutedResult(
+            usage=spent,
+            cost=cost,
             description=desc,
             backend_requested=requested,
             backend_used=used,
@@ -307,8 +317,14 @@ class Router:
         )
 
     def _try_remote(
-        self, name: str, trajectory: Trajectory, deadline: float, is_active: Callable[[], bool] | None
+        self,
+        name: str,
+        trajectory: Trajectory,
+        deadline: float,
+        is_active: Callable[[], bool] | None,
+        usage: Usage,
     ) -> tuple[Description | None, BackendError | None]:
+        """Call the backend (with one retry); ``usage`` gathers every attempt's tokens and time."""
         backend = self.registry.get(name)
         ok, detail = backend.configured()
         if not ok:
@@ -347,12 +363,14 @@ class Router:
                     metrics.BACKEND_CALLS.labels(name, "ok").inc()
                     metrics.BACKEND_LATENCY.labels(name).observe(time.monotonic() - t0)
                     self._record_tokens(name, desc.prompt_tokens, desc.completion_tokens)
+                    usage.add(desc.prompt_tokens, desc.completion_tokens, time.monotonic() - t0)
                     failure = None  # an earlier attempt may have failed (429, then success)
                     br.record_success()
                     return desc, None
                 metrics.BACKEND_CALLS.labels(name, failure.kind.value).inc()
                 metrics.BACKEND_LATENCY.labels(name).observe(time.monotonic() - t0)
                 self._record_tokens(name, failure.prompt_tokens, failure.completion_tokens)
+                usage.add(failure.prompt_tokens, failure.completion_tokens, time.monotonic() - t0)
                 log.info("backend %s attempt %d failed: %s", name, attempt + 1, failure)
                 if not failure.retryable or attempt + 1 >= attempts:
                     break

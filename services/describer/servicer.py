@@ -116,6 +116,19 @@ def result_to_proto(res: RoutedResult) -> describer_pb2.DescribeResponse:
         prompt_tokens=d.prompt_tokens,
         completion_tokens=d.completion_tokens,
     )
+    if res.usage is not None:
+        u = res.usage
+        resp.usage.CopyFrom(
+            describer_pb2.BackendUsage(
+                backend=u.backend,
+                attempts=u.attempts,
+                prompt_tokens=u.prompt_tokens,
+                completion_tokens=u.completion_tokens,
+                seconds=u.seconds,
+                priced=res.cost is not None,
+                cost=res.cost or 0.0,
+            )
+        )
     if res.score is not None:
         s = res.score
         resp.score.CopyFrom(

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.describer.usage import Price, check_price_keys
 from trajlab.config import ServerSettings
 
 
@@ -63,6 +64,15 @@ class DescriberSettings(ServerSettings):
 
     prompt_version: str = "v1"  # prompts/<family>/<version>.txt
 
+    # Token prices per backend, per 1,000 tokens, in one currency of the operator's choice:
+    # '{"openai:gpt-4": {"prompt_per_1k": 0.03, "completion_per_1k": 0.06}}' (or a mapping
+    # under prices: in the TRAJLAB_CONFIG YAML). None built in; local models (vLLM, TGI) are
+    # shown by the GPU time of their calls instead.
+    prices: dict[str, Price] = Field(default_factory=dict)
+    # Per-branch describer backend overriding the branches file's describer_backend, e.g.
+    # '{"b3": "openai:mistral", "b4": "openai:phi-2"}' (compose's local-llm profile: vLLM).
+    branch_backends: dict[str, str] = Field(default_factory=dict)
+
     # Routing: one retry layer (ours; the SDKs' own retries are switched off).
     retries: int = Field(1, ge=0, le=3)  # extra attempts after a 429 or 5xx, within the deadline
     retry_backoff_seconds: float = Field(0.5, ge=0.0, le=30.0)  # wait before a retry without Retry-After
@@ -96,6 +106,11 @@ class DescriberSettings(ServerSettings):
                 raise ValueError(f"endpoint of {name!r} must be an http(s):// URL, got {url!r}")
         return v
 
+    @field_validator("prices")
+    @classmethod
+    def _price_keys(cls, v: dict[str, Price]) -> dict[str, Price]:
+        return check_price_keys(v)
+
     @field_validator("openai_base_url")
     @classmethod
     def _base_url(cls, v: str | None) -> str | None:
@@ -110,6 +125,19 @@ class DescriberSettings(ServerSettings):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"base URL of {name!r} must be an http(s):// URL, got {url!r}")
         return v
+
+    def branch_defaults(self, from_branches: dict[str, str]) -> dict[str, str]:
+        """Each branch's default backend: the branches file's, overridden by ``branch_backends``.
+
+        Raises ValueError naming ``branch_backends`` for a branch the file does not have.
+        """
+        unknown = sorted(set(self.branch_backends) - set(from_branches))
+        if unknown:
+            raise ValueError(
+                f"branch_backends: unknown branch(es) {', '.join(map(repr, unknown))}; "
+                f"the branches file has {', '.join(sorted(from_branches))}"
+            )
+        return {**from_branches, **self.branch_backends}
 
     def resolve_openai_key(self) -> SecretStr | None:
         """The OpenAI key from file, setting or OPENAI_API_KEY; None when there is none."""

@@ -13,35 +13,30 @@ Settings come from ``TRAJLAB_REPORTER_*`` environment variables or the YAML file
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+from typing import TYPE_CHECKING
 
-from trajlab.logging_setup import setup_logging
+from trajlab.service_main import RunningService, run_service
+
+if TYPE_CHECKING:
+    from services.reporter.settings import ReporterSettings
 
 SERVICE_NAME = "trajlab.reporter.v1.ReporterService"
+log = logging.getLogger("services.reporter")
 
 
-def main() -> None:
+def build(settings: ReporterSettings) -> RunningService:
     from grpc_health.v1 import health
 
     from services.reporter.build import ReportSources
     from services.reporter.servicer import ReporterServicer
-    from services.reporter.settings import ReporterSettings
+    from services.reporter.storage import check_locations
     from services.reporter.trigger import start_build_when_done
-    from trajlab.config import load_settings
-    from trajlab.grpc_server import create_server, serve_until_signal, start_metrics_server
+    from trajlab.grpc_server import create_server
     from trajlab.reporter.v1 import reporter_pb2_grpc
 
-    settings = load_settings(ReporterSettings)
-    setup_logging(settings.log_level, settings.json_logs)
-    log = logging.getLogger("services.reporter")
-    from services.reporter.storage import check_locations
-    from trajlab.store import StoreError
-
-    try:
-        check_locations(settings)  # a bucket reports_dir/data_dir that cannot be used: one clear line
-    except StoreError as exc:
-        log.error("%s", exc)
-        raise SystemExit(2) from None
+    check_locations(settings)  # a bucket reports_dir/data_dir that cannot be used: StoreError, exit 2
     servicer = ReporterServicer(settings)
     hs = health.HealthServicer(experimental_non_blocking=True)
     server, port = create_server(
@@ -54,7 +49,6 @@ def main() -> None:
         max_message_bytes=settings.max_message_bytes,
         tls=settings.tls,
     )
-    start_metrics_server(settings.metrics_host, settings.metrics_port)
     log.info(
         "reporter on port %d: trainers=%s encoder=%s describer=%s prometheus=%s reports_dir=%s",
         port,
@@ -64,17 +58,23 @@ def main() -> None:
         settings.prometheus_url or "(none)",
         settings.reports_dir,
     )
-    stop = threading.Event()
+    trigger_stop = threading.Event()
     if settings.build_when_done:
         start_build_when_done(
             lambda: ReportSources.from_settings(settings),
             servicer.build,
             poll_seconds=settings.build_when_done_poll_seconds,
             encoder_wait_seconds=settings.encoder_wait_seconds,
-            stop=stop,
+            stop=trigger_stop,
         )
-    serve_until_signal(server, grace_seconds=settings.grace_seconds, health_servicer=hs, on_stop=stop.set)
+    return RunningService(server, hs, on_stop=trigger_stop.set)
+
+
+def main() -> int:
+    from services.reporter.settings import ReporterSettings
+
+    return run_service("reporter", ReporterSettings, build)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -431,6 +431,12 @@ def collect(
         alpha=settings.stats_alpha,
         power=settings.stats_power,
     )
+    # 8. Robustness: the served models on the stress sets, when enabled (settings.stress_sets).
+    from services.reporter.robustness import report_robustness
+
+    robustness, why_not = report_robustness(settings, reports, validation)
+    if why_not:
+        report_missing.append(Missing("robustness", why_not))
     return ReportData(
         created_at=created.isoformat().replace("+00:00", "Z"),
         branches=reports,
@@ -444,6 +450,7 @@ def collect(
         stats=stats,
         stats_runs=stats_runs,
         stats_left_out=stats_left_out,
+        robustness=robustness,
     )
 
 

@@ -146,6 +146,13 @@ class SampleDescription:
     score_error: str = ""
     latency_ms: float | None = None
     error: str = ""  # the RPC error when the describer did not answer
+    described_class: str = ""  # the motion family the answer describes, "" when it names none
+    # What the requested language model spent (DescribeResponse.usage; 0 attempts: none was called).
+    llm_attempts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    llm_seconds: float = 0.0  # wall time of those calls: GPU time for a local model
+    cost: float | None = None  # money by the describer's price table; None when not priced
 
 
 @dataclass
@@ -214,6 +221,7 @@ class ReportData:
     stats: Any = None  # services.reporter.stats.StatsResult over the served runs; None without any
     stats_runs: list[str] = field(default_factory=list)  # runs the statistics used
     stats_left_out: dict[str, str] = field(default_factory=dict)  # run -> why it is not in them
+    robustness: Any = None  # services.reporter.robustness.RobustnessResult; None: stress sets off
 
     def all_missing(self) -> list[Missing]:
         out = list(self.missing)

@@ -116,6 +116,20 @@ class ReporterSettings(ServerSettings):
             raise ValueError(f"unknown winner rule {v!r}; known: {', '.join(WINNER_RULES)}")
         return v
 
+    # Stress sets the served models are also scored on (trajlab.data.stress): "" = none (no
+    # robustness section), "all", or names such as "clutter,noise"; built beside the data_dir.
+    stress_sets: str = ""
+    stress_samples: int = 160  # clips per stress set (at most the test split's)
+
+    @field_validator("stress_sets")
+    @classmethod
+    def _check_stress_sets(cls, v: str) -> str:
+        from trajlab.data.stress import parse_sets
+
+        if v.strip():
+            parse_sets(v)  # a ConfigError (a ValueError) naming the unknown set
+        return v.strip()
+
     # Significance level of the statistics' paired tests (Holm-corrected over pairs), and the power
     # at which the report states the accuracy difference the test split can resolve.
     stats_alpha: float = 0.05
@@ -126,6 +140,13 @@ class ReporterSettings(ServerSettings):
     def _open_unit(cls, v: float) -> float:
         if not 0.0 < v < 1.0:
             raise ValueError(f"must be between 0 and 1 (exclusive), got {v}")
+        return v
+
+    @field_validator("stress_samples")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
         return v
 
     @field_validator("describe_samples", "eval_max_clips")

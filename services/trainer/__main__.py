@@ -1,65 +1,49 @@
-"""``python -m services.trainer``: read settings, set up logging, serve until SIGTERM."""
+"""``python -m services.trainer``: train one branch (or one run of a run matrix) behind gRPC."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import threading
+from typing import TYPE_CHECKING
 
-from trajlab.errors import ConfigError
-from trajlab.logging_setup import setup_logging
+from trajlab.service_main import RunningService, run_service
+
+if TYPE_CHECKING:
+    from services.trainer.controller import TrainingController
+    from services.trainer.settings import TrainerSettings
 
 log = logging.getLogger("services.trainer")
 
 
-def main() -> int:
-    from services.trainer.run_matrix import resolve_run
-    from services.trainer.settings import TrainerSettings
-    from trajlab.config import load_settings
-
-    try:
-        # With a run matrix (an Indexed Job's pod), the index picks branch, seed and run dir.
-        settings = resolve_run(load_settings(TrainerSettings))
-    except ConfigError as exc:
-        setup_logging("ERROR")
-        log.error("%s", exc)
-        return 2
-    setup_logging(settings.log_level, settings.json_logs)
+def build(settings: TrainerSettings) -> RunningService:
     # torch is imported only now, after logging is set up.
     from services.trainer.server import TrainerServer
-    from trajlab.grpc_server import serve_until_signal, start_metrics_server
-    from trajlab.store import StoreError
 
-    try:
-        server = TrainerServer(settings)
-    except (ConfigError, StoreError) as exc:  # a bucket that cannot be used: one clear line
-        log.error("%s", exc)
-        return 2
-    start_metrics_server(settings.metrics_host, settings.metrics_port)
+    server = TrainerServer(settings)
     server.start()
     assert server.server is not None
-    stop = threading.Event()
-    if settings.exit_when_done:
-        stop_when_finished(server.controller, stop)
-    # On SIGTERM: health NOT_SERVING, training stops between steps (it resumes from its
-    # last checkpoint on the next start), then in-flight RPCs drain.
-    serve_until_signal(
+    exit_when_done = settings.exit_when_done
+    running = RunningService(
         server.server,
-        grace_seconds=settings.grace_seconds,
-        health_servicer=server.health,
+        server.health,
+        # On SIGTERM: health NOT_SERVING, training stops between steps (it resumes from its
+        # last checkpoint on the next start), then in-flight RPCs drain.
         on_stop=server.controller.close,
-        stop_event=stop,
+        exit_status=(lambda: exit_code(server.controller.status().state)) if exit_when_done else (lambda: 0),
     )
-    return exit_code(server.controller.status().state) if settings.exit_when_done else 0
+    if exit_when_done:
+        stop_when_finished(server.controller, running.stop_event)
+    return running
 
 
-def stop_when_finished(controller: object, stop: threading.Event) -> None:
+def stop_when_finished(controller: TrainingController, stop: threading.Event) -> None:
     """A Job's pod: once the run is DONE or FAILED, stop the server the way SIGTERM does."""
 
     def watch() -> None:
-        for _ in controller.watch(1.0):  # type: ignore[attr-defined]  # ends at DONE or FAILED
+        for _ in controller.watch(1.0):  # ends at DONE or FAILED
             pass
-        state = controller.status().state  # type: ignore[attr-defined]
+        state = controller.status().state
         if state in ("done", "failed"):  # not when the watch ended because of a shutdown
             log.info("run finished (%s): exiting", state)
             stop.set()
@@ -72,6 +56,14 @@ def exit_code(state: str) -> int:
     from services.trainer.run_matrix import EXIT_FAILED_RUN, EXIT_INTERRUPTED
 
     return {"done": 0, "failed": EXIT_FAILED_RUN}.get(state, EXIT_INTERRUPTED)
+
+
+def main() -> int:
+    from services.trainer.run_matrix import resolve_run
+    from services.trainer.settings import TrainerSettings
+
+    # With a run matrix (an Indexed Job's pod), the index picks branch, seed and run dir.
+    return run_service("trainer", TrainerSettings, build, prepare=resolve_run)
 
 
 if __name__ == "__main__":

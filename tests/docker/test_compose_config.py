@@ -3,9 +3,11 @@
 The promises a user relies on before anything starts: nothing is published beyond
 loopback, every service has a healthcheck, the four trainers run one image with a
 branch each, the encoder cannot write the model repository, no secret is baked in,
-the reporter waits for healthy trainers, no service but TGI keeps a Linux capability
-or may gain privileges, and the GPU overlay reserves GPUs for the
-trainers, encoder and TGI containers and switches to the GPU images.
+the reporter waits for healthy trainers, no service but the language-model servers (vLLM,
+TGI) keeps a Linux capability or may gain privileges, the local-llm profile serves
+Mistral-7B-Instruct and Phi-2 through vLLM on a GPU each with the describer pointed at them
+(TGI in its own profile), and the GPU overlay reserves GPUs for the trainers, encoder and TGI
+containers and switches to the GPU images.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def test_four_trainers_one_image_one_branch_each_resuming_after_a_crash(cfg: dic
 def test_every_service_but_tgi_drops_all_capabilities_and_privilege_gain(cfg: dict[str, Any]) -> None:
     # They all run as non-root users that need no capability; the running containers'
     # kernel view (CapBnd, NoNewPrivs) is checked by test_compose_e2e.py.
-    hardened = [name for name in cfg["services"] if not name.startswith("tgi-")]
+    hardened = [name for name in cfg["services"] if not name.startswith(("tgi-", "vllm-"))]
     assert len(hardened) == 9  # four trainers, encoder, describer, reporter, Prometheus, Grafana
     for name in hardened:
         svc = cfg["services"][name]
@@ -112,23 +114,79 @@ def test_the_reporter_waits_for_healthy_trainers_and_writes_to_host_reports(cfg:
     assert Path(binds["/reports"]["source"]) == REPO / "reports"
 
 
-def test_local_llm_profile_wires_tgi_to_the_describer(cfg: dict[str, Any]) -> None:
+def test_local_llm_profile_serves_both_models_through_vllm_on_a_gpu_each(cfg: dict[str, Any]) -> None:
     svcs = cfg["services"]
+    models = {}
+    gpus = []
+    for name in ("vllm-mistral", "vllm-phi2"):
+        svc = svcs[name]
+        assert svc["image"].startswith("vllm/vllm-openai:"), svc["image"]
+        args = svc["command"]
+        models[args[args.index("--served-model-name") + 1]] = args[args.index("--model") + 1]
+        devices = svc["deploy"]["resources"]["reservations"]["devices"]
+        assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"], name
+        gpus.append(devices[0]["device_ids"][0])
+        # The chat template the describer's system message needs, from the repository, read-only.
+        template = args[args.index("--chat-template") + 1]
+        mount = {v["target"]: v for v in svc["volumes"]}["/templates"]
+        assert mount["read_only"] and (Path(mount["source"]) / Path(template).name).is_file(), template
+        assert svc["healthcheck"]["test"] and svc["environment"]["VLLM_API_KEY"] == ""
+    assert models == {"mistral": "mistralai/Mistral-7B-Instruct-v0.2", "phi-2": "microsoft/phi-2"}
+    assert len(set(gpus)) == 2  # one GPU each by default
+    env = svcs["describer"]["environment"]
+    ports = {n: svcs[n]["command"][svcs[n]["command"].index("--port") + 1] for n in ("vllm-mistral", "vllm-phi2")}
+    assert json.loads(env["TRAJLAB_DESCRIBER_OPENAI_BASE_URLS"]) == {
+        "mistral": f"http://vllm-mistral:{ports['vllm-mistral']}/v1",
+        "phi-2": f"http://vllm-phi2:{ports['vllm-phi2']}/v1",
+    }
+    assert json.loads(env["TRAJLAB_DESCRIBER_BRANCH_BACKENDS"]) == {"b3": "openai:mistral", "b4": "openai:phi-2"}
+    # vLLM asks for the key the describer sends.
+    keyed = compose_config(profiles=("local-llm",), env={"OPENAI_API_KEY": "sk-local"})["services"]
+    assert keyed["vllm-mistral"]["environment"]["VLLM_API_KEY"] == keyed["describer"]["environment"]["OPENAI_API_KEY"]
+
+
+def test_the_describer_settings_compose_passes_are_valid(cfg: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.describer.settings import DescriberSettings
+    from trajlab.config import load_settings
+    from trajlab.profiles import load_branches
+
+    env = cfg["services"]["describer"]["environment"]
+    for k, v in env.items():
+        if k.startswith("TRAJLAB_DESCRIBER_") and k != "TRAJLAB_DESCRIBER_BRANCHES_FILE":
+            monkeypatch.setenv(k, v)
+    s = load_settings(DescriberSettings)
+    defaults = s.branch_defaults({n: b.describer_backend for n, b in load_branches().items()})
+    assert defaults["b3"] == "openai:mistral" and defaults["b4"] == "openai:phi-2"
+    assert s.openai_base_urls["phi-2"] == "http://vllm-phi2:8000/v1" and s.prices == {}
+
+
+def test_the_describer_takes_a_price_table_and_tgi_backends_from_the_environment(docker_available: None) -> None:
+    prices = '{"openai:gpt-4": {"prompt_per_1k": 0.03, "completion_per_1k": 0.06}}'
+    env = compose_config(env={"TRAJLAB_DESCRIBER_PRICES": prices, "TRAJLAB_DESCRIBER_BRANCH_BACKENDS": "{}"})
+    denv = env["services"]["describer"]["environment"]
+    assert json.loads(denv["TRAJLAB_DESCRIBER_PRICES"]) == json.loads(prices)
+    assert denv["TRAJLAB_DESCRIBER_BRANCH_BACKENDS"] == "{}"  # b3/b4 back to the branches file's tgi:*
+
+
+def test_local_llm_tgi_profile_wires_tgi_to_the_describer(docker_available: None) -> None:
+    svcs = compose_config(profiles=("local-llm-tgi",))["services"]
+    assert not {"vllm-mistral", "vllm-phi2"} & set(svcs)
     assert "text-generation-inference" in svcs["tgi-mistral"]["image"]
     assert "mistralai/Mistral-7B-Instruct" in " ".join(svcs["tgi-mistral"]["command"])
     assert "microsoft/phi-2" in " ".join(svcs["tgi-phi2"]["command"])
     endpoints = json.loads(svcs["describer"]["environment"]["TRAJLAB_DESCRIBER_TGI_ENDPOINTS"])
     assert endpoints == {"mistral": "http://tgi-mistral:80", "phi-2": "http://tgi-phi2:80"}
-    model = compose_config(profiles=("local-llm",), env={"TRAJLAB_TGI_MISTRAL_MODEL": "my/model"})
+    model = compose_config(profiles=("local-llm-tgi",), env={"TRAJLAB_TGI_MISTRAL_MODEL": "my/model"})
     assert "my/model" in model["services"]["tgi-mistral"]["command"]
 
 
-def test_without_the_profile_no_tgi_container_starts(docker_available: None) -> None:
-    assert not {"tgi-mistral", "tgi-phi2"} & set(compose_config()["services"])
+def test_without_a_profile_no_language_model_container_starts(docker_available: None) -> None:
+    assert not {"tgi-mistral", "tgi-phi2", "vllm-mistral", "vllm-phi2"} & set(compose_config()["services"])
+    assert not {"tgi-mistral", "tgi-phi2"} & set(compose_config(profiles=("local-llm",))["services"])
 
 
 def test_gpu_overlay_validates_and_reserves_gpus(docker_available: None) -> None:
-    cfg = compose_config("compose.yaml", "deploy/compose.gpu.yaml", profiles=("local-llm",))
+    cfg = compose_config("compose.yaml", "deploy/compose.gpu.yaml", profiles=("local-llm-tgi",))
     svcs = cfg["services"]
     for name in [*TRAINERS, "encoder", "tgi-mistral", "tgi-phi2"]:
         devices = svcs[name]["deploy"]["resources"]["reservations"]["devices"]

@@ -524,6 +524,13 @@ def test_local_llm_overlay_points_the_openai_backend_at_vllm(rendered: dict[str,
         args = dict(a.lstrip("-").split("=", 1) for a in c["args"])
         models[args["served-model-name"]] = args["model"]
         assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        # The chat template (deploy/vllm/, as compose mounts it) from the ConfigMap it names.
+        template = Path(args["chat-template"])
+        mount = next(m for m in c["volumeMounts"] if m["mountPath"] == str(template.parent))
+        volume = next(v for v in pod_spec(dep)["volumes"] if v["name"] == mount["name"])
+        cm = find(objs, "ConfigMap", volume["configMap"]["name"])
+        repo_file = Path(__file__).resolve().parents[2] / "deploy" / "vllm" / template.name
+        assert cm["data"][template.name] == repo_file.read_text(encoding="utf-8"), template
         url = urls[args["served-model-name"]]
         svc = find(objs, "Service", dep["metadata"]["name"])
         assert url == f"http://{svc['metadata']['name']}.trajlab.svc.cluster.local:{args['port']}/v1"

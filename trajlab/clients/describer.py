@@ -48,6 +48,18 @@ class Score:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What the requested language model spent on one Describe (DescribeResponse.usage)."""
+
+    backend: str  # e.g. "openai:gpt-4"
+    attempts: int  # calls made, retries included
+    prompt_tokens: int  # over every call, as the API reported them
+    completion_tokens: int
+    seconds: float  # wall time of the calls: GPU time for a local model
+    cost: float | None  # money by the describer's price table; None when not priced
+
+
+@dataclass(frozen=True)
 class Described:
     """A Describe answer."""
 
@@ -64,6 +76,7 @@ class Described:
     prompt_tokens: int
     completion_tokens: int
     score: Score | None  # None when no truth was sent
+    usage: Usage | None = None  # None when no language model was called
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -225,6 +238,21 @@ def response_to_described(resp: describer_pb2.DescribeResponse) -> Described:
         prompt_tokens=int(resp.prompt_tokens),
         completion_tokens=int(resp.completion_tokens),
         score=score,
+        usage=_usage(resp),
+    )
+
+
+def _usage(resp: describer_pb2.DescribeResponse) -> Usage | None:
+    if not resp.HasField("usage"):
+        return None
+    u = resp.usage
+    return Usage(
+        backend=u.backend,
+        attempts=int(u.attempts),
+        prompt_tokens=int(u.prompt_tokens),
+        completion_tokens=int(u.completion_tokens),
+        seconds=u.seconds,
+        cost=u.cost if u.priced else None,
     )
 
 
@@ -233,6 +261,7 @@ __all__ = [
     "Described",
     "DescriberClient",
     "Score",
+    "Usage",
     "describe_request",
     "response_to_described",
 ]

@@ -20,10 +20,10 @@ differ by at most one) and the split is stratified: each class puts
 ``round(count * val_fraction)`` of its samples into validation.
 
 The held-out test split is ``test_samples`` further samples, ids ``samples .. samples +
-test_samples - 1`` (class ``i % 4`` again, so balanced), drawn from the same master seed
-but their own generators: disjoint from train and val, and train/val bytes do not depend on
-it. Nothing in training, early stopping or the choice of settings reads it; the reporter's
-headline figures do.
+test_samples - 1`` (plus ``test_id_offset``, 0 but in stress sets; class ``i % 4`` again,
+so balanced), drawn from the same master seed but their own generators: disjoint from train
+and val, and train/val bytes do not depend on it. Nothing in training, early stopping or the
+choice of settings reads it; the reporter's headline figures do.
 
 Files are written under temporary names and renamed into place, the manifest last.
 Data files are not fsync'ed (that would double the build time); a crash can leave a
@@ -183,7 +183,8 @@ def _plan(config: DatasetConfig) -> _Plan:
     out = {"train": rng.permutation(np.concatenate(train)), "val": rng.permutation(np.concatenate(val))}
     if config.test_samples > 0:
         # Ids after every train/val id: their own generators, so the split is disjoint from both.
-        out["test"] = np.arange(n, n + config.test_samples)
+        first = n + config.test_id_offset  # a stress set shifts them onto its profile's test ids
+        out["test"] = np.arange(first, first + config.test_samples)
     return _Plan({k: v.astype(np.int64) for k, v in out.items()})
 
 

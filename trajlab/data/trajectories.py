@@ -26,6 +26,11 @@ parabolic   ``p(t) = start + v t + 1/2 g t^2`` with gravity g along -y; g such t
             horizontal travel in [1.5, 3.5] units at 0-50 degrees from the x axis.
 =========== ==============================================================================
 
+With ``range_scale`` s > 1 (``DatasetConfig.motion_range_scale``, the beyond-range stress
+set) every size and speed above (path length, radius, angle swept, drift, sag, travel) is
+drawn from ``[hi, s * hi]`` of its range instead: faster turns, larger radii, steeper arcs,
+outside anything trained on. Directions, tilts and phases keep their ranges.
+
 The centre (``start`` or ``center``) is then placed so that, at every frame, the
 object stays at depth ``z`` in [4, 10] and its whole disc (plus a margin for camera
 jitter) stays inside the image: the feasible interval of each coordinate is computed
@@ -142,7 +147,10 @@ class TrajectoryGenerator:
         sphere_radius: float = 0.45,  # world units; the rendered object's radius
         depth_range: tuple[float, float] = (4.0, 10.0),  # world units along +z
         margin_px: float = 1.0,  # pixels kept free between the disc and the image border
+        range_scale: float = 1.0,  # > 1: sizes and speeds drawn from [hi, range_scale * hi] (beyond)
     ) -> None:
+        if range_scale < 1.0:
+            raise ValueError(f"range_scale must be >= 1 (1 = the training ranges), got {range_scale}")
         self.frames = frames
         self.horizon = horizon
         self.fps = fps
@@ -150,6 +158,7 @@ class TrajectoryGenerator:
         self.sphere_radius = sphere_radius
         self.depth_range = depth_range
         self.margin_px = margin_px
+        self.range_scale = range_scale
         n = frames + horizon
         self.times = np.arange(n, dtype=np.float64) / fps  # seconds
         self.duration = (n - 1) / fps  # seconds from first to last frame
@@ -165,7 +174,14 @@ class TrajectoryGenerator:
             sphere_radius=config.sphere_radius,
             # 3 sigma of jitter (rounded up to whole pixels, as the renderer shifts) + 1 px.
             margin_px=1.0 + math.ceil(3.0 * config.camera_jitter),
+            range_scale=config.motion_range_scale,
         )
+
+    def _size(self, u: float, lo: float, hi: float) -> float:
+        """A size or speed in [lo, hi] (the training range), or beyond it in [hi, range_scale * hi]."""
+        if self.range_scale == 1.0:
+            return _lerp(u, lo, hi)
+        return _lerp(u, hi, hi * self.range_scale)
 
     # -- sampling --------------------------------------------------------------------
 
@@ -201,7 +217,7 @@ class TrajectoryGenerator:
         )
 
     def _linear(self, u: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        length = _lerp(u[0], 1.5, 3.5)
+        length = self._size(u[0], 1.5, 3.5)
         d = _unit_from_tilt(math.radians(_lerp(u[1], 50.0, 90.0)), _lerp(u[2], 0, 2 * math.pi))
         if u[3] < 0.5:
             d[2] = -d[2]
@@ -220,8 +236,8 @@ class TrajectoryGenerator:
         return w, np.array([_r(a) for a in amp]), ph
 
     def _circular(self, u: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        radius = _lerp(u[0], 0.8, 1.6)
-        sweep = _lerp(u[1], 1.25, 2.5) * math.pi
+        radius = self._size(u[0], 0.8, 1.6)
+        sweep = self._size(u[1], 1.25, 2.5) * math.pi
         phase0 = _lerp(u[2], 0, 2 * math.pi)
         n = _unit_from_tilt(math.radians(_lerp(u[3], 0.0, 60.0)), _lerp(u[4], 0, 2 * math.pi))
         w, amp, ph = self._circle(radius, sweep, phase0, n)
@@ -236,13 +252,13 @@ class TrajectoryGenerator:
         return params, {"w": np.array(w), "amp": amp, "ph": ph}
 
     def _helical(self, u: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        radius = _lerp(u[0], 0.6, 1.2)
-        sweep = _lerp(u[1], 2.0, 4.0) * math.pi
+        radius = self._size(u[0], 0.6, 1.2)
+        sweep = self._size(u[1], 2.0, 4.0) * math.pi
         phase0 = _lerp(u[2], 0, 2 * math.pi)
         axis = _unit_from_tilt(math.radians(_lerp(u[3], 20.0, 70.0)), _lerp(u[4], 0, 2 * math.pi))
         if u[5] < 0.5:
             axis = -axis  # drift towards or away from the camera
-        axial_speed = _lerp(u[6], 1.5, 3.0) / self.duration  # units/s
+        axial_speed = self._size(u[6], 1.5, 3.0) / self.duration  # units/s
         w, amp, ph = self._circle(radius, sweep, phase0, axis)
         drift = np.array([_r(x) for x in axis * axial_speed])
         params = {
@@ -259,11 +275,11 @@ class TrajectoryGenerator:
         return params, {"w": np.array(w), "amp": amp, "ph": ph, "v": drift}
 
     def _parabolic(self, u: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        sag = _lerp(u[0], 0.8, 2.0)
+        sag = self._size(u[0], 0.8, 2.0)
         half_g = _r(4.0 * sag / self.duration**2)  # g/2, units/s^2
         g = 2.0 * half_g
         t_apex = _lerp(u[1], 0.3, 0.7) * self.duration
-        travel = _lerp(u[2], 1.5, 3.5)
+        travel = self._size(u[2], 1.5, 3.5)
         psi = math.radians(_lerp(u[3], 0.0, 50.0)) * (1 if u[4] < 0.5 else -1)
         side = 1.0 if u[5] < 0.5 else -1.0
         v = np.array(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from services.describer.backends.base import BackendError, Description, FailureKind, Trajectory
 from services.describer.backends.llm import ANSWER_SCHEMA, check_answer, render_prompt
@@ -95,6 +96,7 @@ class TGIBackend:
             if r.status_code != 200:
                 raise tge.parse_error(r.status_code, payload)
             resp = Response(**payload[0])
+            p_tok = _prompt_tokens(r.headers, resp)
         except httpx.TimeoutException:
             raise BackendError(FailureKind.TIMEOUT, f"no complete answer within {timeout_s:.2f} s") from None
         except httpx.TransportError as exc:
@@ -128,12 +130,15 @@ class TGIBackend:
         c_tok = int(resp.details.generated_tokens) if resp.details is not None else 0
         if resp.details is not None and str(resp.details.finish_reason.value) == "length":
             raise BackendError(
-                FailureKind.SCHEMA, "the answer was cut off at max_new_tokens", completion_tokens=c_tok
+                FailureKind.SCHEMA,
+                "the answer was cut off at max_new_tokens",
+                prompt_tokens=p_tok,
+                completion_tokens=c_tok,
             )
         try:
             answer = check_answer(resp.generated_text)
         except BackendError as exc:
-            exc.completion_tokens = c_tok
+            exc.prompt_tokens, exc.completion_tokens = p_tok, c_tok
             raise
         return Description(
             equations=(answer.x, answer.y, answer.z),
@@ -141,9 +146,20 @@ class TGIBackend:
             described_class=answer.motion,
             model=self.model,
             prompt_version=prompt.version,
-            prompt_tokens=0,  # TGI reports it only in a header the client does not expose
+            prompt_tokens=p_tok,
             completion_tokens=c_tok,
         )
+
+
+def _prompt_tokens(headers: Any, resp: Any) -> int:
+    """Prompt tokens of a TGI answer: its x-prompt-tokens header, else the prefill details
+    (present when decoder_input_details is asked for), else 0 (not reported)."""
+    try:
+        return max(0, int(headers.get("x-prompt-tokens", "")))
+    except ValueError:
+        pass
+    prefill = getattr(resp.details, "prefill", None) if resp.details is not None else None
+    return len(prefill) if prefill else 0
 
 
 def _short(text: object, limit: int = 200) -> str:

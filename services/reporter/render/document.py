@@ -120,6 +120,7 @@ def _yes_no(v: bool | None) -> str:
 
 
 def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
+    from services.reporter.render.llm_cost import llm_cost_section  # builds on this module's blocks too
     from services.reporter.render.statistics import statistics_section  # it builds on this module's blocks
 
     figs = {f.key: f for f in figures}
@@ -135,10 +136,16 @@ def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
         _served(data),
         _cost_latency(data),
         _equations(data, figs),
+        llm_cost_section(data),
         _notes(data),
         _missing(data),
         _method(data),
     ]
+    from services.reporter.render.robustness import robustness_section
+
+    robust = robustness_section(data, figs)
+    if robust is not None:  # after the statistics: the stress sets are the next question
+        sections.insert(2, robust)
     return Document("trajlab: parallel results comparison", sections)
 
 

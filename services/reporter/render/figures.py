@@ -64,6 +64,11 @@ def render_figures(data: ReportData, out: Path) -> list[FigureRef]:
             f = _trajectories(b, out, colors[b.name])
             if f is not None:
                 figs.append(f)
+        from services.reporter.render.robustness import robustness_figure
+
+        f = robustness_figure(data, out)
+        if f is not None:
+            figs.append(f)
     return figs
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 
 from services.reporter.model import ReportData
+from services.reporter.render.llm_cost import llm_cost_json
 
 
 def _msg(m: Any) -> dict[str, Any] | None:
@@ -70,7 +71,9 @@ def report_json(data: ReportData) -> str:
         "missing": [vars(m) for m in data.all_missing()],
         "notes": data.notes,
         "describer_backends": data.describer_backends,
+        "llm_cost": llm_cost_json(data),
         "statistics": _stats(data),
+        "robustness": data.robustness.to_dict() if data.robustness is not None else None,
     }
     return json.dumps(_clean(doc), indent=2, default=str, allow_nan=False) + "\n"
 

@@ -269,6 +269,15 @@ class DescriberSource:
         sample.fallback_used = resp.fallback_used
         sample.fallback_reason = resp.fallback_reason
         sample.latency_ms = resp.latency_ms
+        dc = int(resp.described_class)
+        sample.described_class = (
+            validation.class_names[dc - 1] if 0 < dc <= len(validation.class_names) else ""
+        )
+        if resp.HasField("usage"):
+            u = resp.usage
+            sample.llm_attempts, sample.llm_seconds = u.attempts, u.seconds
+            sample.prompt_tokens, sample.completion_tokens = u.prompt_tokens, u.completion_tokens
+            sample.cost = u.cost if u.priced else None
         sc = resp.score
         sample.scored = sc.scored
         sample.parsed = sc.parsed

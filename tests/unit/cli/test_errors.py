@@ -120,6 +120,14 @@ BAD_INPUTS: dict[str, list[tuple[str, int, str]]] = {
         ("--encoder nope --no-parity", BAD, "--encoder: unknown 'nope'; registered:"),
         ("--in-channels 0 --no-parity", BAD, "--in-channels"),
     ],
+    "stress": [
+        ("--branch b1 --sets fog --target " + OFFLINE, BAD, "--sets: unknown stress set 'fog'"),
+        ("--branch b1 --branch b1 --target " + OFFLINE, BAD, "--branch: b1 given twice"),
+        ("--branch b1 --samples 0 --target " + OFFLINE, BAD, "--samples"),
+        ("--branch b1 --profile {missing}.yaml --target " + OFFLINE, BAD, "does not exist"),
+        ("--branch b1 --data {unwritable} --target " + OFFLINE, BAD, "--data"),
+        ("--branch b1 --data {tmp}/d --target " + OFFLINE, FAILED, "UNAVAILABLE"),
+    ],
     "run": [
         ("--profile {missing}.yaml --root {tmp}/r", BAD, "does not exist"),
         ("--root {unwritable}", BAD, "--root"),

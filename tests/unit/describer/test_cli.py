@@ -63,3 +63,31 @@ def test_backends_lists_every_backend_and_branch_default() -> None:
     out = json.loads(res.output)
     assert {b["name"] for b in out["backends"]} >= {"analytic", "openai:gpt-4", "tgi:mistral", "tgi:phi-2"}
     assert out["branch_defaults"]["b3"] == "tgi:mistral"
+
+
+def test_describe_shows_what_the_language_model_spent(npy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.unit.describer.kit import answer_json, openai_ok, scripted
+
+    with scripted(openai_ok(answer_json(), prompt_tokens=400, completion_tokens=100)) as srv:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-local-0123456789")
+        monkeypatch.setenv("TRAJLAB_DESCRIBER_OPENAI_BASE_URLS", json.dumps({"phi-2": f"{srv.url}/v1"}))
+        monkeypatch.setenv("TRAJLAB_DESCRIBER_BRANCH_BACKENDS", '{"b4": "openai:phi-2"}')
+        monkeypatch.setenv(
+            "TRAJLAB_DESCRIBER_PRICES",
+            '{"openai:phi-2": {"prompt_per_1k": 0.001, "completion_per_1k": 0.002}}',
+        )
+        res = runner.invoke(app, ["describe", "-p", str(npy), "--branch", "b4", "--local"])
+        as_json = runner.invoke(app, ["describe", "-p", str(npy), "--branch", "b4", "--local", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "backend: openai:phi-2" in res.output
+    assert "language model: openai:phi-2, 1 call(s), 400 prompt + 100 completion tokens" in res.output
+    assert "cost 0.0006" in res.output
+    usage = json.loads(as_json.output)["usage"]
+    assert (usage["prompt_tokens"], usage["completion_tokens"], usage["attempts"]) == (400, 100, 1)
+    assert usage["cost"] == pytest.approx(0.0006)
+
+
+def test_an_unknown_branch_in_branch_backends_is_named(npy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAJLAB_DESCRIBER_BRANCH_BACKENDS", '{"b9": "analytic"}')
+    res = runner.invoke(app, ["describe", "-p", str(npy), "--local"])
+    assert res.exit_code != 0 and "branch_backends: unknown branch(es) 'b9'" in res.output
