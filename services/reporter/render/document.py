@@ -120,6 +120,7 @@ def _yes_no(v: bool | None) -> str:
 
 
 def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
+    from services.reporter.render.cost import cost_section  # it builds on this module's blocks
     from services.reporter.render.statistics import statistics_section  # it builds on this module's blocks
 
     figs = {f.key: f for f in figures}
@@ -134,6 +135,7 @@ def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
         _curves(data, figs),
         _served(data),
         _cost_latency(data),
+        cost_section(data, figs),
         _equations(data, figs),
         _notes(data),
         _missing(data),

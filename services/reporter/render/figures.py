@@ -64,6 +64,10 @@ def render_figures(data: ReportData, out: Path) -> list[FigureRef]:
             f = _trajectories(b, out, colors[b.name])
             if f is not None:
                 figs.append(f)
+    from services.reporter.render.cost import cost_figure  # it imports this module's helpers
+
+    if (f := cost_figure(data, out)) is not None:
+        figs.append(f)
     return figs
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
+from services.reporter.costs import branch_costs
 from services.reporter.model import ReportData
 
 
@@ -71,6 +72,7 @@ def report_json(data: ReportData) -> str:
         "notes": data.notes,
         "describer_backends": data.describer_backends,
         "statistics": _stats(data),
+        "cost": [asdict(c) for c in branch_costs(data)],  # per branch, services/reporter/costs.py
     }
     return json.dumps(_clean(doc), indent=2, default=str, allow_nan=False) + "\n"
 
