@@ -64,6 +64,14 @@ REQUIRED_OUTPUTS = ("probabilities", "forecast", "embedding")
 TRACK_OUTPUTS = ("track", "track_confidence")  # (N, frames, 3) world units; (N, frames) in [0, 1]
 
 
+class ModelCost(BaseModel):
+    """What the model costs to run (services/trainer/cost.py), when the trainer counted it."""
+
+    model_config = ConfigDict(extra="forbid")
+    parameters: int = Field(ge=0)  # trainable parameters
+    flops_per_clip: int = Field(ge=0)  # forward FLOPs of one clip, 2 per multiply-add
+
+
 class ModelMetadata(BaseModel):
     """metadata.json of one model version. Unknown keys are refused."""
 
@@ -88,6 +96,7 @@ class ModelMetadata(BaseModel):
     model_sha256: str
     model_size_bytes: int
     created_at: str  # RFC 3339 UTC
+    cost: ModelCost | None = None  # optional: metadata written before it was counted has none
 
     @property
     def has_track(self) -> bool:

@@ -17,8 +17,9 @@ from trajlab.errors import InvalidArgument, quoted
 from trajlab.reporter.v1 import reporter_pb2, reporter_pb2_grpc
 
 log = logging.getLogger(__name__)
-# A requested branch name: it is written into the report, so it must look like one.
-_BRANCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# A requested branch name: it is written into the report, so it must look like one. A seed run
+# (trajlab.runs: "b1@s0", what `trajlab run` asks for) is a branch name and "@s<seed>".
+_BRANCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(@s[0-9]{1,9})?")
 
 
 def _neg(v: float | None) -> float:
@@ -106,8 +107,8 @@ class ReporterServicer(reporter_pb2_grpc.ReporterServiceServicer):
         for i, name in enumerate(request.branches):
             if not _BRANCH_NAME.fullmatch(name):
                 raise InvalidArgument(
-                    f"branches[{i}]: {quoted(name)} is not a branch name "
-                    "(letters, digits, '_', '.', '-', at most 64 characters)"
+                    f"branches[{i}]: {quoted(name)} is not a branch or run name "
+                    "(letters, digits, '_', '.', '-', at most 64 characters, then optionally @s<seed>)"
                 )
         result = self.build(
             branches=list(request.branches),

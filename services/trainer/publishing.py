@@ -75,6 +75,11 @@ class Publishing:
             "validation_metrics": validation_metrics,
             "dataset_manifest_sha256": manifest,
         }
+        if "flops_per_clip" in results:  # services/trainer/cost.py; the metadata field is optional
+            metadata["cost"] = {
+                "parameters": int(results["parameters"]),
+                "flops_per_clip": int(results["flops_per_clip"]),
+            }
         version, vdir = publish_model(
             cfg.model_repo, cfg.branch.name, onnx_path, metadata, staging=self.run_dir / "published"
         )

@@ -39,6 +39,7 @@ class StepLoop:
         torch.manual_seed(t.seed * 100_003 + epoch)
         model.train()
         started = time.monotonic()
+        cpu_started = time.process_time()  # this process's CPU time (services/trainer/cost.py)
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(
             total=steps,
@@ -104,6 +105,7 @@ class StepLoop:
             "clips_per_second": seen / max(train_seconds, 1e-9),
             "learning_rate": lr,
             "duration_seconds": duration,
+            "cpu_seconds": time.process_time() - cpu_started,
             **metrics,
         }
         with self._lock:

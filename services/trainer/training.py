@@ -45,6 +45,7 @@ from services.trainer.branch import (
     load_encoder_weights,
     set_conv_memory_format,
 )
+from services.trainer.cost import flops_per_clip, training_cost
 from services.trainer.model_args import MODEL_FORMAT, ModelArgs
 from services.trainer.publishing import Publishing
 from services.trainer.run_io import TrainingFailed, TrainingStopped, utc_stamp, write_json_atomic
@@ -322,7 +323,8 @@ class Trainer(StepLoop, Scoring, Publishing):
 
         self._update(state="evaluating", write=True)
         results = self.evaluate(model, val, text_name)
-        results["training_seconds"] = float(sum(h["duration_seconds"] for h in self._history))
+        results.update(training_cost(self._history))  # wall and CPU time of the training
+        results["flops_per_clip"] = flops_per_clip(model, self._model_input(val.clips[:1]))
         results["dataset_manifest_sha256"] = ds.manifest_sha256
         if cfg.publish:
             self._update(state="exporting", write=True)

@@ -69,6 +69,10 @@ def render_figures(data: ReportData, out: Path) -> list[FigureRef]:
         f = robustness_figure(data, out)
         if f is not None:
             figs.append(f)
+    from services.reporter.render.cost import cost_figure  # it imports this module's helpers
+
+    if (f := cost_figure(data, out)) is not None:
+        figs.append(f)
     return figs
 
 

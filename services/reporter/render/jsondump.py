@@ -9,6 +9,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
+from services.reporter.costs import branch_costs
 from services.reporter.model import ReportData
 from services.reporter.render.llm_cost import llm_cost_json
 
@@ -74,6 +75,7 @@ def report_json(data: ReportData) -> str:
         "llm_cost": llm_cost_json(data),
         "statistics": _stats(data),
         "robustness": data.robustness.to_dict() if data.robustness is not None else None,
+        "cost": [asdict(c) for c in branch_costs(data)],  # per branch, services/reporter/costs.py
     }
     return json.dumps(_clean(doc), indent=2, default=str, allow_nan=False) + "\n"
 

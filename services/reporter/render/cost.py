@@ -1,0 +1,171 @@
+"""The report's "Cost beside quality" section and its Pareto figure, from services.reporter.costs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.reporter.costs import CLIENT, SERVER, BranchCost, branch_costs
+from services.reporter.model import ReportData
+from services.reporter.render.document import Figure, Para, Section, Table, pct
+from services.reporter.render.figures import FigureRef, _plt, _save, branch_colors
+
+NOT_MEASURED = "not measured"
+FIGURE_KEY = "cost_pareto"
+
+
+def _si(v: float | None, unit: str) -> str:
+    if v is None:
+        return NOT_MEASURED
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:.2f} {prefix}{unit}"
+    return f"{v:.0f} {unit}"
+
+
+def _seconds(v: float | None) -> str:
+    if v is None:
+        return NOT_MEASURED
+    m, s = divmod(round(v), 60)
+    return f"{m} min {s:02d} s" if m else f"{v:.1f} s"
+
+
+def _ms(v: float | None) -> str:
+    return NOT_MEASURED if v is None else f"{v:.2f}"
+
+
+def _front(on: bool | None) -> str:
+    return "n/a" if on is None else ("yes" if on else "no")
+
+
+def _row(c: BranchCost) -> list[str]:
+    return [
+        c.branch,
+        str(len(c.runs)),
+        NOT_MEASURED if c.parameters is None else f"{c.parameters:,.0f}",
+        _si(c.flops_per_clip, "FLOP"),
+        _seconds(c.training_seconds),
+        NOT_MEASURED if c.training_cpu_seconds is None else f"{c.training_cpu_seconds:.1f}",
+        _ms(c.latency_p50_ms),
+        _ms(c.latency_p99_ms),
+        c.latency_source or NOT_MEASURED,
+        NOT_MEASURED if c.test_accuracy is None else pct(c.test_accuracy),
+        _front(c.pareto_latency),
+        _front(c.pareto_compute),
+    ]
+
+
+def cost_section(data: ReportData, figs: dict[str, FigureRef]) -> Section:
+    """Table of cost and quality per branch, where each figure came from, and the Pareto figure."""
+    costs = branch_costs(data)
+    if not costs:
+        return Section("Cost beside quality", "cost-quality", [Para("No branches: nothing to compare.")])
+    split = data.validation.split if data.validation is not None else "evaluation"
+    sources = sorted({c.latency_source for c in costs if c.latency_source})
+    blocks: list = [
+        Para(
+            "What each branch costs beside what it scores (seed runs averaged). Parameters and FLOPs per "
+            "clip (one forward pass at the profile's clip size, torch's FlopCounterMode: 2 per multiply-add "
+            "of the convolutions and matrix products) and training wall time and CPU-seconds (the trainer "
+            "process's CPU time over the training epochs) come from the trainers' results; results from "
+            f"before a figure was counted say '{NOT_MEASURED}'."
+        ),
+        Para(_latency_sentence(sources)),
+        Table(
+            [
+                "branch",
+                "runs",
+                "parameters",
+                "FLOPs/clip",
+                "training time",
+                "training CPU-s",
+                "served p50 (ms)",
+                "served p99 (ms)",
+                "latency source",
+                f"{split} accuracy",
+                "Pareto: latency",
+                "Pareto: compute",
+            ],
+            [_row(c) for c in costs],
+            caption="Pareto: no other branch is at least as accurate and at most as costly (p50 latency; "
+            "training CPU-seconds) while better on one of them; n/a: a figure is missing.",
+        ),
+    ]
+    partial = [f"{c.branch}: {', '.join(c.partial)}" for c in costs if c.partial]
+    if partial:
+        blocks.append(Para("Averaged over the runs that measured them: " + "; ".join(partial) + "."))
+    if FIGURE_KEY in figs:
+        blocks.append(Figure(figs[FIGURE_KEY]))
+    else:
+        blocks.append(Para("Pareto figure: no branch has both a test accuracy and a cost figure."))
+    return Section("Cost beside quality", "cost-quality", blocks)
+
+
+def _latency_sentence(sources: list[str]) -> str:
+    if not sources:
+        return f"Served latency: {NOT_MEASURED} (neither Prometheus nor the reporter's own Analyze calls)."
+    parts = []
+    if SERVER in sources:
+        parts.append(
+            f"'{SERVER}': the encoder's trajlab_encoder_inference_seconds, p50/p99 by histogram_quantile "
+            "over every request since the encoder started"
+        )
+    if CLIENT in sources:
+        parts.append(
+            f"'{CLIENT}': without Prometheus, the reporter's timing of the Analyze calls it made one at a "
+            "time to score each run on the test clips (round trip, so network and decoding included)"
+        )
+    return "Served latency source: " + "; ".join(parts) + "."
+
+
+def cost_figure(data: ReportData, out: Path) -> FigureRef | None:
+    """Accuracy against served latency and against training CPU-seconds, Pareto front marked."""
+    costs = [c for c in branch_costs(data) if c.test_accuracy is not None]
+    panels = (
+        ("latency_p50_ms", "pareto_latency", "served latency p50 (ms)"),
+        ("training_cpu_seconds", "pareto_compute", "training compute (CPU-seconds)"),
+    )
+    if not any(getattr(c, attr) is not None for c in costs for attr, _, _ in panels):
+        return None
+    split = data.validation.split if data.validation is not None else "evaluation"
+    plt = _plt()
+    colors = branch_colors([c.branch for c in costs])
+    with plt.style.context("seaborn-v0_8-whitegrid"):
+        fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.2), layout="constrained")
+        for ax, (attr, flag, label) in zip(axes, panels, strict=True):
+            pts = [c for c in costs if getattr(c, attr) is not None]
+            for c in pts:
+                on = bool(getattr(c, flag))
+                x, y = getattr(c, attr), c.test_accuracy * 100  # type: ignore[operator]
+                ax.scatter(
+                    x,
+                    y,
+                    s=70 if on else 40,
+                    color=colors[c.branch],
+                    marker="o" if on else "x",
+                    edgecolors="black" if on else None,
+                    zorder=3,
+                )
+                ax.annotate(c.branch, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
+            front = sorted((getattr(c, attr), c.test_accuracy * 100) for c in pts if getattr(c, flag))  # type: ignore[operator]
+            if len(front) > 1:
+                ax.step(
+                    *zip(*front, strict=True),
+                    where="post",
+                    color="black",
+                    linewidth=0.8,
+                    linestyle="--",
+                    zorder=2,
+                )
+            missing = [c.branch for c in costs if getattr(c, attr) is None]
+            ax.set_xlabel(label + (f"; {NOT_MEASURED}: {', '.join(missing)}" if missing else ""))
+            ax.set_ylabel(f"{split} accuracy (%)")
+            ax.set_title(f"Accuracy against {label.split(' (')[0]}")
+        fig.suptitle("Cost beside quality: circled = on the Pareto front (no branch beats it on both)")
+        path = out / f"{FIGURE_KEY}.png"
+        _save(fig, path)
+    return FigureRef(
+        FIGURE_KEY,
+        path,
+        "Test accuracy against served latency and against training compute; "
+        "circled branches are on the Pareto front, crosses are beaten on both by another.",
+    )
