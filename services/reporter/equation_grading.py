@@ -331,3 +331,18 @@ def summarise(grades: Sequence[EquationGrade]) -> GradeSummary | None:
         model_forecast_rms_pct=float(np.median(model)) if model else None,
         parameter_errors={k: float(np.median(v)) for k, v in sorted(params.items())},
     )
+
+
+def grade_sample(sample: Any, validation: Any) -> EquationGrade | None:
+    """Grade one describer answer (``model.SampleDescription``) on a ``model.ValidationSet`` clip;
+    None when the describer did not answer."""
+    if sample.error:
+        return None
+    i = int(sample.index)
+    params = validation.params[i] if i < len(validation.params) else None
+    positions = np.concatenate([sample.observed, sample.truth_future], axis=0)
+    return grade(
+        sample.equations, true_family=sample.true_class, true_params=params, positions=positions,
+        times=np.asarray(validation.times, np.float64)[: len(positions)], frames=len(sample.observed),
+        forecast=sample.forecast,
+    )

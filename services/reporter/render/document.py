@@ -120,6 +120,7 @@ def _yes_no(v: bool | None) -> str:
 
 
 def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
+    from services.reporter.render.equations import equations_section  # it builds on this module's blocks
     from services.reporter.render.statistics import statistics_section  # it builds on this module's blocks
 
     figs = {f.key: f for f in figures}
@@ -135,6 +136,7 @@ def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
         _served(data),
         _cost_latency(data),
         _equations(data, figs),
+        equations_section(data),
         _notes(data),
         _missing(data),
         _method(data),
