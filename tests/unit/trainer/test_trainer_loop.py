@@ -173,7 +173,7 @@ def test_the_depth_cues_and_the_parametric_prior_train_and_export_through_the_pa
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
     ds = load_dataset(tiny_data)
     meta = read_metadata(vdir, root=cfg.model_repo)
-    _, forecast, _ = sess.run(None, {"clip": to_model_input(ds.val.clips, meta.input.mean, meta.input.std)})
+    (forecast,) = sess.run(["forecast"], {"clip": to_model_input(ds.val.clips, meta.input.mean, meta.input.std)})
     ref = t.predict(t.model, ds.val.clips)  # type: ignore[arg-type]
     np.testing.assert_allclose(forecast, ref["forecast"], atol=1e-4)
 
@@ -211,7 +211,7 @@ def test_on_jittered_clips_the_camera_shift_is_taken_off_the_track_and_exported(
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
     ds = load_dataset(data)
     meta = read_metadata(vdir, root=tmp_path / "models")
-    _, forecast, _ = sess.run(None, {"clip": to_model_input(ds.val.clips, meta.input.mean, meta.input.std)})
+    (forecast,) = sess.run(["forecast"], {"clip": to_model_input(ds.val.clips, meta.input.mean, meta.input.std)})
     ref = t.predict(t.model, ds.val.clips)  # type: ignore[arg-type]
     np.testing.assert_allclose(forecast, ref["forecast"], atol=1e-4)
     # Its ten Gauss-Newton steps are two ONNX Loops, not ten copies (unrolled, they made the export 4-9x slower).
