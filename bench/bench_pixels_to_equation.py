@@ -103,7 +103,7 @@ def main() -> None:
         print("blame:", dict(counts))
         per_class = Counter()
         right = Counter()
-        for i, g in pixels.items():
+        for g in pixels.values():
             if g is not None:
                 per_class[g.true_family] += 1
                 right[g.true_family] += g.family_right

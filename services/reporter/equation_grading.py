@@ -199,7 +199,9 @@ def params_from_dataset(family: str, params: Mapping[str, Any]) -> MotionParams:
             radius=float(params["radius"]), pitch=float(params["pitch"]),
             normal=_unit(np.asarray(params["axis"], dtype=np.float64)),
         )
-    raise ValueError(f"params_from_dataset: unknown family {family!r}; expected one of {list(FAMILY_PARAMETERS)}")
+    raise ValueError(
+        f"params_from_dataset: unknown family {family!r}; expected one of {list(FAMILY_PARAMETERS)}"
+    )
 
 
 def parameter_errors(got: MotionParams, true: MotionParams, family: str) -> dict[str, float]:
@@ -268,7 +270,8 @@ def grade(
     out.family = family_of(exprs, observed_t, extent)
     if out.family_right and true_params is not None:
         got = params_from_equations(exprs, true_family, observed_t)
-        out.parameter_errors = parameter_errors(got, params_from_dataset(true_family, true_params), true_family)
+        true = params_from_dataset(true_family, true_params)
+        out.parameter_errors = parameter_errors(got, true, true_family)
     return out
 
 

@@ -58,15 +58,18 @@ def _summary_row(branch: str, backend: str, way: str, s: GradeSummary) -> list[s
     ]
 
 
-def _graded(data: ReportData, b: BranchReport) -> dict[str, list[tuple[SampleDescription, EquationGrade]]]:
-    out: dict[str, list[tuple[SampleDescription, EquationGrade]]] = {}
+def _graded(data: ReportData, b: BranchReport) -> Graded:
+    out: Graded = {}
     assert data.validation is not None
     for way, samples in zip(WAYS, (b.samples, b.track_samples), strict=True):
         out[way] = [(s, g) for s in samples if (g := grade_sample(s, data.validation)) is not None]
     return out
 
 
-def _blame_rows(b: BranchReport, graded: dict[str, list[tuple[SampleDescription, EquationGrade]]]) -> list[list[str]]:
+Graded = dict[str, list[tuple[SampleDescription, EquationGrade]]]
+
+
+def _blame_rows(b: BranchReport, graded: Graded) -> list[list[str]]:
     truth = {s.index: (s, g) for s, g in graded[WAYS[0]]}
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for s, g in graded[WAYS[1]]:

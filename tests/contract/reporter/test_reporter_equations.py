@@ -7,7 +7,6 @@ confidence of 0), b3's model has no track. The describer is the real one (analyt
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np

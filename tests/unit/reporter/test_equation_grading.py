@@ -126,7 +126,7 @@ def test_each_failure_from_pixels_is_blamed_on_the_stage_that_failed() -> None:
 
 def test_track_error_and_the_summary_of_several_grades() -> None:
     obs = np.zeros((4, 3))
-    assert track_rms_pct(obs + [0.0, 0.3, 0.4], obs, 10.0) == pytest.approx(5.0)
+    assert track_rms_pct(obs + np.array([0.0, 0.3, 0.4]), obs, 10.0) == pytest.approx(5.0)
     s = summarise([_g(True), _g(True), _g(False), _g(True)])
     assert s is not None and s.clips == 4 and s.right_pct == 75.0 and s.family_right_pct == 100.0
     assert summarise([]) is None
