@@ -263,16 +263,29 @@ def grade(
     except UnsafeEquation as exc:
         out.error = f"unparsable: {exc}"
         return out
+    try:
+        _grade_parsed(out, exprs, true_params, p, t, frames, extent)
+    except (ArithmeticError, ValueError, TypeError) as exc:
+        # sympy or numpy on an odd (parsable) answer, e.g. a complex value: wrong, with the reason,
+        # never a report that fails to build.
+        out.family = "ungradable"
+        out.error = f"could not grade: {type(exc).__name__}: {exc}"
+    return out
+
+
+def _grade_parsed(
+    out: EquationGrade, exprs: list[Any], true_params: Mapping[str, Any] | None, p: np.ndarray,
+    t: np.ndarray, frames: int, extent: float,
+) -> None:
     pred = _curve(exprs, t)
     out.observed_rms_pct = _rms_pct(pred[:frames], p[:frames], extent)
     out.forecast_rms_pct = _rms_pct(pred[frames:], p[frames:], extent)
     observed_t = t[:frames]
     out.family = family_of(exprs, observed_t, extent)
     if out.family_right and true_params is not None:
-        got = params_from_equations(exprs, true_family, observed_t)
-        true = params_from_dataset(true_family, true_params)
-        out.parameter_errors = parameter_errors(got, true, true_family)
-    return out
+        got = params_from_equations(exprs, out.true_family, observed_t)
+        true = params_from_dataset(out.true_family, true_params)
+        out.parameter_errors = parameter_errors(got, true, out.true_family)
 
 
 def blame(truth: EquationGrade | None, pixels: EquationGrade | None, track_rms_pct: float | None) -> str:

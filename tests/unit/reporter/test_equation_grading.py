@@ -109,6 +109,14 @@ def test_unparsable_equations_are_wrong_and_say_why() -> None:
     assert math.isinf(g.observed_rms_pct)
 
 
+@pytest.mark.parametrize("eqs", [("sqrt(t - 5)", "t", "t"), ("1/(t - 1)", "t", "t"), ("log(t)", "0", "1")])
+def test_equations_odd_at_some_frames_are_graded_wrong_not_a_crash(eqs: tuple[str, str, str]) -> None:
+    pos = np.stack([TIMES, TIMES, TIMES], axis=1)
+    g = grade(eqs, true_family="linear", true_params={"velocity": [1, 1, 1]}, positions=pos, times=TIMES,
+              frames=FRAMES)
+    assert not g.right
+
+
 def _g(right: bool):  # type: ignore[no-untyped-def]
     from services.reporter.equation_grading import EquationGrade
 
