@@ -414,6 +414,12 @@ def collect(
                             b, validation, idx, predicted_class=pred, forecast=fc, forecast_times=fct
                         )
                     )
+                    if r.served is not None and r.served.tracks is not None:  # pixels to equation
+                        conf = r.served.track_confidence
+                        r.track_samples.append(desc.describe(
+                            b, validation, idx, predicted_class=pred, forecast=fc, forecast_times=fct,
+                            track=r.served.tracks[pos], track_confidence=None if conf is None else conf[pos],
+                        ))
                 failed = [s for s in r.samples if s.error]
                 if failed and len(failed) == len(r.samples):
                     r.add_missing("equations", f"every Describe call failed ({failed[0].error})")

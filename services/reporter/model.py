@@ -56,6 +56,9 @@ class ValidationSet:
     class_names: tuple[str, ...]
     manifest_sha256: str = ""
     equations: list[tuple[str, str, str]] = field(default_factory=list)  # true x(t), y(t), z(t)
+    # Each clip's generating parameters (trajlab.data.trajectories), for grading equations;
+    # empty when the split has none (the parameters are then not graded).
+    params: list[dict[str, Any]] = field(default_factory=list)
     source: str = ""  # where it was loaded from, for the report
     split: str = "val"  # which split of the dataset: "test" (held out) or "val"
 
@@ -109,6 +112,10 @@ class ServedEvaluation:
     forecast_times: np.ndarray  # float64 (horizon,), seconds
     indices: np.ndarray  # int64 (N,), index of each evaluated clip in the validation set
     client_latency_ms: list[float]  # per Analyze call as the reporter saw it, milliseconds
+    # The model's own observed track (N, T, 3) world units and its confidence (N, T); None when
+    # the served model exports no track (ModelInfo.has_track).
+    tracks: np.ndarray | None = None
+    track_confidence: np.ndarray | None = None
 
 
 @dataclass
@@ -153,6 +160,10 @@ class SampleDescription:
     completion_tokens: int = 0
     llm_seconds: float = 0.0  # wall time of those calls: GPU time for a local model
     cost: float | None = None  # money by the describer's price table; None when not priced
+    # With the model's own track (T, 3): the describer was given its ``track_kept`` frames (bool
+    # (T,), by confidence) instead of ``observed``, which stays the truth.
+    track: np.ndarray | None = None
+    track_kept: np.ndarray | None = None
 
 
 @dataclass
@@ -169,6 +180,8 @@ class BranchReport:
     latency: Latency | None = None
     client_latency: Latency | None = None
     samples: list[SampleDescription] = field(default_factory=list)
+    # The same clips described from the served model's own observed track ("pixels to equation").
+    track_samples: list[SampleDescription] = field(default_factory=list)
     missing: list[Missing] = field(default_factory=list)
 
     def add_missing(self, section: str, reason: str) -> None:

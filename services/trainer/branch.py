@@ -147,15 +147,29 @@ class BranchModel(nn.Module):
 
 
 class ExportWrapper(nn.Module):
-    """What goes into ONNX: clip -> (probabilities, forecast in world units, embedding)."""
+    """What goes into ONNX: clip -> (probabilities, forecast in world units, embedding
+    [, track (N, T, 3) in world units, track_confidence (N, T)]).
+
+    The track outputs (``trajlab.modelrepo.TRACK_OUTPUTS``) come with the track perception
+    only: the track the heads read (:meth:`BranchModel.track_world`) and the readout's
+    per-frame confidence (:meth:`TrackReadout.confidence`).
+    """
 
     def __init__(self, model: BranchModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @property
+    def has_track(self) -> bool:
+        return self.model.perception is not None
+
+    def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(clip)
-        return torch.softmax(out.logits, dim=-1), self.model.to_world(out.forecast), out.embedding
+        served = (torch.softmax(out.logits, dim=-1), self.model.to_world(out.forecast), out.embedding)
+        if out.track is None:
+            return served
+        assert out.track.confidence is not None
+        return (*served, self.model.track_world(out.track), out.track.confidence)
 
 
 def build_part(registry: Registry[Any], name: str, available: dict[str, Any]) -> Any:

@@ -121,6 +121,7 @@ def _yes_no(v: bool | None) -> str:
 
 def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
     from services.reporter.render.cost import cost_section  # it builds on this module's blocks
+    from services.reporter.render.equations import equations_section  # it builds on this module's blocks
     from services.reporter.render.llm_cost import llm_cost_section  # builds on this module's blocks too
     from services.reporter.render.statistics import statistics_section  # it builds on this module's blocks
 
@@ -139,6 +140,7 @@ def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
         cost_section(data, figs),
         _equations(data, figs),
         llm_cost_section(data),
+        equations_section(data),
         _notes(data),
         _missing(data),
         _method(data),

@@ -25,6 +25,7 @@ from trajlab.codec import array_to_clip
 from trajlab.common.v1 import common_pb2
 from trajlab.describer.v1 import describer_pb2, describer_pb2_grpc
 from trajlab.encoder.v1 import encoder_pb2, encoder_pb2_grpc
+from trajlab.explain import MIN_POINTS
 from trajlab.runs import split_ablation, split_run_name
 from trajlab.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 
@@ -160,6 +161,8 @@ class EncoderSource:
         forecasts: list[np.ndarray] = []
         latency_ms: list[float] = []
         times: np.ndarray | None = None
+        tracks: list[np.ndarray] = []  # the model's own observed track, empty without one
+        confidences: list[np.ndarray] = []
         served_version = 0
         with open_channel(self.target) as ch:
             stub = encoder_pb2_grpc.EncoderServiceStub(ch)
@@ -174,6 +177,8 @@ class EncoderSource:
                     raise ValueError(f"encoder answered unknown class {resp.class_name!r} for {branch}")
                 preds.append(names[resp.class_name])
                 forecasts.append(np.array([[p.x, p.y, p.z] for p in resp.positions], dtype=np.float32))
+                tracks.append(np.array([[p.x, p.y, p.z] for p in resp.observed_track], dtype=np.float32))
+                confidences.append(np.asarray(resp.track_confidence, dtype=np.float32))
                 if times is None:
                     times = np.asarray(resp.times, dtype=np.float64)
         pred_arr = np.asarray(preds, dtype=np.int64)
@@ -192,6 +197,7 @@ class EncoderSource:
             extent=validation.extent[idx],
             num_classes=len(validation.class_names),
         )
+        with_track = bool(tracks) and all(len(t) == validation.frames for t in tracks)
         return ServedEvaluation(
             metrics=metrics,
             model_version=int(served_version),
@@ -200,7 +206,24 @@ class EncoderSource:
             forecast_times=times if times is not None else np.zeros(0),
             indices=idx,
             client_latency_ms=latency_ms,
+            tracks=np.stack(tracks) if with_track else None,
+            track_confidence=np.stack(confidences)
+            if with_track and all(len(c) == validation.frames for c in confidences)
+            else None,
         )
+
+
+MIN_CONFIDENCE = 0.3  # as `trajlab explain`: frames of the track below it are left out of the fit
+MIN_FRAMES = MIN_POINTS  # fewer confident frames than this: every frame is kept (as explain does)
+
+
+def confident_frames(confidence: np.ndarray | None, frames: int) -> np.ndarray:
+    """Which of a track's ``frames`` the describer is given: those at MIN_CONFIDENCE or above,
+    or all of them when fewer than MIN_FRAMES are (bool mask (frames,))."""
+    if confidence is None or len(confidence) != frames:
+        return np.ones(frames, dtype=bool)
+    keep = np.asarray(confidence) >= MIN_CONFIDENCE
+    return keep if int(keep.sum()) >= MIN_FRAMES else np.ones(frames, dtype=bool)
 
 
 def _points(arr: np.ndarray) -> list[common_pb2.Point3]:
@@ -228,11 +251,22 @@ class DescriberSource:
         predicted_class: int | None,
         forecast: np.ndarray | None,
         forecast_times: np.ndarray | None,
+        track: np.ndarray | None = None,
+        track_confidence: np.ndarray | None = None,
     ) -> SampleDescription:
-        """Describe one validation trajectory for a branch; an RPC failure is kept in ``error``."""
+        """Describe one validation trajectory for a branch; an RPC failure is kept in ``error``.
+
+        With ``track`` (T, 3), the served model's own observed track, the describer is given
+        its confident frames (:func:`confident_frames`) instead of the true positions; the
+        truth still scores the answer.
+        """
         T = validation.frames
         pos = validation.positions[index]
         times = validation.times.astype(np.float64)
+        given, given_times, keep = pos[:T], times[:T], None
+        if track is not None:
+            keep = confident_frames(track_confidence, len(track))
+            given, given_times = np.asarray(track)[keep], times[:T][keep]
         sample = SampleDescription(
             index=index,
             true_class=validation.class_names[int(validation.labels[index])],
@@ -241,10 +275,12 @@ class DescriberSource:
             truth_future=pos[T:],
             forecast=forecast,
             true_equations=validation.equations[index] if index < len(validation.equations) else None,
+            track=None if track is None else np.asarray(track),
+            track_kept=keep,
         )
         req = describer_pb2.DescribeRequest(
-            observed=_points(pos[:T]),
-            observed_times=[float(t) for t in times[:T]],
+            observed=_points(given),
+            observed_times=[float(t) for t in given_times],
             predicted_class=(predicted_class + 1) if predicted_class is not None else 0,
             # The describer knows branches, not runs: b1@s1 and b1-noperc@s0 use b1's backend.
             branch=split_ablation(split_run_name(branch)[0])[0],

@@ -34,6 +34,7 @@ def load_validation(data_dir: Path, split: str = "val") -> ValidationSet:
         class_names=tuple(CLASS_NAMES),
         manifest_sha256=str(getattr(ds, "manifest_sha256", "")),
         equations=[tuple(e) for e in getattr(val, "equations", [])],  # type: ignore[misc]
+        params=list(getattr(val, "params", []) or []),
         source=str(data_dir),
         split=split,
     )

@@ -27,9 +27,14 @@ class Track(NamedTuple):
     # (N, T, 3) normalised world units: the points after SphereFit (what the heads read);
     # None without sphere_fit. ``points`` stays the readout's own (what its loss trains).
     fitted: torch.Tensor | None = None
+    # (N, T) in [0, 1]: how sure the readout is that it sees the object in each frame
+    # (TrackReadout.confidence); what the export serves as ``track_confidence``.
+    confidence: torch.Tensor | None = None
 
 
 EMPTY_MASK_PRIOR = 0.5  # pixels of mask mass at the image centre (see TrackReadout.points_from)
+# Pixels the mask must be sure of (mask > 0.5, counted by a ramp) for a frame's confidence to be 1.
+SEEN_PIXELS = 4.0
 
 
 class TrackReadout(nn.Module):
@@ -190,14 +195,36 @@ class TrackReadout(nn.Module):
             m, up[:, 1].double(), brightness if self.cues is not None else None, shift
         ).float()  # (N, T, 3)
         fitted = read = None
+        confidence = self.confidence(m)
         if self.sphere_fit is not None:
-            read = self.fit(world, brightness, shift)
+            read, fit_confidence = self.fit_with_confidence(world, brightness, shift)
             fitted = self.normalise(read)
-        track = Track(self.normalise(world), logits, shift, fitted)
+            confidence = torch.maximum(confidence, fit_confidence)
+        track = Track(self.normalise(world), logits, shift, fitted, confidence)
         return track, self.summary(self.motion_features(world if read is None else read))
 
+    @staticmethod
+    def confidence(m: torch.Tensor) -> torch.Tensor:
+        """Mask (N, T, H, W) in [0, 1] (float64) -> each frame's confidence (N, T) float32 in [0, 1].
+
+        The mask has no calibrated per-frame score, so the confidence is read off its mass: the
+        pixels it is sure of (a ramp from 0 at mask 0.5 to 1 at mask 1), over SEEN_PIXELS. A frame
+        whose sphere is hidden (a mask of sigmoid tails), or a mask still spread thin (an untrained
+        readout starts at 1.8 % everywhere), gets 0; a frame with a few sure pixels gets 1. It says
+        whether the object was seen, not how far off the point is. Continuous, so the export's
+        parity gate holds.
+        """
+        sure = torch.clamp(2.0 * m - 1.0, min=0.0).sum(dim=(2, 3))
+        return torch.clamp(sure / SEEN_PIXELS, max=1.0).float()
+
     def fit(self, world: torch.Tensor, brightness: torch.Tensor, shift: torch.Tensor | None) -> torch.Tensor:
-        """The readout's points (N, T, 3) refined by SphereFit on the frames' V (N, T, H, W) in [0, 1].
+        """The readout's points (N, T, 3) refined by SphereFit on the frames' V (N, T, H, W) in [0, 1]."""
+        return self.fit_with_confidence(world, brightness, shift)[0]
+
+    def fit_with_confidence(
+        self, world: torch.Tensor, brightness: torch.Tensor, shift: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`fit`'s points (N, T, 3) and SphereFit's confidence (N, T) in [0, 1].
 
         Each frame's fit counts in proportion to its confidence, the readout's point in the rest
         (a sphere hidden behind a distractor keeps the readout's point, and its gradient).
@@ -213,7 +240,7 @@ class TrackReadout(nn.Module):
         uf, vf, zf, confidence = self.sphere_fit(brightness * 255.0, u, v, z)
         fitted = torch.stack([(uf - du - cx) * zf / f, -(vf - dv - cy) * zf / f, zf], dim=-1)
         c = confidence[..., None]
-        return c * fitted + (1.0 - c) * world
+        return c * fitted + (1.0 - c) * world, confidence
 
     def centroid(self, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mask (N, T, H, W) -> its centroid as x/z and y/z (N, T) and its mass (N, T), prior included."""

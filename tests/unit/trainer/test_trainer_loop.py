@@ -116,7 +116,11 @@ def test_published_model_metadata_and_onnx_outputs(tmp_path: Path, tiny_data: Pa
     assert meta.model_sha256 == sha256_file(vdir / "model.onnx")
     assert meta.opset >= 17 and meta.profile == "tiny" and meta.forecast_horizon == 4
     assert (meta.input.frames, meta.input.height, meta.input.width) == (8, 24, 24)
-    assert [o.name for o in meta.outputs] == ["probabilities", "forecast", "embedding"]
+    # The track readout is on: the model exports its own observed track and its confidence.
+    assert [o.name for o in meta.outputs] == [
+        "probabilities", "forecast", "embedding", "track", "track_confidence"
+    ]
+    assert meta.has_track
     assert meta.branch_config["encoder"] == "i3d" and meta.branch_config["enhancement"] == "text_alignment"
     for key in ("accuracy", "mean_class_accuracy", "forecast_mae", "forecast_mae_pct", "ade", "fde"):
         assert key in meta.validation_metrics
@@ -140,9 +144,11 @@ def test_published_model_metadata_and_onnx_outputs(tmp_path: Path, tiny_data: Pa
     assert [i.name for i in sess.get_inputs()] == ["clip"]
     assert sess.get_inputs()[0].shape[0] == "batch"
     x = to_model_input(ds.val.clips, meta.input.mean, meta.input.std)
-    probs, forecast, emb = sess.run(None, {"clip": x})
+    probs, forecast, emb, track_out, confidence = sess.run(None, {"clip": x})
     n = len(x)
     assert probs.shape == (n, 4) and forecast.shape == (n, 4, 3) and emb.shape == (n, meta.embedding_dim)
+    assert track_out.shape == (n, 8, 3) and confidence.shape == (n, 8)
+    assert ((confidence >= 0) & (confidence <= 1)).all()
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
     # The exported forecast is in world units: it matches the PyTorch model's world forecast.
     ref = t.predict(t.model, ds.val.clips)  # type: ignore[arg-type]
@@ -167,7 +173,7 @@ def test_the_depth_cues_and_the_parametric_prior_train_and_export_through_the_pa
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
     ds = load_dataset(tiny_data)
     meta = read_metadata(vdir, root=cfg.model_repo)
-    _, forecast, _ = sess.run(None, {"clip": to_model_input(ds.val.clips, meta.input.mean, meta.input.std)})
+    (forecast,) = sess.run(["forecast"], {"clip": to_model_input(ds.val.clips, meta.input.mean, meta.input.std)})
     ref = t.predict(t.model, ds.val.clips)  # type: ignore[arg-type]
     np.testing.assert_allclose(forecast, ref["forecast"], atol=1e-4)
 
@@ -205,7 +211,7 @@ def test_on_jittered_clips_the_camera_shift_is_taken_off_the_track_and_exported(
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
     ds = load_dataset(data)
     meta = read_metadata(vdir, root=tmp_path / "models")
-    _, forecast, _ = sess.run(None, {"clip": to_model_input(ds.val.clips, meta.input.mean, meta.input.std)})
+    (forecast,) = sess.run(["forecast"], {"clip": to_model_input(ds.val.clips, meta.input.mean, meta.input.std)})
     ref = t.predict(t.model, ds.val.clips)  # type: ignore[arg-type]
     np.testing.assert_allclose(forecast, ref["forecast"], atol=1e-4)
     # Its ten Gauss-Newton steps are two ONNX Loops, not ten copies (unrolled, they made the export 4-9x slower).

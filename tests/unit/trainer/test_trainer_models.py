@@ -397,8 +397,61 @@ def test_a_hidden_sphere_gives_the_same_track_in_onnx_runtime(tmp_path) -> None:
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"clip": clips.numpy()})
     with torch.no_grad():
         want = [t.numpy() for t in ExportWrapper(model)(clips)]
-    for name, g, w in zip(("probabilities", "forecast", "embedding"), got, want, strict=True):
+    names = ("probabilities", "forecast", "embedding", "track", "track_confidence")
+    for name, g, w in zip(names, got, want, strict=True):
         assert float(np.abs(g - w).max()) < 1e-5, name
+    assert float(np.abs(got[4]).max()) == 0.0  # a hidden sphere: the track says it saw nothing
+
+
+def test_the_tracks_confidence_is_one_where_the_mask_is_sure_of_the_object_and_zero_where_not() -> None:
+    from services.trainer.losses import disc_masks
+    from services.trainer.perception.readout import TrackReadout
+
+    true = torch.tensor([[[-1.0, 0.8, 4.0], [0.0, 0.0, 7.0], [2.0, -1.5, 9.5]]])
+    disc = disc_masks(true, height=64, width=64, focal_px=55.4, radius=0.45).double()
+    assert torch.equal(TrackReadout.confidence(disc), torch.ones(1, 3))  # the sphere seen in every frame
+    hidden = torch.full((1, 3, 64, 64), 1e-5, dtype=torch.float64)  # sigmoid tails only
+    untrained = torch.full((1, 3, 64, 64), 0.018, dtype=torch.float64)  # spread thin, as at the start
+    assert torch.equal(TrackReadout.confidence(hidden), torch.zeros(1, 3))
+    assert torch.equal(TrackReadout.confidence(untrained), torch.zeros(1, 3))
+    half = disc.clone()
+    half[:, 1] *= 0.52  # the middle frame's mask barely above even: part of the way
+    got = TrackReadout.confidence(half)
+    assert 0.0 < float(got[0, 1]) < 1.0 and float(got[0, 0]) == 1.0
+
+
+@pytest.mark.parametrize("track", [True, False])
+def test_the_export_serves_the_track_the_heads_read_only_when_the_model_has_one(tmp_path, track: bool) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from services.trainer.export import check_parity, export_onnx, output_specs
+
+    model = create_b1(
+        height=32, width=32, channels=(4, 8, 8), track=track, focal_px=27.7 if track else 0.0,
+        object_radius=0.9 if track else 0.0, sphere_fit=track,
+    )
+    if track:
+        model.set_track_stats(torch.randn(8, 16, 3) + torch.tensor([0.0, 0.0, 7.0]))
+    model.eval()
+    clips = torch.randn(3, 3, 16, 32, 32)
+    path = export_onnx(model, tmp_path / "model.onnx", clips[:2])
+    assert check_parity(model, path, clips.numpy()) < 1e-4
+    names = [o["name"] for o in output_specs(model)]
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == names
+    if not track:
+        assert names == ["probabilities", "forecast", "embedding"]
+        return
+    assert names[3:] == ["track", "track_confidence"]
+    got = dict(zip(names, sess.run(None, {"clip": clips.numpy()}), strict=True))
+    with torch.no_grad():
+        out = model(clips)
+        world = model.track_world(out.track).numpy()
+    assert got["track"].shape == (3, 16, 3) and got["track_confidence"].shape == (3, 16)
+    np.testing.assert_allclose(got["track"], world, atol=1e-4)  # world units: what the heads read
+    assert ((got["track_confidence"] >= 0) & (got["track_confidence"] <= 1)).all()
 
 
 @pytest.mark.parametrize("enhancement", ENHANCEMENTS)
