@@ -44,11 +44,20 @@ def build_model(which: str) -> tuple[Any, str]:
     import torch
     from torch import nn
 
+    if which not in ("b1", "small") and not which.startswith("zoo:"):
+        raise SystemExit(f"--model: expected b1, small or zoo:<encoder>, got {which!r}")
     if which == "b1":
         from services.trainer.branch import ExportWrapper, create_b1
 
         model = ExportWrapper(create_b1(frames=T, height=H, width=W)).eval()
         return model, "services.trainer create_b1 (I3D-like 16/32/64 + compression)"
+    if which.startswith("zoo:"):  # a standard backbone of the zoo in a plain branch (no track, no enhancement)
+        from services.trainer.branch import ExportWrapper, create_branch_model
+        from services.trainer.model_args import ModelArgs
+
+        name = which.split(":", 1)[1]
+        args = ModelArgs(encoder=name, enhancement="none", track=False, frames=T, height=H, width=W, horizon=4)
+        return ExportWrapper(create_branch_model(args)).eval(), f"zoo encoder {name} + heads (no track)"
 
     class StandIn(nn.Module):  # three conv3d blocks 16/32/64, like the trainer's I3D
         def __init__(self) -> None:
@@ -272,9 +281,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds the seconds are split into")
     ap.add_argument(
         "--model",
-        choices=("b1", "small"),
         default="b1",
-        help="b1: the trainer's create_b1; small: a lighter stand-in, where serving overhead shows most",
+        help="b1: the trainer's create_b1; small: a lighter stand-in, where serving overhead shows most; "
+        "zoo:<encoder>: a standard backbone (zoo:r3d, zoo:videomae, ...) with the heads",
     )
     ap.add_argument(
         "--modes",
