@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import grpc
-from google.protobuf import json_format
 
 from services.trainer.controller import TrainingController
 from services.trainer.training import TrainerStatus
 from trajlab.common.v1 import common_pb2
 from trajlab.errors import InvalidArgument
 from trajlab.trainer.v1 import trainer_pb2, trainer_pb2_grpc
+from trajlab.trainer_results import history_to_proto, results_to_proto
 
 SERVICE_NAME = "trajlab.trainer.v1.TrainerService"
 
@@ -51,26 +50,6 @@ def status_to_proto(s: TrainerStatus, branch: common_pb2.Branch) -> trainer_pb2.
         updated_at=s.updated_at,
         error=s.error,
     )
-
-
-def results_to_proto(results: dict[str, Any]) -> trainer_pb2.EvaluationResults:
-    msg = trainer_pb2.EvaluationResults()
-    # The result dict uses the proto's field names; extra keys (history, paths) are skipped.
-    json_format.ParseDict(results, msg, ignore_unknown_fields=True)
-    track = results.get("track")
-    if track:  # only models with the track readout have it; left unset otherwise
-        json_format.ParseDict(track, msg.observed_track, ignore_unknown_fields=True)
-        msg.observed_track.present = True
-    return msg
-
-
-def history_to_proto(history: list[dict[str, Any]]) -> list[trainer_pb2.EpochMetrics]:
-    out = []
-    for row in history:
-        m = trainer_pb2.EpochMetrics()
-        json_format.ParseDict(row, m, ignore_unknown_fields=True)
-        out.append(m)
-    return out
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):

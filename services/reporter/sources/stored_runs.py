@@ -38,6 +38,7 @@ from trajlab.store import Store, StoreUrl, is_store_url, open_store
 from trajlab.store.base import ObjectMissing, StoreError
 from trajlab.store.units import MARKER, UnitCorrupt, read_marker
 from trajlab.trainer.v1 import trainer_pb2
+from trajlab.trainer_results import history_to_proto, results_to_proto
 
 log = logging.getLogger(__name__)
 
@@ -246,26 +247,6 @@ class StoredRunSource:
                 Missing("results", f"stored results unusable: {self.target} results.json: {exc}", self.branch)
             )
         return out
-
-
-def results_to_proto(results: dict[str, Any]) -> trainer_pb2.EvaluationResults:
-    """A results.json as the trainer's GetResults answers it (services.trainer.servicer)."""
-    msg = trainer_pb2.EvaluationResults()
-    json_format.ParseDict(results, msg, ignore_unknown_fields=True)
-    track = results.get("track")
-    if track:  # only models with the track readout have it; left unset otherwise
-        json_format.ParseDict(track, msg.observed_track, ignore_unknown_fields=True)
-        msg.observed_track.present = True
-    return msg
-
-
-def history_to_proto(history: list[dict[str, Any]]) -> list[trainer_pb2.EpochMetrics]:
-    out = []
-    for row in history:
-        m = trainer_pb2.EpochMetrics()
-        json_format.ParseDict(row, m, ignore_unknown_fields=True)
-        out.append(m)
-    return out
 
 
 def stored_run_sources(location: Any, names: list[str] | None = None) -> dict[str, StoredRunSource]:

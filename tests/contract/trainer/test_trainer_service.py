@@ -70,7 +70,7 @@ def test_start_watch_history_results(start_trainer: ServerFactory, tmp_path: Pat
 
 
 def test_results_without_a_track_readout_leave_observed_track_unset() -> None:
-    from services.trainer.servicer import results_to_proto
+    from trajlab.trainer_results import results_to_proto
 
     base = {"accuracy": 0.5, "baselines": [{"name": "chance", "accuracy": 0.25}]}
     assert not results_to_proto(base).HasField("observed_track")

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from services.trainer.cost import flops_per_clip, training_cost
-from services.trainer.servicer import results_to_proto
 from services.trainer.training import Trainer
 from tests.unit.trainer import kit
 from trajlab.modelrepo import ModelMetadata, read_metadata
+from trajlab.trainer_results import results_to_proto
 
 
 def test_flops_of_a_known_convolution_and_matmul() -> None:
