@@ -6,7 +6,7 @@ from pathlib import Path
 
 from services.reporter.costs import CLIENT, SERVER, BranchCost, branch_costs
 from services.reporter.model import ReportData
-from services.reporter.render.document import Figure, Para, Section, Table, pct
+from services.reporter.render.blocks import Figure, Para, Section, Table, pct
 from services.reporter.render.figures import FigureRef, _plt, _save, branch_colors
 
 NOT_MEASURED = "not measured"

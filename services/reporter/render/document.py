@@ -1,4 +1,5 @@
-"""The report as a renderer-neutral document: sections of paragraphs, tables, lists and figures.
+"""The report as a renderer-neutral document: the sections in order (the older ones here, the
+newer ones each in its own module) built from the blocks of ``blocks.py``.
 
 Markdown and HTML are both rendered from this one document, so they say the same
 thing. A figure that is missing is written as "missing" (its reason is in the
@@ -7,124 +8,44 @@ thing. A figure that is missing is written as "missing" (its reason is in the
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
-from dataclasses import dataclass, field
-
 from services.reporter.model import (
     ACCURACY_CRITERION,
     MAE_PCT_CRITERION,
     BranchReport,
     ReportData,
 )
+from services.reporter.render.blocks import (
+    MISSING,
+    Block,
+    Bullets,
+    Document,
+    Figure,
+    Para,
+    Section,
+    Table,
+    duration,
+    megabytes,
+    ms,
+    num,
+    pct,
+    pct_value,
+    points,
+    yes_no,
+)
+from services.reporter.render.cost import cost_section
+from services.reporter.render.described import described_section
+from services.reporter.render.equations import equations_section
 from services.reporter.render.figures import FigureRef
+from services.reporter.render.llm_cost import llm_cost_section
+from services.reporter.render.robustness import robustness_section
+from services.reporter.render.statistics import statistics_section
 from services.reporter.sources.grpc_sources import STATE_NAMES
 from trajlab.trainer.v1 import trainer_pb2
-
-MISSING = "missing"
-
-
-@dataclass
-class Para:
-    text: str
-
-
-@dataclass
-class Bullets:
-    items: list[str]
-
-
-@dataclass
-class Table:
-    headers: list[str]
-    rows: list[list[str]]
-    caption: str = ""
-
-
-@dataclass
-class Figure:
-    ref: FigureRef
-
-
-Block = Para | Bullets | Table | Figure
-
-
-@dataclass
-class Section:
-    title: str
-    anchor: str
-    blocks: list[Block] = field(default_factory=list)
-    level: int = 2
-
-
-@dataclass
-class Document:
-    title: str
-    sections: list[Section]
-
-
-# --- number formatting (one place, so the markdown and the tests agree) ---------------------------
-
-
-def pct(frac: float | None) -> str:
-    """A 0..1 fraction as a percentage with two decimals, e.g. 0.875 -> '87.50 %'."""
-    if frac is None or not math.isfinite(frac):
-        return MISSING
-    return f"{frac * 100:.2f} %"
-
-
-def pct_value(v: float | None) -> str:
-    """A value already in percent, e.g. 12.345 -> '12.35 %'."""
-    if v is None or not math.isfinite(v):
-        return MISSING
-    return f"{v:.2f} %"
-
-
-def num(v: float | None, digits: int = 4) -> str:
-    """A world-unit figure with ``digits`` decimals."""
-    if v is None or not math.isfinite(v):
-        return MISSING
-    return f"{v:.{digits}f}"
-
-
-def points(d: float | None, *, frac: bool) -> str:
-    """A signed difference in percentage points."""
-    if d is None or not math.isfinite(d):
-        return MISSING
-    v = d * 100 if frac else d
-    return f"{v:+.2f}"
-
-
-def ms(v: float | None) -> str:
-    if v is None or not math.isfinite(v):
-        return MISSING
-    return f"{v:.2f}"
-
-
-def _mb(nbytes: int) -> str:
-    return f"{nbytes / 1e6:.2f}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds <= 0 or not math.isfinite(seconds):
-        return MISSING
-    m, s = divmod(round(seconds), 60)
-    return f"{m} min {s:02d} s" if m else f"{seconds:.1f} s"
-
-
-def _yes_no(v: bool | None) -> str:
-    return MISSING if v is None else ("yes" if v else "no")
-
 
 # --- sections --------------------------------------------------------------------------------------
 
 
 def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
-    from services.reporter.render.cost import cost_section  # it builds on this module's blocks
-    from services.reporter.render.equations import equations_section  # it builds on this module's blocks
-    from services.reporter.render.llm_cost import llm_cost_section  # builds on this module's blocks too
-    from services.reporter.render.statistics import statistics_section  # it builds on this module's blocks
-
     figs = {f.key: f for f in figures}
     sections = [
         _summary(data, figs),
@@ -138,14 +59,13 @@ def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
         _served(data),
         _cost_latency(data),
         cost_section(data, figs),
-        _equations(data, figs),
+        described_section(data, figs),
         llm_cost_section(data),
         equations_section(data),
         _notes(data),
         _missing(data),
         _method(data),
     ]
-    from services.reporter.render.robustness import robustness_section
 
     robust = robustness_section(data, figs)
     if robust is not None:  # after the statistics: the stress sets are the next question
@@ -204,7 +124,7 @@ def _summary(data: ReportData, figs: dict[str, FigureRef]) -> Section:
                 pct(b.served.metrics.accuracy) if b.served is not None else MISSING,
                 pct_value(r.forecast_mae_pct) if r is not None else MISSING,
                 pct_value(b.served.metrics.forecast_mae_pct) if b.served is not None else MISSING,
-                _yes_no(b.meets_criteria()),
+                yes_no(b.meets_criteria()),
                 pct(b.equation_accuracy()),
                 reasons or "",
             ]
@@ -662,8 +582,8 @@ def _cost_latency(data: ReportData) -> Section:
             [
                 b.name,
                 f"{r.parameters:,}",
-                _mb(r.model_size_bytes),
-                _duration(r.training_seconds),
+                megabytes(r.model_size_bytes),
+                duration(r.training_seconds),
                 str(len(b.history)) if b.history is not None else MISSING,
                 f"{sum(cps) / len(cps):.1f}" if cps else MISSING,
             ]
@@ -712,148 +632,6 @@ def _cost_latency(data: ReportData) -> Section:
             ),
         ],
     )
-
-
-def _equations(data: ReportData, figs: dict[str, FigureRef]) -> Section:
-    blocks: list[Block] = [
-        Para(
-            "Sample trajectories (the same validation clips for every branch, one class after "
-            "another) sent to "
-            "the describer with the observed positions, the encoder's forecast and predicted class; "
-            "the returned "
-            "equations are scored against the true positions (accurate when the RMSE is at most 5 % of the "
-            "trajectory's extent). Answers a fallback produced are counted as such, never as the "
-            "requested backend."
-        )
-    ]
-    by_backend: dict[str, list] = defaultdict(list)
-    for b in data.branches.values():
-        for s in b.samples:
-            by_backend[s.backend_requested or (f"(no answer: {b.name})" if s.error else "(unknown)")].append(
-                s
-            )
-    if by_backend:
-        rows = []
-        for name, ss in by_backend.items():
-            answered = [s for s in ss if not s.error]
-            scored = [s for s in answered if s.scored and s.accurate is not None]
-            fallbacks = [s for s in answered if s.fallback_used]
-            used = sorted({s.backend_used for s in answered if s.backend_used})
-            reasons = sorted({s.fallback_reason for s in fallbacks if s.fallback_reason})
-            acc = sum(1 for s in scored if s.accurate) / len(scored) if scored else None
-            direct = [s for s in scored if not s.fallback_used]
-            direct_acc = sum(1 for s in direct if s.accurate) / len(direct) if direct else None
-            rows.append(
-                [
-                    name,
-                    str(len(ss)),
-                    str(len(answered)),
-                    ", ".join(used) or MISSING,
-                    f"{len(fallbacks)} of {len(answered)}",
-                    pct(acc),
-                    pct(direct_acc) if direct else "n/a (all fell back)" if answered else MISSING,
-                    "; ".join(reasons),
-                ]
-            )
-        blocks.append(
-            Table(
-                [
-                    "backend requested",
-                    "requests",
-                    "answers",
-                    "answered by",
-                    "from a fallback",
-                    "equation accuracy (all answers)",
-                    "equation accuracy (requested backend)",
-                    "fallback reasons",
-                ],
-                rows,
-                caption="Equation accuracy per describer backend.",
-            )
-        )
-    if data.describer_backends:
-        rows = [
-            [
-                d.get("name", ""),
-                d.get("kind", ""),
-                d.get("model", ""),
-                str(d.get("health", "")).replace("BACKEND_HEALTH_", "").lower(),
-                d.get("detail", ""),
-            ]
-            for d in data.describer_backends
-        ]
-        blocks.append(
-            Table(
-                ["backend", "kind", "model", "health", "detail"],
-                rows,
-                caption="Describer backends as the describer saw them when the report was built.",
-            )
-        )
-    for b in data.branches.values():
-        if not b.samples:
-            continue
-        rows = []
-        for s in b.samples:
-            if s.error:
-                rows.append(
-                    [
-                        str(s.index),
-                        s.true_class,
-                        s.predicted_class or MISSING,
-                        MISSING,
-                        "",
-                        MISSING,
-                        MISSING,
-                        f"describer failed: {s.error}",
-                    ]
-                )
-                continue
-            eq = "; ".join(f"{a}(t) = {e}" for a, e in zip("xyz", s.equations, strict=True))
-            used = s.backend_used + (f" ({s.model})" if s.model else "")
-            # The reason is in the per-backend table; repeating it on every row buries the equations.
-            fb = "yes" if s.fallback_used else "no"
-            nr = pct(s.normalized_rmse) if s.normalized_rmse is not None else (s.score_error or MISSING)
-            rows.append(
-                [
-                    str(s.index),
-                    s.true_class,
-                    s.predicted_class or MISSING,
-                    used,
-                    fb,
-                    f"`{eq}`",
-                    nr,
-                    _yes_no(s.accurate) if s.scored else (s.score_error or "not scored"),
-                ]
-            )
-        blocks.append(
-            Table(
-                [
-                    "clip",
-                    "true class",
-                    "predicted",
-                    "backend used",
-                    "fallback",
-                    "equations",
-                    "RMSE (% extent)",
-                    "accurate",
-                ],
-                rows,
-                caption=f"{b.name}: sample trajectories.",
-            )
-        )
-        descs = [
-            f"clip {s.index} ({s.backend_used or 'no answer'}): {s.description}"
-            for s in b.samples
-            if s.description
-        ]
-        if descs:
-            blocks.append(Bullets(descs))
-        if f"trajectories_{b.name}" in figs:
-            blocks.append(Figure(figs[f"trajectories_{b.name}"]))
-    if not by_backend:
-        reason = next((m.reason for m in data.missing if m.section == "equations"), "no samples requested")
-        blocks.append(Para(f"Equations: {MISSING} ({reason})."))
-    return Section("Equations from the describer", "equations", blocks)
 
 
 def _notes(data: ReportData) -> Section:

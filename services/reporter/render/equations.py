@@ -25,7 +25,7 @@ from services.reporter.equation_grading import (
     track_rms_pct,
 )
 from services.reporter.model import BranchReport, ReportData, SampleDescription
-from services.reporter.render.document import MISSING, Block, Para, Section, Table, pct_value
+from services.reporter.render.blocks import MISSING, Block, Para, Section, Table, pct_value
 
 WAYS = ("true positions", "pixels to equation")
 

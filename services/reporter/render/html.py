@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from services.reporter.render.document import Bullets, Document, Figure, Para, Table
+from services.reporter.render.blocks import Bullets, Document, Figure, Para, Table
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 

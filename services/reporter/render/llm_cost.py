@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from services.reporter.model import ReportData, SampleDescription
-from services.reporter.render.document import MISSING, Para, Section, Table, ms
+from services.reporter.render.blocks import MISSING, Para, Section, Table, ms
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.reporter.render.document import Bullets, Document, Figure, Para, Table
+from services.reporter.render.blocks import Bullets, Document, Figure, Para, Table
 
 
 def _cell(text: str) -> str:

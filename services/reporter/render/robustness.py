@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from services.reporter.model import ReportData
-from services.reporter.render.document import MISSING, Figure, Para, Section, Table, pct, pct_value
+from services.reporter.render.blocks import MISSING, Figure, Para, Section, Table, pct, pct_value
 from services.reporter.render.figures import DPI, FigureRef, _plt
 from services.reporter.robustness import RobustnessResult
 from services.reporter.stats import Interval

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from services.reporter.model import ACCURACY_CRITERION, MAE_PCT_CRITERION, ReportData
-from services.reporter.render.document import MISSING, Para, Section, Table, pct, pct_value
+from services.reporter.render.blocks import MISSING, Para, Section, Table, pct, pct_value
 from services.reporter.stats import Interval, Resolution, StatsResult
 from trajlab.runs import split_ablation
 
