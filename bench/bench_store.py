@@ -27,17 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.contract.encoder import kit  # noqa: E402
-from tests.s3.seaweed import start_s3_server  # noqa: E402
-
-
-class _Counter:
-    """A botocore ``before-call`` hook counting the S3 requests made."""
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def __call__(self, **_: object) -> None:
-        self.n += 1
+from tests.s3.seaweed import RequestCounter, start_s3_server  # noqa: E402
 
 
 def main() -> int:
@@ -75,7 +65,7 @@ def _run(tmp: Path, versions: int, polls: int) -> int:
         for b in range(branches):
             for _ in range(versions):
                 publish_to_store(store, f"b{b}", onnx, kit.metadata(f"b{b}"), tmp / "staging")
-        calls = _Counter()
+        calls = RequestCounter()
         store._s3.meta.events.register("before-call", calls)  # type: ignore[attr-defined]
         mirror = BucketMirror(store, tmp / f"cache-{branches}", keep=2)
         mirror.sync()  # first poll: fetches the newest versions

@@ -23,17 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.s3.seaweed import start_s3_server  # noqa: E402
-
-
-class _Counter:
-    """A botocore ``before-call`` hook counting the S3 requests made."""
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def __call__(self, **_: object) -> None:
-        self.n += 1
+from tests.s3.seaweed import RequestCounter, start_s3_server  # noqa: E402
 
 
 def _results(k: int) -> dict[str, object]:
@@ -86,7 +76,7 @@ def _run(tmp: Path, runs: int, reads: int) -> int:
         up.saved(local / "status.json")
     size = (local_base / "b1/seed-0/results.json").stat().st_size
 
-    calls = _Counter()
+    calls = RequestCounter()
     real_client = s3mod._client
 
     def counted(endpoint_url: str | None) -> object:

@@ -125,3 +125,13 @@ def start_s3_server(workdir: Path, timeout: float = 60.0) -> S3Server:
     raise RuntimeError(
         f"weed did not answer on {server.endpoint} within {timeout:.0f} s:\n{server.log_tail()}"
     )
+
+
+class RequestCounter:
+    """A botocore ``before-call`` hook counting the S3 requests made (the benches' request counts)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, **_: object) -> None:
+        self.n += 1
