@@ -199,8 +199,9 @@ class BranchConfig(_Strict):
     describer_backend: str = "analytic"  # "analytic", "openai:<model>" or "tgi:<model>"
     # The encoder builder's own keyword arguments, over the profile's model.encoder_args.
     encoder_args: dict[str, Any] = Field(default_factory=dict)
-    # A local file of the encoder's initial weights (a torch state dict), relative to the
-    # branches file; never fetched. Unset = random initialisation.
+    # A local file of the encoder's initial weights (a torch state dict or .safetensors of the
+    # encoder, or of the library network a standard backbone wraps), relative to the branches
+    # file; never fetched. Unset = random initialisation.
     weights: Path | None = None
     description: str = ""
 
@@ -263,6 +264,9 @@ def _check_parts(b: BranchConfig, known: KnownParts, where: str) -> None:
         raise ConfigError(f"{where}.enhancement: unknown {b.enhancement!r}; registered: {names}")
     allowed = known.encoder_args.get(b.encoder)
     unknown = sorted(set(b.encoder_args) - set(allowed)) if allowed is not None else []
+    if "weights" in unknown:
+        raise ConfigError(f"{where}.encoder_args.weights: a weights file is the branch's own `weights:` "
+                          "field (relative to this file), not an encoder argument; move it there")
     if unknown:
         raise ConfigError(
             f"{where}.encoder_args: {b.encoder} takes {', '.join(sorted(allowed or [])) or 'none'}; "
