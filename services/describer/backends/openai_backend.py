@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from services.describer.backends.base import BackendError, Description, FailureKind, Trajectory
-from services.describer.backends.llm import ANSWER_SCHEMA, check_answer, render_prompt
+from services.describer.backends.llm import ANSWER_SCHEMA, description_from_answer, render_prompt
 from services.describer.backends.upstream import deadline_transport
 
 log = logging.getLogger(__name__)
@@ -217,26 +217,9 @@ class OpenAIBackend:
                 prompt_tokens=p_tok,
                 completion_tokens=c_tok,
             )
-        if finish == "length":
-            raise BackendError(
-                FailureKind.SCHEMA,
-                "the answer was cut off at max_tokens",
-                prompt_tokens=p_tok,
-                completion_tokens=c_tok,
-            )
-        try:
-            answer = check_answer(content)
-        except BackendError as exc:
-            exc.prompt_tokens, exc.completion_tokens = p_tok, c_tok
-            raise
-        return Description(
-            equations=(answer.x, answer.y, answer.z),
-            description=answer.description,
-            described_class=answer.motion,
-            model=self.model,
-            prompt_version=prompt.version,
-            prompt_tokens=p_tok,
-            completion_tokens=c_tok,
+        return description_from_answer(
+            content, model=self.model, prompt_version=prompt.version, prompt_tokens=p_tok,
+            completion_tokens=c_tok, cut_off="max_tokens" if finish == "length" else None,
         )
 
 

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from services.describer.backends.base import BackendError, Description, FailureKind, Trajectory
-from services.describer.backends.llm import ANSWER_SCHEMA, check_answer, render_prompt
+from services.describer.backends.llm import ANSWER_SCHEMA, description_from_answer, render_prompt
 from services.describer.backends.upstream import deadline_transport
 
 log = logging.getLogger(__name__)
@@ -128,26 +128,10 @@ class TGIBackend:
                 FailureKind.SERVER_ERROR, f"malformed response ({exc.__class__.__name__})", retryable=False
             ) from None
         c_tok = int(resp.details.generated_tokens) if resp.details is not None else 0
-        if resp.details is not None and str(resp.details.finish_reason.value) == "length":
-            raise BackendError(
-                FailureKind.SCHEMA,
-                "the answer was cut off at max_new_tokens",
-                prompt_tokens=p_tok,
-                completion_tokens=c_tok,
-            )
-        try:
-            answer = check_answer(resp.generated_text)
-        except BackendError as exc:
-            exc.prompt_tokens, exc.completion_tokens = p_tok, c_tok
-            raise
-        return Description(
-            equations=(answer.x, answer.y, answer.z),
-            description=answer.description,
-            described_class=answer.motion,
-            model=self.model,
-            prompt_version=prompt.version,
-            prompt_tokens=p_tok,
-            completion_tokens=c_tok,
+        cut = resp.details is not None and str(resp.details.finish_reason.value) == "length"
+        return description_from_answer(
+            resp.generated_text, model=self.model, prompt_version=prompt.version, prompt_tokens=p_tok,
+            completion_tokens=c_tok, cut_off="max_new_tokens" if cut else None,
         )
 
 
