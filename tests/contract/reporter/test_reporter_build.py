@@ -263,7 +263,7 @@ class _StubPrometheus(PrometheusSource):
         self.client = _Client()  # type: ignore[assignment]
 
     def training_curves(self, branch: str):  # type: ignore[no-untyped-def]
-        from services.reporter.build import _history_curves
+        from services.reporter.stages.curves import _history_curves
 
         spec = next(s for s in self.world.specs if s.name == branch)
         hist = kit.FakeTrainer(spec, self.world.val).history
