@@ -24,9 +24,6 @@ from services.reporter.render.blocks import (
     Para,
     Section,
     Table,
-    duration,
-    megabytes,
-    ms,
     num,
     pct,
     pct_value,
@@ -57,7 +54,6 @@ def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
         _per_class(data, figs),
         _curves(data, figs),
         _served(data),
-        _cost_latency(data),
         cost_section(data, figs),
         described_section(data, figs),
         llm_cost_section(data),
@@ -442,70 +438,6 @@ def _served(data: ReportData) -> Section:
                     "detail",
                 ],
                 rows,
-            ),
-        ],
-    )
-
-
-def _cost_latency(data: ReportData) -> Section:
-    cost = []
-    for b in data.branches.values():
-        r = b.results
-        if r is None:
-            cost.append([b.name, MISSING, MISSING, MISSING, MISSING, MISSING])
-            continue
-        cps = [e.clips_per_second for e in (b.history or []) if e.clips_per_second > 0]
-        cost.append(
-            [
-                b.name,
-                f"{r.parameters:,}",
-                megabytes(r.model_size_bytes),
-                duration(r.training_seconds),
-                str(len(b.history)) if b.history is not None else MISSING,
-                f"{sum(cps) / len(cps):.1f}" if cps else MISSING,
-            ]
-        )
-    lat = []
-    for b in data.branches.values():
-        p, c = b.latency, b.client_latency
-        reason = next((m.reason for m in b.missing if m.section == "serving latency"), "")
-        lat.append(
-            [
-                b.name,
-                ms(p.p50_ms) if p else MISSING,
-                ms(p.p99_ms) if p else MISSING,
-                f"{p.requests:.0f}" if p and p.requests is not None else MISSING,
-                ms(c.p50_ms) if c else MISSING,
-                ms(c.p99_ms) if c else MISSING,
-                f"{c.requests:.0f}" if c and c.requests is not None else MISSING,
-                "" if p else reason,
-            ]
-        )
-    return Section(
-        "Model cost and serving latency",
-        "cost",
-        [
-            Table(
-                ["branch", "parameters", "model.onnx (MB)", "training time", "epochs", "mean clips/s"],
-                cost,
-                caption="Size and training cost, from the trainer's results.",
-            ),
-            Table(
-                [
-                    "branch",
-                    "server p50 (ms)",
-                    "server p99 (ms)",
-                    "server requests",
-                    "client p50 (ms)",
-                    "client p99 (ms)",
-                    "client calls",
-                    "server figures missing because",
-                ],
-                lat,
-                caption="Serving latency per branch. Server: the encoder's latency histogram in "
-                "Prometheus, over "
-                "every request since the encoder started (p50/p99 by histogram_quantile, so resolved to "
-                "its buckets). Client: Analyze round trips the reporter timed during its evaluation.",
             ),
         ],
     )
