@@ -27,7 +27,6 @@ from services.reporter.render.blocks import (
     num,
     pct,
     pct_value,
-    points,
     yes_no,
 )
 from services.reporter.render.cost import cost_section
@@ -36,6 +35,7 @@ from services.reporter.render.equations import equations_section
 from services.reporter.render.figures import FigureRef
 from services.reporter.render.llm_cost import llm_cost_section
 from services.reporter.render.robustness import robustness_section
+from services.reporter.render.served import served_section
 from services.reporter.render.statistics import statistics_section
 from services.reporter.sources.grpc_sources import STATE_NAMES
 
@@ -53,7 +53,7 @@ def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
         baselines_section(data),
         _per_class(data, figs),
         _curves(data, figs),
-        _served(data),
+        served_section(data),
         cost_section(data, figs),
         described_section(data, figs),
         llm_cost_section(data),
@@ -370,77 +370,6 @@ def _curves(data: ReportData, figs: dict[str, FigureRef]) -> Section:
         if key in figs:
             blocks.append(Figure(figs[key]))
     return Section("Training curves", "curves", blocks)
-
-
-def _served(data: ReportData) -> Section:
-    rows = []
-    for b in data.branches.values():
-        r, s = b.results, b.served
-        if s is None:
-            reason = next((m.reason for m in b.missing if m.section == "served model"), "")
-            if not reason:
-                reason = next(
-                    (m.reason for m in data.missing if m.section in ("served model", "validation clips")), ""
-                )
-            rows.append(
-                [
-                    b.name,
-                    str(r.model_version) if r is not None else MISSING,
-                    MISSING,
-                    pct(r.accuracy) if r is not None else MISSING,
-                    MISSING,
-                    "",
-                    pct_value(r.forecast_mae_pct) if r is not None else MISSING,
-                    MISSING,
-                    "",
-                    reason,
-                ]
-            )
-            continue
-        m = s.metrics
-        rows.append(
-            [
-                b.name,
-                str(r.model_version) if r is not None else MISSING,
-                str(s.model_version),
-                pct(r.accuracy) if r is not None else MISSING,
-                pct(m.accuracy),
-                points(m.accuracy - r.accuracy, frac=True) if r is not None else "",
-                pct_value(r.forecast_mae_pct) if r is not None else MISSING,
-                pct_value(m.forecast_mae_pct),
-                points(m.forecast_mae_pct - r.forecast_mae_pct, frac=False) if r is not None else "",
-                f"{m.samples} clips; MAE {num(m.forecast_mae)}, RMSE {num(m.forecast_rmse)}, ADE "
-                f"{num(m.ade)}, "
-                f"FDE {num(m.fde)} (world)",
-            ]
-        )
-    return Section(
-        "Served model vs the trainer's evaluation",
-        "served",
-        [
-            Para(
-                "The validation clips sent one by one through the encoder's Analyze RPC, as a user's "
-                "would be, "
-                "and scored by the reporter; beside it the trainer's own figure for the same branch. A "
-                "difference points at export or preprocessing drift."
-            ),
-            Table(
-                [
-                    "branch",
-                    "trainer version",
-                    "served version",
-                    "trainer accuracy",
-                    "served accuracy",
-                    "Δ (points)",
-                    "trainer MAE (% extent)",
-                    "served MAE (% extent)",
-                    "Δ (points)",
-                    "detail",
-                ],
-                rows,
-            ),
-        ],
-    )
 
 
 def _notes(data: ReportData) -> Section:
