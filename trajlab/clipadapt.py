@@ -56,10 +56,23 @@ class Adapted:
         return bool(self.notes)
 
 
+def _resamples(fps: float, target: Target) -> bool:
+    """A known frame rate other than the model's (within 0.1 %) is resampled to the model's."""
+    return fps > 0 and not math.isclose(fps, target.fps, rel_tol=1e-3)
+
+
+def fits_as_is(shape: tuple[int, ...], fps: float, target: Target) -> bool:
+    """True when :func:`adapt_clip` would send a clip of this shape and fps unchanged (its
+    fps may still be replaced by the model's when unknown, which the servers do themselves)."""
+    return tuple(shape) == (target.frames, target.height, target.width, target.channels) and not _resamples(
+        fps, target
+    )
+
+
 def _time_indices(n: int, fps: float, target: Target) -> tuple[np.ndarray, list[str]]:
     """Indices into the source frames for the model's window, and what was done."""
     notes: list[str] = []
-    if fps > 0 and not math.isclose(fps, target.fps, rel_tol=1e-3):
+    if _resamples(fps, target):
         duration = n / fps  # seconds the clip spans
         steps = max(1, math.floor(duration * target.fps + 1e-9))  # model instants inside it
         # The model's instants, counted back from the clip's last frame.
@@ -128,5 +141,5 @@ def adapt_clip(
         out = _resize(out, target.height, target.width)
         aspect = "" if h * target.width == w * target.height else " (aspect ratio changed)"
         notes.append(f"resized {w}x{h} to the model's {target.width}x{target.height}{aspect}")
-    resampled = fps > 0 and not math.isclose(fps, target.fps, rel_tol=1e-3)
+    resampled = _resamples(fps, target)
     return Adapted(np.ascontiguousarray(out), target.fps if resampled or fps <= 0 else fps, notes)

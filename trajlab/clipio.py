@@ -68,7 +68,8 @@ def load_array(path: Path, *, key: str | None = None, index: int = 0) -> tuple[n
     if path.suffix == ".npy":
         return _from_array(np.load(path, allow_pickle=False), index, str(path)), 0.0
     with np.load(path, allow_pickle=False) as npz:
-        fps = float(npz["fps"]) if "fps" in npz.files and npz["fps"].size == 1 else 0.0
+        rate = npz["fps"] if "fps" in npz.files else None  # each lookup reads the member again
+        fps = float(rate) if rate is not None and rate.size == 1 else 0.0
         names = [n for n in npz.files if n != "fps"]
         if key is not None:
             if key not in names:

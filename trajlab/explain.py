@@ -16,7 +16,7 @@ object was hidden or not found there), as long as enough frames remain.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -50,10 +50,14 @@ class Explanation:
     notes: list[str] = field(default_factory=list)  # what was done to the clip and the track
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        # One level by hand: asdict would deep-copy every array only to turn it into a list.
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         for key, value in out.items():
             if isinstance(value, np.ndarray):
                 out[key] = value.tolist()
+        out["described"] = asdict(self.described)
+        out["probabilities"] = dict(self.probabilities)
+        out["notes"] = list(self.notes)
         return out
 
 
@@ -92,12 +96,44 @@ def explain(
     describe_timeout: float = 30.0,
 ) -> Explanation:
     """Analyze ``clip`` (already in the model's input shape) and describe the model's own track."""
-    if not 0.0 <= min_confidence <= 1.0:
-        raise InvalidArgument(f"min_confidence must be in [0, 1], got {min_confidence}")
-    notes = list(notes or [])
+    _check_confidence(min_confidence)
     start = time.perf_counter()
     a = encoder.analyze(clip, branch=branch, version=version, fps=fps, timeout=analyze_timeout)
     analyze_ms = (time.perf_counter() - start) * 1e3
+    return describe_analysis(
+        describer,
+        a,
+        analyze_ms=analyze_ms,
+        branch=branch,
+        backend=backend,
+        source=source,
+        notes=notes,
+        min_confidence=min_confidence,
+        describe_timeout=describe_timeout,
+    )
+
+
+def _check_confidence(min_confidence: float) -> None:
+    if not 0.0 <= min_confidence <= 1.0:
+        raise InvalidArgument(f"min_confidence must be in [0, 1], got {min_confidence}")
+
+
+def describe_analysis(
+    describer: DescriberClient,
+    a: Analysis,
+    *,
+    analyze_ms: float,
+    branch: str,
+    backend: str = "",
+    source: str = "clip",
+    notes: list[str] | None = None,
+    min_confidence: float = 0.3,
+    describe_timeout: float = 30.0,
+) -> Explanation:
+    """The second stage: Describe the model's own track from an Analyze answer ``a``
+    (``trajlab.analyze_fitted`` gets one for a clip of any shape), taking ``analyze_ms``."""
+    _check_confidence(min_confidence)
+    notes = list(notes or [])
     points, times, fitted_on = _points_to_fit(a, min_confidence, notes)
     start = time.perf_counter()
     described = describer.describe(

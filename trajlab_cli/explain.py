@@ -1,8 +1,9 @@
 """``trajlab explain CLIP``: class, forecast, the model's own track and the equation of the motion.
 
-The clip is fitted to the served model (as for ``classify``), analyzed by the encoder,
-and the model's observed track, forecast and class go to the describer (see
-``trajlab.explain`` for the chain and why it lives in the client).
+The clip is analyzed by the encoder, fitted to the served model only when it must be
+(``trajlab.analyze_fitted``: sent as it is first, so a clip already in the model's shape
+costs one Analyze and no ListModels), and the model's observed track, forecast and class
+go to the describer (see ``trajlab.explain`` for the chain and why it lives in the client).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import typer
 
-from trajlab_cli.encoder import _BRANCH, _FPS, _INDEX, _KEY, _STRICT, _VERSION, _load, _prepare, _target
+from trajlab_cli.encoder import _BRANCH, _FPS, _INDEX, _KEY, _STRICT, _VERSION, _load, _target
 
 DEFAULT_DESCRIBER = "127.0.0.1:50053"
 
@@ -63,9 +64,10 @@ def explain(
     strict: bool = _STRICT,
 ) -> None:
     """Class, forecast, the model's own track and the equations x(t), y(t), z(t) of the motion in CLIP."""
+    from trajlab.analyze_fitted import analyze_fitted
     from trajlab.clients.describer import DescriberClient
     from trajlab.clients.encoder import EncoderClient
-    from trajlab.explain import explain as run_explain
+    from trajlab.explain import describe_analysis
     from trajlab_cli.errors import writable_dir
 
     if plot is not None:
@@ -73,26 +75,34 @@ def explain(
     source, rate = _load(clip, key, index, fps)
     describer_target = describer or os.environ.get("TRAJLAB_DESCRIBER_TARGET") or DEFAULT_DESCRIBER
     with EncoderClient(_target(target)) as enc, DescriberClient(describer_target) as desc:
-        sent, sent_fps, notes = _prepare(enc, clip, source, rate, branch, version, strict, not as_json)
-        ex = run_explain(
+        fitted = analyze_fitted(
             enc,
-            desc,
-            sent,
-            fps=sent_fps,
+            source,
+            rate,
             branch=branch,
             version=version,
+            strict=strict,
+            timeout=timeout,
+            source=str(clip),
+        )
+        for note in () if as_json else fitted.notes:
+            typer.secho(f"adapted: {note}", fg=typer.colors.YELLOW, err=True)
+        ex = describe_analysis(
+            desc,
+            fitted.analysis,
+            analyze_ms=fitted.analyze_ms,
+            branch=branch,
             backend=backend,
             source=str(clip),
-            notes=notes,
+            notes=fitted.notes,
             min_confidence=min_confidence,
-            analyze_timeout=timeout,
             describe_timeout=timeout,
         )
         info = enc.model_info(ex.branch, ex.version) if plot is not None else None
     if plot is not None:
         from trajlab.explain_figure import save_figure
 
-        save_figure(ex, plot, camera=_camera(info, ex.notes), last_frame=sent[-1])
+        save_figure(ex, plot, camera=_camera(info, ex.notes), last_frame=fitted.clip[-1])
     if as_json:
         typer.echo(json.dumps({**ex.to_dict(), "plot": str(plot) if plot else None}))
         return

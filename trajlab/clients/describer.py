@@ -22,9 +22,16 @@ import numpy as np
 from trajlab.clients._channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT_SECONDS, open_channel
 from trajlab.common.v1 import common_pb2
 from trajlab.describer.v1 import describer_pb2, describer_pb2_grpc
-from trajlab.profiles import CLASS_NAMES
 
 SERVICE = "trajlab.describer.v1.DescriberService"
+# The wire's MotionClass values 1, 2, ... by name, read off the contract (equal to
+# trajlab.profiles.CLASS_NAMES, which a test keeps so) rather than imported from the profiles,
+# whose pydantic settings would double the start-up of a command that only calls the describer.
+CLASS_NAMES: tuple[str, ...] = tuple(
+    name.removeprefix("MOTION_CLASS_").lower()
+    for name, value in sorted(common_pb2.MotionClass.items(), key=lambda item: item[1])
+    if value > 0
+)
 _HEALTH_NAMES = {
     describer_pb2.BACKEND_HEALTH_UNSPECIFIED: "unknown",
     describer_pb2.BACKEND_HEALTH_HEALTHY: "healthy",
