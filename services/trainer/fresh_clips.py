@@ -61,7 +61,9 @@ def fresh_clips(config: DatasetConfig, training_seed: int, epoch: int, n: int) -
     for start in range(0, n, _CHUNK):
         js = range(start, min(n, start + _CHUNK))
         rngs = [
-            np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=fresh_spawn_key(training_seed, epoch, j)))
+            np.random.default_rng(
+                np.random.SeedSequence(config.seed, spawn_key=fresh_spawn_key(training_seed, epoch, j))
+            )
             for j in js
         ]
         trajs = [gen.sample(int(labels[j]), rng) for j, rng in zip(js, rngs, strict=True)]
@@ -76,7 +78,11 @@ def training_data(dataset: DatasetConfig, training: Any, stored_train_clips: int
     """What a run trained on, for results.json: the stored train split or fresh clips."""
     epochs, n = training.epochs, training.fresh_clips_per_epoch
     if n <= 0:
-        return {"source": "train_split", "clips_per_epoch": stored_train_clips, "distinct_clips": stored_train_clips}
+        return {
+            "source": "train_split",
+            "clips_per_epoch": stored_train_clips,
+            "distinct_clips": stored_train_clips,
+        }
     return {
         "source": "fresh_clips",
         "clips_per_epoch": n,

@@ -72,7 +72,9 @@ def test_resume_with_fresh_clips_reaches_bit_identical_weights(tmp_path: Path, t
         if epoch == 2:
             raise Crash("simulated crash after the epoch-2 checkpoint")
 
-    crashed = Trainer(kit.run_config(tmp_path, tiny_data, "b1", run="crashed", **fresh), on_epoch_end=crash_after_2)
+    crashed = Trainer(
+        kit.run_config(tmp_path, tiny_data, "b1", run="crashed", **fresh), on_epoch_end=crash_after_2
+    )
     with pytest.raises(TrainingFailed):
         crashed.run()
     resumed = Trainer(kit.run_config(tmp_path, tiny_data, "b1", run="crashed", **fresh))
@@ -93,7 +95,9 @@ def test_fresh_clips_train_other_weights_than_the_stored_split(tmp_path: Path, t
     res = stored.run()
     assert res["training_data"]["source"] == "train_split"
     assert res["training_data"]["clips_per_epoch"] == 24
-    fresh = Trainer(kit.run_config(tmp_path, tiny_data, "b1", run="fresh", epochs=1, fresh_clips_per_epoch=24))
+    fresh = Trainer(
+        kit.run_config(tmp_path, tiny_data, "b1", run="fresh", epochs=1, fresh_clips_per_epoch=24)
+    )
     fresh.run()
     a, b = _weights(stored), _weights(fresh)
     assert any(not torch.equal(a[k], b[k]) for k in a)
