@@ -109,3 +109,9 @@ def test_the_setting_off_keeps_existing_runs_fingerprints(tmp_path: Path, tiny_d
     on = kit.run_config(tmp_path, tiny_data, fresh_clips_per_epoch=24)
     assert run_fingerprint(on) != run_fingerprint(cfg)
     assert load_profile("seed").training.fresh_clips_per_epoch == 0
+
+
+def test_the_quick_profile_trains_on_fresh_clips_at_the_stored_splits_cost() -> None:
+    quick = load_profile("quick")
+    stored_train = quick.dataset.samples - round(quick.dataset.samples * quick.dataset.val_fraction)
+    assert 0 < quick.training.fresh_clips_per_epoch <= stored_train
