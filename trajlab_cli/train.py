@@ -188,6 +188,13 @@ def _print_results(
             f"zero-shot accuracy (nearest class description): {results['zero_shot_accuracy']:.3f} "
             f"with {results['text_encoder']}"
         )
+    data = results.get("training_data")
+    if data:  # what the run trained on: the stored train split or fresh clips per epoch
+        console.print(
+            f"trained on: {data['clips_per_epoch']} clips per epoch "
+            f"({'fresh each epoch' if data['source'] == 'fresh_clips' else 'the stored train split'}), "
+            f"{data['distinct_clips']} distinct clips"
+        )
     for w in results.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {w}")
     if results.get("model_version"):

@@ -109,3 +109,24 @@ def test_the_setting_off_keeps_existing_runs_fingerprints(tmp_path: Path, tiny_d
     on = kit.run_config(tmp_path, tiny_data, fresh_clips_per_epoch=24)
     assert run_fingerprint(on) != run_fingerprint(cfg)
     assert load_profile("seed").training.fresh_clips_per_epoch == 0
+
+
+def test_the_quick_profile_trains_on_fresh_clips_at_the_stored_splits_cost() -> None:
+    quick = load_profile("quick")
+    stored_train = quick.dataset.samples - round(quick.dataset.samples * quick.dataset.val_fraction)
+    assert 0 < quick.training.fresh_clips_per_epoch <= stored_train
+
+
+def test_trajlab_train_says_what_the_run_trained_on(tmp_path: Path, tiny_data: Path) -> None:
+    from typer.testing import CliRunner
+
+    from trajlab_cli import app
+
+    profile = kit.write_profile_yaml(
+        tmp_path / "tiny.yaml", kit.tiny_profile(epochs=1, fresh_clips_per_epoch=16)
+    )
+    args = ["train", "--branch", "b1", "--profile", str(profile), "--threads", "1", "--no-export",
+            "--data", str(tiny_data), "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    res = CliRunner().invoke(app, args, terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "trained on: 16 clips per epoch (fresh each epoch), 16 distinct clips" in res.output
