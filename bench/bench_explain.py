@@ -24,7 +24,8 @@ for (c), (c0), (c') and (d), from one run (target for (c): <= 1.5). ``--launches
 times whole processes, interleaved per round: ``python -c pass`` (the interpreter alone) and
 ``python -m trajlab_cli explain CLIP --json`` from this tree, and with ``--baseline REV`` the
 same command from the tree at git revision REV (exported with ``git archive``, this tree's
-generated gRPC stubs copied in), so start-up before and after is a ratio from one run.
+generated gRPC stubs copied in), so start-up before and after is a ratio from one run; both
+trees are byte-compiled first, as an installed package is.
 """
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ def time_launches(n: int, baseline: str, cli_args: list[str], tmp: Path) -> dict
     trees = {"this tree": ROOT}
     if baseline and n:
         trees[f"at {baseline}"] = export_tree(baseline, tmp / "baseline")
+    for tree in trees.values():  # as an installed package has it (PYTHONDONTWRITEBYTECODE may be set)
+        compile_all = [sys.executable, "-m", "compileall", "-q", "trajlab", "trajlab_cli"]
+        subprocess.run(compile_all, cwd=tree, check=True, capture_output=True)
     runs: dict[str, list[str]] = {"python -c pass": [sys.executable, "-c", "pass"]}
     runs |= {name: [sys.executable, "-m", "trajlab_cli", *cli_args] for name in trees}
     out: dict[str, list[float]] = {name: [] for name in runs}
