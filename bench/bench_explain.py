@@ -14,13 +14,16 @@ services.describer``, analytic backend). Per repetition, interleaved so load hit
       clip first (``trajlab_cli.encoder._prepare``, still classify's and forecast's), then
       Analyze and Describe;
   (c') the same with ``--strict`` (the clip sent as it is, with its fps);
+  (c'') (c) while other clients with the command's channel settings are connected: gRPC then
+      lends their connections to the command's channels (earlier runs of this bench measured
+      (c) so), which shows what the two fresh connections cost;
   (d) the same through typer (``CliRunner``): (c) plus building the CLI and parsing the
       command line, everything but the interpreter's start and imports.
 
     PYTHONPATH=. .venv/bin/python bench/bench_explain.py [--reps 40] [--launches 8] [--baseline REV]
 
 Prints p50/p90 of each, and the ratios p50(b) / (p50(Analyze) + p50(Describe)) and the same
-for (c), (c0), (c') and (d), from one run (target for (c): <= 1.5). ``--launches N`` also
+for (c), (c0), (c'), (c'') and (d), from one run (target for (c): <= 1.5). ``--launches N`` also
 times whole processes, interleaved per round: ``python -c pass`` (the interpreter alone) and
 ``python -m trajlab_cli explain CLIP --json`` from this tree, and with ``--baseline REV`` the
 same command from the tree at git revision REV (exported with ``git archive``, this tree's
@@ -163,11 +166,6 @@ def main() -> int:
     ap.add_argument("--launches", type=int, default=0, help="also time N whole `trajlab explain` processes")
     ap.add_argument("--baseline", default="", help="git revision whose `trajlab explain` process to time too")
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument(
-        "--share-connections",
-        action="store_true",
-        help="let the command's channels borrow the bench's open connections (the earlier runs did)",
-    )
     args = ap.parse_args()
 
     import grpc
@@ -206,7 +204,7 @@ def main() -> int:
     ]  # fmt: skip
     analyze_ms: list[float] = []
     describe_ms: list[float] = []
-    ms: dict[str, list[float]] = {k: [] for k in ("chain", "command", "strict", "earlier", "cli")}
+    ms: dict[str, list[float]] = {k: [] for k in ("chain", "command", "strict", "earlier", "cli", "borrowed")}
     # The `trajlab explain` command's own function, with the values typer would pass.
     command_kwargs = dict(
         clip=clip_path, target=enc_target, describer=desc_target, branch="b1", version=0, backend="analytic",
@@ -227,10 +225,10 @@ def main() -> int:
         print(json.dumps(ex.to_dict()))
 
     try:
-        # gRPC lends an open connection to a new channel with the same settings: unless asked
-        # to, the bench's own clients differ (by one byte of message size), so the command's
-        # channels connect afresh, as in a real `trajlab explain` process.
-        size = DEFAULT_MAX_MESSAGE_BYTES + (0 if args.share_connections else 1)
+        # gRPC lends an open connection to a new channel with the same settings: the bench's own
+        # clients differ (by one byte of message size), so the command's channels connect afresh,
+        # as in a real `trajlab explain` process; (c'') measures the command with borrowed ones.
+        size = DEFAULT_MAX_MESSAGE_BYTES + 1
         with (
             EncoderClient(enc_target, max_message_bytes=size) as enc,
             DescriberClient(desc_target, max_message_bytes=size) as desc,
@@ -269,12 +267,22 @@ def main() -> int:
                 if res.exit_code != 0:
                     raise RuntimeError(f"trajlab explain failed: {res.output}")
 
-            variants = {
+            def borrowed() -> float:
+                """(c''): the command while clients of the same settings hold connections it borrows."""
+                with EncoderClient(enc_target) as lender, DescriberClient(desc_target) as lender2:
+                    lender.list_models()
+                    lender2.list_backends()
+                    t0 = time.perf_counter()
+                    printing(explain_command, **command_kwargs)
+                    return (time.perf_counter() - t0) * 1e3
+
+            variants: dict[str, Any] = {
                 "chain": lambda: explain(enc, desc, clip, fps=kit.FPS, branch="b1", backend="analytic"),
                 "command": lambda: printing(explain_command, **command_kwargs),
                 "strict": lambda: printing(explain_command, **{**command_kwargs, "strict": True}),
                 "earlier": lambda: printing(earlier_command, clip_path, enc_target, desc_target),
                 "cli": through_typer,
+                "borrowed": borrowed,
                 "direct": direct,
             }
             order = list(variants)
@@ -290,7 +298,7 @@ def main() -> int:
                         analyze_ms.append(got[0])
                         describe_ms.append(got[1])
                     else:
-                        ms[name].append(took)
+                        ms[name].append(got if isinstance(got, float) else took)
         launch_ms = time_launches(args.launches, args.baseline, cli_args, tmp)
     finally:
         stop(enc_proc)
@@ -309,6 +317,8 @@ def main() -> int:
         "ratio_command": pct(ms["command"], 50) / direct,
         "explain_strict_p50_ms": pct(ms["strict"], 50),
         "ratio_strict": pct(ms["strict"], 50) / direct,
+        "explain_borrowed_p50_ms": pct(ms["borrowed"], 50),
+        "ratio_borrowed": pct(ms["borrowed"], 50) / direct,
         "explain_cli_p50_ms": pct(ms["cli"], 50),
         "explain_cli_p90_ms": pct(ms["cli"], 90),
         "ratio_chain": pct(ms["chain"], 50) / direct,
@@ -317,7 +327,6 @@ def main() -> int:
         "ratio_earlier": pct(ms["earlier"], 50) / direct,
         "launch_ms": launch_ms,
         "launch_p50_ms": {k: pct(v, 50) for k, v in launch_ms.items() if v},
-        "shared_connections": args.share_connections,
         "cores": os.cpu_count(),
         "load_avg_1m": os.getloadavg()[0],
     }
@@ -342,6 +351,10 @@ def main() -> int:
     print(
         f"  ... with typer parsing the command line p50 {out['explain_cli_p50_ms']:.2f} ms "
         f"(p90 {out['explain_cli_p90_ms']:.2f}), ratio {out['ratio_cli']:.2f}x"
+    )
+    print(
+        f"  ... with connections borrowed from open clients p50 {out['explain_borrowed_p50_ms']:.2f} ms, "
+        f"ratio {out['ratio_borrowed']:.2f}x"
     )
     print(
         f"  ... the earlier path (ListModels first) p50 {out['explain_earlier_p50_ms']:.2f} ms, "
