@@ -3,7 +3,8 @@
 Both servers run as separate processes, as deployed (``python -m services.encoder`` with a tiny
 ONNX model that exports its observed track, the contract tests' model; ``python -m
 services.describer``, analytic backend). Per repetition, interleaved so load hits all alike
-(each repetition starts with the next variant, so none always follows the same one):
+(each repetition starts with the next variant, and a 30 ms pause comes before each, so no
+variant borrows the connection a closed channel of the one before still holds):
 
   (a) Analyze, then Describe on its track, each timed, on clients kept open (the RPCs alone);
   (b) ``trajlab.explain.explain`` on those clients (the chain as a gRPC user runs it);
@@ -55,6 +56,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+PAUSE_SECONDS = 0.03  # between variants, untimed (see the loop)
 sys.path.insert(0, str(ROOT))
 
 
@@ -289,6 +291,9 @@ def main() -> int:
             for rep in range(args.warmup + args.reps):
                 # Each repetition starts with another variant, so none always follows the same one.
                 for name in order[rep % len(order) :] + order[: rep % len(order)]:
+                    # Untimed: gRPC tears a closed channel's connection down a little later, and the
+                    # next variant's equal channel would borrow it; then each connects afresh.
+                    time.sleep(PAUSE_SECONDS)
                     t0 = time.perf_counter()
                     got = variants[name]()
                     took = (time.perf_counter() - t0) * 1e3
