@@ -28,8 +28,9 @@ from services.trainer.export import export_onnx
 from services.trainer.losses import track_classifier_noise
 from services.trainer.model_args import ModelArgs
 from services.trainer.perception.sphere_fit import SphereFit
+from trajlab.data.build import _sample_rng, build_dataset
 from trajlab.data.camera import Camera
-from trajlab.data.dataset import _sample_rng, build_dataset, load_dataset
+from trajlab.data.dataset import load_dataset
 from trajlab.data.render import RenderSettings, render_clip
 from trajlab.data.trajectories import TrajectoryGenerator
 from trajlab.preprocess import to_model_input

@@ -30,7 +30,8 @@ from torch.nn import functional as F
 from services.trainer.forecast_priors import ClassGatedExtrapolation, linear_extrapolation
 from services.trainer.losses import disc_masks
 from services.trainer.perception.motion import motion_features
-from trajlab.data.dataset import Split, build_dataset, load_dataset
+from trajlab.data.build import build_dataset
+from trajlab.data.dataset import Split, load_dataset
 from trajlab.profiles import load_profile
 
 

@@ -108,6 +108,19 @@ class TrainingConfig(_Strict):
     # Train and evaluate with the conv weights and clips in channels_last_3d (NDHWC): about half
     # the CPU per step of the contiguous layout here (bench/RESULTS.md); same numbers to ~1e-6.
     channels_last: bool = True
+    # 0: every epoch trains on the dataset's stored train split. N > 0: every epoch trains on N
+    # clips newly rendered for it from the dataset's config (services/trainer/fresh_clips.py),
+    # seeded by (dataset seed, training seed, epoch) in a stream apart from every train, val and
+    # test sample; the validation and test splits stay as stored and are never trained on.
+    # Left out of the config's dump at 0, so existing runs keep their fingerprints.
+    fresh_clips_per_epoch: int = Field(0, ge=0, le=100_000)
+
+    @model_serializer(mode="wrap")
+    def _dump_without_defaults_added_later(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)
+        if self.fresh_clips_per_epoch == 0:
+            out.pop("fresh_clips_per_epoch", None)
+        return out
 
 
 class ModelConfig(_Strict):
@@ -199,8 +212,9 @@ class BranchConfig(_Strict):
     describer_backend: str = "analytic"  # "analytic", "openai:<model>" or "tgi:<model>"
     # The encoder builder's own keyword arguments, over the profile's model.encoder_args.
     encoder_args: dict[str, Any] = Field(default_factory=dict)
-    # A local file of the encoder's initial weights (a torch state dict), relative to the
-    # branches file; never fetched. Unset = random initialisation.
+    # A local file of the encoder's initial weights (a torch state dict or .safetensors of the
+    # encoder, or of the library network a standard backbone wraps), relative to the branches
+    # file; never fetched. Unset = random initialisation.
     weights: Path | None = None
     description: str = ""
 
@@ -263,6 +277,9 @@ def _check_parts(b: BranchConfig, known: KnownParts, where: str) -> None:
         raise ConfigError(f"{where}.enhancement: unknown {b.enhancement!r}; registered: {names}")
     allowed = known.encoder_args.get(b.encoder)
     unknown = sorted(set(b.encoder_args) - set(allowed)) if allowed is not None else []
+    if "weights" in unknown:
+        raise ConfigError(f"{where}.encoder_args.weights: a weights file is the branch's own `weights:` "
+                          "field (relative to this file), not an encoder argument; move it there")
     if unknown:
         raise ConfigError(
             f"{where}.encoder_args: {b.encoder} takes {', '.join(sorted(allowed or [])) or 'none'}; "

@@ -32,104 +32,102 @@ def register(app: typer.Typer) -> None:
         help="Build, preview and inspect the seeded clip dataset.",
         no_args_is_help=True,
     )
-
-    @ds_app.command("build")
-    def build(
-        profile: str = typer.Option(
-            "seed", "--profile", "-p", help="Profile name (quick, seed) or a profile YAML path."
-        ),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Dataset dir (default: ./data/<profile>)."),
-        force: bool = typer.Option(
-            False, "--force", help="Rebuild even if the dir holds another or a corrupt dataset."
-        ),
-        seed: int | None = typer.Option(None, "--seed", min=0, help="Override the profile's seed."),
-        workers: int | None = typer.Option(
-            None, "--workers", min=1, help="Render processes (default: up to 2, the cores here)."
-        ),
-        progress: bool | None = typer.Option(
-            None, "--progress/--no-progress", help="Progress bar (default: on a terminal only)."
-        ),
-    ) -> None:
-        """Build the dataset of a profile (or reuse a matching cache) and print a one-line summary."""
-        from trajlab.config import validate_model
-        from trajlab.data import build_dataset_detailed
-        from trajlab.profiles import DatasetConfig, load_profile
-        from trajlab_cli.errors import writable_dir
-
-        cfg = load_profile(profile).dataset
-        if seed is not None:
-            cfg = validate_model(DatasetConfig, {**cfg.model_dump(), "seed": seed}, "--seed")
-        out_dir = writable_dir(out if out is not None else Path("data") / _profile_name(profile), "--out")
-        show_bar = sys.stderr.isatty() if progress is None else progress
-        res = build_dataset_detailed(cfg, out_dir, show_bar, force=force, workers=workers)
-        split = " / ".join(f"{k} {v}" for k, v in res.counts.items())
-        if res.reused:
-            typer.echo(
-                f"reused verified cache: {res.clips} clips ({split}), seed {cfg.seed}, "
-                f"checked in {res.seconds:.2f} s -> {res.path}"
-            )
-        else:
-            rate = res.clips / res.seconds if res.seconds > 0 else float("inf")
-            typer.echo(
-                f"built {res.clips} clips ({split}) of {cfg.frames}x{cfg.height}x{cfg.width}x3, "
-                f"seed {cfg.seed}, in {res.seconds:.2f} s ({rate:.0f} clips/s) -> {res.path}"
-            )
-
-    @ds_app.command("show")
-    def show(
-        data: Path = typer.Option(..., "--data", "-d", help="Dataset dir."),
-        verify: bool = typer.Option(True, "--verify/--no-verify", help="Check every file's sha256."),
-    ) -> None:
-        """Print counts per class and split, the generating config and the manifest hash."""
-        from rich.console import Console
-        from rich.table import Table
-
-        from trajlab.data import load_dataset
-        from trajlab.profiles import CLASS_NAMES
-
-        ds = load_dataset(data, verify=verify)
-        console = Console()
-        counts = Table(title=f"dataset {ds.path}")
-        counts.add_column("split")
-        for name in CLASS_NAMES:
-            counts.add_column(name, justify="right")
-        counts.add_column("total", justify="right")
-        for s in ds.splits:
-            c = ds.split(s).class_counts()
-            counts.add_row(s, *(str(c[n]) for n in CLASS_NAMES), str(len(ds.split(s))))
-        console.print(counts)
-        cfg = Table(title="config", show_header=False)
-        for key, value in ds.config.model_dump().items():
-            cfg.add_row(key, str(value))
-        console.print(cfg)
-        clip_shape = "x".join(str(d) for d in ds.train.clips.shape[1:])
-        console.print(
-            f"clips: {clip_shape} uint8, {len(ds.train.times)} positions per clip (observed + horizon)"
-        )
-        # Plain echo: rich would wrap the 64-character hash on a narrow terminal.
-        typer.echo(f"manifest sha256: {ds.manifest_sha256}" + ("" if verify else " (files not verified)"))
-
-    @ds_app.command("preview")
-    def preview(
-        data: Path = typer.Option(..., "--data", "-d", help="Dataset dir."),
-        out: Path = typer.Option(Path("preview"), "--out", "-o", help="Where to write the PNG and GIF."),
-        per_class: int = typer.Option(2, "--per-class", min=1, max=8, help="Clips shown per class."),
-        frames: int = typer.Option(8, "--frames", min=2, max=64, help="Frames per row of the contact sheet."),
-        split: str = typer.Option("val", "--split", help="train, val or test."),
-    ) -> None:
-        """Write contact_sheet.png (frames side by side, true trajectory over them) and clips.gif."""
-        from trajlab.data import load_dataset
-        from trajlab_cli.errors import writable_dir
-
-        writable_dir(out, "--out")
-        ds = load_dataset(data)
-        png = write_contact_sheet(
-            ds, out / "contact_sheet.png", per_class=per_class, frames=frames, split=split
-        )
-        gif = write_gif(ds, out / "clips.gif", per_class=per_class, split=split)
-        typer.echo(f"wrote {png} and {gif}")
-
+    ds_app.command("build")(build)
+    ds_app.command("show")(show)
+    ds_app.command("preview")(preview)
     app.add_typer(ds_app, name="dataset")
+
+
+def build(
+    profile: str = typer.Option(
+        "seed", "--profile", "-p", help="Profile name (quick, seed) or a profile YAML path."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Dataset dir (default: ./data/<profile>)."),
+    force: bool = typer.Option(
+        False, "--force", help="Rebuild even if the dir holds another or a corrupt dataset."
+    ),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="Override the profile's seed."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Render processes (default: up to 2, the cores here)."
+    ),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Progress bar (default: on a terminal only)."
+    ),
+) -> None:
+    """Build the dataset of a profile (or reuse a matching cache) and print a one-line summary."""
+    from trajlab.config import validate_model
+    from trajlab.data import build_dataset_detailed
+    from trajlab.profiles import DatasetConfig, load_profile
+    from trajlab_cli.errors import writable_dir
+
+    cfg = load_profile(profile).dataset
+    if seed is not None:
+        cfg = validate_model(DatasetConfig, {**cfg.model_dump(), "seed": seed}, "--seed")
+    out_dir = writable_dir(out if out is not None else Path("data") / _profile_name(profile), "--out")
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    res = build_dataset_detailed(cfg, out_dir, show_bar, force=force, workers=workers)
+    split = " / ".join(f"{k} {v}" for k, v in res.counts.items())
+    if res.reused:
+        typer.echo(
+            f"reused verified cache: {res.clips} clips ({split}), seed {cfg.seed}, "
+            f"checked in {res.seconds:.2f} s -> {res.path}"
+        )
+    else:
+        rate = res.clips / res.seconds if res.seconds > 0 else float("inf")
+        typer.echo(
+            f"built {res.clips} clips ({split}) of {cfg.frames}x{cfg.height}x{cfg.width}x3, "
+            f"seed {cfg.seed}, in {res.seconds:.2f} s ({rate:.0f} clips/s) -> {res.path}"
+        )
+
+
+def show(
+    data: Path = typer.Option(..., "--data", "-d", help="Dataset dir."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Check every file's sha256."),
+) -> None:
+    """Print counts per class and split, the generating config and the manifest hash."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from trajlab.data import load_dataset
+    from trajlab.profiles import CLASS_NAMES
+
+    ds = load_dataset(data, verify=verify)
+    console = Console()
+    counts = Table(title=f"dataset {ds.path}")
+    counts.add_column("split")
+    for name in CLASS_NAMES:
+        counts.add_column(name, justify="right")
+    counts.add_column("total", justify="right")
+    for s in ds.splits:
+        c = ds.split(s).class_counts()
+        counts.add_row(s, *(str(c[n]) for n in CLASS_NAMES), str(len(ds.split(s))))
+    console.print(counts)
+    cfg = Table(title="config", show_header=False)
+    for key, value in ds.config.model_dump().items():
+        cfg.add_row(key, str(value))
+    console.print(cfg)
+    clip_shape = "x".join(str(d) for d in ds.train.clips.shape[1:])
+    console.print(f"clips: {clip_shape} uint8, {len(ds.train.times)} positions per clip (observed + horizon)")
+    # Plain echo: rich would wrap the 64-character hash on a narrow terminal.
+    typer.echo(f"manifest sha256: {ds.manifest_sha256}" + ("" if verify else " (files not verified)"))
+
+
+def preview(
+    data: Path = typer.Option(..., "--data", "-d", help="Dataset dir."),
+    out: Path = typer.Option(Path("preview"), "--out", "-o", help="Where to write the PNG and GIF."),
+    per_class: int = typer.Option(2, "--per-class", min=1, max=8, help="Clips shown per class."),
+    frames: int = typer.Option(8, "--frames", min=2, max=64, help="Frames per row of the contact sheet."),
+    split: str = typer.Option("val", "--split", help="train, val or test."),
+) -> None:
+    """Write contact_sheet.png (frames side by side, true trajectory over them) and clips.gif."""
+    from trajlab.data import load_dataset
+    from trajlab_cli.errors import writable_dir
+
+    writable_dir(out, "--out")
+    ds = load_dataset(data)
+    png = write_contact_sheet(ds, out / "contact_sheet.png", per_class=per_class, frames=frames, split=split)
+    gif = write_gif(ds, out / "clips.gif", per_class=per_class, split=split)
+    typer.echo(f"wrote {png} and {gif}")
 
 
 def _pick(ds: Dataset, split: str, per_class: int) -> list[int]:

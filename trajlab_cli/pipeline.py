@@ -131,11 +131,6 @@ def report_command(
             )
         print_report_summary(rep)
         return
-
-    from services.reporter.build import build_report
-    from services.reporter.settings import ReporterSettings
-    from trajlab.config import load_settings
-
     overrides: dict[str, Any] = {
         k: v
         for k, v in {
@@ -154,14 +149,23 @@ def report_command(
         }.items()
         if v is not None
     }
+    print_report_summary(_build_in_process(overrides, branches or None))
+
+
+def _build_in_process(overrides: dict[str, Any], branches: list[str] | None) -> ReportResult:
+    """Build the report here, with the reporter's settings (environment, then the options given)."""
+    from services.reporter.build import build_report
+    from services.reporter.settings import ReporterSettings
+    from trajlab.config import load_settings
     from trajlab_cli.errors import writable_dir
 
-    if reports_dir is not None:
-        writable_dir(reports_dir, "--reports-dir")
-    if profile is not None:
+    if "reports_dir" in overrides:
+        writable_dir(overrides["reports_dir"], "--reports-dir")
+    if "profile" in overrides:
         from trajlab.profiles import load_profile
 
-        load_profile(profile)  # a wrong --profile is bad input, not a report with missing sections
+        # A wrong --profile is bad input, not a report with missing sections.
+        load_profile(overrides["profile"])
     settings = load_settings(ReporterSettings, **overrides)
     if not settings.trainer_targets() and settings.runs_dir is None:
         raise typer.BadParameter(
@@ -170,10 +174,9 @@ def report_command(
         )
     sources = _report_sources(settings)
     try:
-        result = build_report(sources, settings, branches=branches or None)
+        return build_report(sources, settings, branches=branches)
     finally:
         sources.close()
-    print_report_summary(result)
 
 
 def _report_sources(settings: Any) -> Any:

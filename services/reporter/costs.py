@@ -48,27 +48,49 @@ class BranchCost:
     partial: list[str] = field(default_factory=list)  # "training CPU-s: 1 of 2 runs", ...
 
 
+@dataclass
+class RunCost:
+    """One run's cost and quality, each None when the run did not measure (or has no) figure."""
+
+    run: str
+    has_results: bool  # the run's results were there (else every trainer figure is missing)
+    parameters: float | None = None
+    model_bytes: float | None = None  # model.onnx
+    flops_per_clip: float | None = None
+    training_seconds: float | None = None
+    training_cpu_seconds: float | None = None
+    epochs: int | None = None  # epochs in the run's history
+    clips_per_second: float | None = None  # mean over the epochs that measured it
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    latency_source: str = ""  # SERVER or CLIENT, "" without either
+    test_accuracy: float | None = None  # the served model's accuracy on the scored clips
+
+
 def _mean(values: list[float | None]) -> float | None:
     ok = [float(v) for v in values if v is not None and math.isfinite(v)]
     return sum(ok) / len(ok) if ok else None
 
 
-def _run_figures(r: BranchReport) -> dict[str, float | None]:
+def run_cost(r: BranchReport) -> RunCost:
+    """``r``'s figures: the trainer's results, its history, the served latency and accuracy."""
     res = r.results
-    out: dict[str, float | None] = dict.fromkeys(
-        ("parameters", "flops_per_clip", "training_seconds", "training_cpu_seconds", "p50", "p99", "acc")
-    )
+    out = RunCost(run=r.name, has_results=res is not None)
     if res is not None:
-        out["parameters"] = float(res.parameters) if res.parameters > 0 else None
-        out["flops_per_clip"] = float(res.flops_per_clip) if res.HasField("flops_per_clip") else None
-        out["training_seconds"] = res.training_seconds if res.training_seconds > 0 else None
+        out.parameters = float(res.parameters) if res.parameters > 0 else None
+        out.model_bytes = float(res.model_size_bytes) if res.model_size_bytes > 0 else None
+        out.flops_per_clip = float(res.flops_per_clip) if res.HasField("flops_per_clip") else None
+        out.training_seconds = res.training_seconds if res.training_seconds > 0 else None
         if res.HasField("training_cpu_seconds"):
-            out["training_cpu_seconds"] = res.training_cpu_seconds
+            out.training_cpu_seconds = res.training_cpu_seconds
+    if r.history is not None:
+        out.epochs = len(r.history)
+        out.clips_per_second = _mean([e.clips_per_second for e in r.history if e.clips_per_second > 0])
     lat = _latency(r)
     if lat is not None:
-        out["p50"], out["p99"] = lat[0], lat[1]
+        out.latency_p50_ms, out.latency_p99_ms, out.latency_source = lat
     if r.served is not None:
-        out["acc"] = r.served.metrics.accuracy
+        out.test_accuracy = r.served.metrics.accuracy
     return out
 
 
@@ -79,13 +101,14 @@ def _latency(r: BranchReport) -> tuple[float | None, float | None, str] | None:
     return None
 
 
+# The figures a branch averages over its runs, and how the partial note names them.
 _LABELS = {
     "parameters": "parameters",
     "flops_per_clip": "FLOPs/clip",
     "training_seconds": "training time",
     "training_cpu_seconds": "training CPU-s",
-    "p50": "served latency",
-    "acc": "test accuracy",
+    "latency_p50_ms": "served latency",
+    "test_accuracy": "test accuracy",
 }
 
 
@@ -96,19 +119,16 @@ def branch_costs(data: ReportData) -> list[BranchCost]:
         groups.setdefault(split_run_name(r.name)[0], []).append(r)
     out = []
     for branch, runs in groups.items():
-        figs = [_run_figures(r) for r in runs]
+        figs = [run_cost(r) for r in runs]
         c = BranchCost(branch=branch, runs=[r.name for r in runs])
-        c.parameters = _mean([f["parameters"] for f in figs])
-        c.flops_per_clip = _mean([f["flops_per_clip"] for f in figs])
-        c.training_seconds = _mean([f["training_seconds"] for f in figs])
-        c.training_cpu_seconds = _mean([f["training_cpu_seconds"] for f in figs])
-        c.latency_p50_ms = _mean([f["p50"] for f in figs])
-        c.latency_p99_ms = _mean([f["p99"] for f in figs])
-        c.test_accuracy = _mean([f["acc"] for f in figs])
-        sources = sorted({lat[2] for r in runs if (lat := _latency(r)) is not None})
-        c.latency_source = " + ".join(sources)
+        for key in ("parameters", "flops_per_clip", "training_seconds", "training_cpu_seconds"):
+            setattr(c, key, _mean([getattr(f, key) for f in figs]))
+        c.latency_p50_ms = _mean([f.latency_p50_ms for f in figs])
+        c.latency_p99_ms = _mean([f.latency_p99_ms for f in figs])
+        c.test_accuracy = _mean([f.test_accuracy for f in figs])
+        c.latency_source = " + ".join(sorted({f.latency_source for f in figs if f.latency_source}))
         for key, label in _LABELS.items():
-            have = sum(1 for f in figs if f[key] is not None)
+            have = sum(1 for f in figs if getattr(f, key) is not None)
             if 0 < have < len(figs):
                 c.partial.append(f"{label}: {have} of {len(figs)} runs")
         out.append(c)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import pickle
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,13 +29,13 @@ import services.trainer.encoders  # noqa: F401  (registers the encoders)
 from services.trainer import enhancements as _enhancements  # noqa: F401  (registers them)
 from services.trainer import forecast_priors as _priors  # noqa: F401  (registers them)
 from services.trainer import heads as _heads  # noqa: F401  (registers them)
+from services.trainer.encoders.weights import load_encoder_weights as load_weights_file
 from services.trainer.enhancements import Enhanced
 from services.trainer.model_args import ModelArgs
 from services.trainer.perception import Track, TrackReadout, create_track_perception
 from services.trainer.perception.stem import create_stem
 from services.trainer.perception.track_classifier import TrackClassifier
 from services.trainer.registry import ENCODERS, ENHANCEMENTS, FORECAST_PRIORS, HEADS, Registry
-from trajlab.errors import ConfigError
 from trajlab.profiles import KnownParts
 
 HEAD = "classify_forecast"
@@ -282,19 +281,12 @@ def known_parts() -> KnownParts:
 
 
 def load_encoder_weights(model: BranchModel, path: Path) -> None:
-    """A branch's ``weights`` file (a torch state dict of its encoder) into the model's encoder.
+    """A branch's ``weights`` file (a state dict of its encoder, or of the library network the
+    encoder wraps) into the model's encoder; see ``encoders/weights.py``.
 
     Raises ConfigError naming the field and the file when it cannot be read or does not fit.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        model.encoder.load_state_dict(state)
-    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
-        raise ConfigError(
-            f"weights: {path} is not a state dict of encoder {model.args.encoder!r} at this size: {exc}"
-        ) from None
+    load_weights_file(model.encoder, path, name=model.args.encoder)
 
 
 # Thin presets: the four seed branches of DESIGN.md.

@@ -1,6 +1,7 @@
 """The step loop of a run: one epoch of training steps, then validation (a Trainer mixin).
 
-The data order and every random draw of epoch e depend on (seed, e) only, so a resumed run
+The data order and every random draw of epoch e depend on (seed, e) only, and so do the
+epoch's clips with ``training.fresh_clips_per_epoch`` (``fresh_clips.py``), so a resumed run
 reaches the same weights as an uninterrupted one.
 """
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from services.trainer.branch import BranchModel
+from services.trainer.fresh_clips import fresh_clips
 from services.trainer.losses import combined_loss, track_classifier_noise, track_target
 from services.trainer.run_io import TrainingFailed, TrainingStopped, write_json_atomic
 from trajlab.preprocess import to_model_input
@@ -31,6 +33,10 @@ class StepLoop:
 
         t = self.cfg.profile.training
         frames = self.cfg.profile.dataset.frames
+        started = time.monotonic()
+        cpu_started = time.process_time()  # this process's CPU time (services/trainer/cost.py)
+        if t.fresh_clips_per_epoch > 0:  # this epoch's own clips, from (dataset, seed, epoch) only
+            train = fresh_clips(self.cfg.profile.dataset, t.seed, epoch, t.fresh_clips_per_epoch)
         n = len(train.labels)
         # The data order and every random draw of epoch e depend on (seed, e) only.
         gen = torch.Generator().manual_seed(t.seed * 100_003 + epoch)
@@ -38,8 +44,6 @@ class StepLoop:
         flips = (torch.rand(n, generator=gen) < 0.5).numpy() if t.augment_flip else np.zeros(n, bool)
         torch.manual_seed(t.seed * 100_003 + epoch)
         model.train()
-        started = time.monotonic()
-        cpu_started = time.process_time()  # this process's CPU time (services/trainer/cost.py)
         loss_sum, correct, seen = 0.0, 0, 0
         bar = tqdm(
             total=steps,

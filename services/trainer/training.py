@@ -10,7 +10,9 @@ Crash safety: checkpoints are written atomically every ``checkpoint_every`` epoc
 newest good checkpoint whose fingerprint (branch, profile, model arguments, text
 encoder) and dataset hash match. The data order of epoch ``e`` is a permutation
 drawn from a generator seeded with ``seed + e``, and the torch RNG is reseeded the
-same way at every epoch start, so a resumed run reaches bit-identical weights on CPU.
+same way at every epoch start (and with ``training.fresh_clips_per_epoch`` the epoch's clips
+are rendered from (dataset, seed, epoch), ``fresh_clips.py``), so a resumed run reaches
+bit-identical weights on CPU.
 Run directory layout::
 
     <run_dir>/checkpoints/<fingerprint>/ckpt-epoch-00005.pt    newest K kept
@@ -46,6 +48,7 @@ from services.trainer.branch import (
     set_conv_memory_format,
 )
 from services.trainer.cost import flops_per_clip, training_cost
+from services.trainer.fresh_clips import training_data
 from services.trainer.model_args import MODEL_FORMAT, ModelArgs
 from services.trainer.publishing import Publishing
 from services.trainer.run_io import TrainingFailed, TrainingStopped, utc_stamp, write_json_atomic
@@ -282,6 +285,13 @@ class Trainer(StepLoop, Scoring, Publishing):
             len(val.labels),
             time.monotonic() - t0,
         )
+        if t.fresh_clips_per_epoch > 0:
+            log.info(
+                "branch %s: training on %d fresh clips per epoch (the stored train split only sets "
+                "the normalisation statistics)",
+                cfg.branch.name,
+                t.fresh_clips_per_epoch,
+            )
 
         class_text, text_name = None, ""
         if str(cfg.branch.enhancement) == "text_alignment":
@@ -310,7 +320,7 @@ class Trainer(StepLoop, Scoring, Publishing):
         resumed = self._resume(model, optimiser, scheduler, ds.manifest_sha256)
         if resumed is not None:
             start_epoch = resumed
-        steps = math.ceil(len(train.labels) / t.batch_size)
+        steps = math.ceil((t.fresh_clips_per_epoch or len(train.labels)) / t.batch_size)
         self._update(
             epoch=start_epoch, steps_per_epoch=steps, step=0, resumed_from_epoch=start_epoch, write=True
         )
@@ -324,6 +334,7 @@ class Trainer(StepLoop, Scoring, Publishing):
         self._update(state="evaluating", write=True)
         results = self.evaluate(model, val, text_name)
         results.update(training_cost(self._history))  # wall and CPU time of the training
+        results["training_data"] = training_data(cfg.profile.dataset, t, len(train.labels))
         try:
             results["flops_per_clip"] = flops_per_clip(model, self._model_input(val.clips[:1]))
         except (TypeError, RuntimeError, NotImplementedError) as exc:

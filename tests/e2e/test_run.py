@@ -100,7 +100,7 @@ def test_report_has_every_section_and_valid_figures(quick_run) -> None:
     md = (rdir / "PARALLEL_RESULTS_COMPARISON.md").read_text()
     for heading in ("## Summary", "## Statistics", "## Success criteria", "## Classification", "## Forecast",
                     "## Baselines", "## Per-class figures", "## Training curves",
-                    "## Model cost and serving latency", "## Equations from the describer", "## Missing"):
+                    "## Cost beside quality", "## Equations from the describer", "## Missing"):
         assert heading in md, heading
     pngs = sorted(rdir.glob("*.png"))
     names = {p.name for p in pngs}

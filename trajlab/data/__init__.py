@@ -4,17 +4,10 @@ Importing this package pulls in numpy only (no torch, no matplotlib, no sympy), 
 building and loading stay fast.
 """
 
+from trajlab.data.build import BuildResult, build_dataset, build_dataset_detailed
 from trajlab.data.camera import Camera, apparent_radius, project
-from trajlab.data.dataset import (
-    BuildResult,
-    Dataset,
-    DatasetError,
-    Split,
-    build_dataset,
-    build_dataset_detailed,
-    load_dataset,
-    read_manifest,
-)
+from trajlab.data.dataset import Dataset, Split, load_dataset
+from trajlab.data.manifest import DatasetError, read_manifest
 from trajlab.data.render import RenderInfo, RenderSettings, render_batch, render_clip, render_clip_fullframe
 from trajlab.data.trajectories import Trajectory, TrajectoryGenerator, evaluate_equations
 

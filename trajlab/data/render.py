@@ -21,12 +21,10 @@ What a clip shows (all through the pinhole :class:`~trajlab.data.camera.Camera`)
 - optional camera jitter: a whole-pixel shift of the entire view per frame,
   ``round(N(0, camera_jitter))``, applied to background, clutter and objects alike.
 
-Each object is rasterised inside its bounding box only, for all frames of a batch of
-clips at once (one ``(items, box, box)`` grid); the covered pixels are selected first,
-and only they are shaded, gathered and scattered (through flat byte indices).
-:func:`render_clip_fullframe` draws the same scene over every pixel of every frame, the
-straightforward way, and gives identical bytes: it exists so tests and the benchmark
-can compare against it.
+Every object is drawn through :mod:`trajlab.data.raster`, inside its bounding box only, for
+all frames of a batch of clips at once. :func:`render_clip_fullframe` draws the same scene
+over every pixel of every frame, the straightforward way, and gives identical bytes: it
+exists so tests and the benchmark can compare against it.
 
 Random draws come in a fixed order with fixed sizes (the tables of clutter and
 transients are always drawn for their maximum counts), so changing the number of
@@ -43,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from trajlab.data.camera import Camera, apparent_radius, project
+from trajlab.data.raster import AMBIENT, LIGHT_DIRECTION, draw_disc, draw_square
 from trajlab.profiles import DatasetConfig
 
 __all__ = [
@@ -59,16 +58,12 @@ __all__ = [
     "render_clip_fullframe",
 ]
 
-# How the moving sphere is lit and dimmed (public: a model may fit this scene model to a frame).
-LIGHT_DIRECTION = (-0.45, 0.55, 0.70)  # (right, up, to camera), normalised below
-AMBIENT = 0.35  # share of a colour seen on the unlit side
+# How the moving sphere is dimmed with depth (public: a model may fit this scene model to a
+# frame; its lighting, LIGHT_DIRECTION and AMBIENT, is the rasteriser's shaded disc).
 Z_REF = 4.0  # world units: depth at which brightness is the full colour; sqrt(Z_REF / z) beyond
-_LIGHT = np.array(LIGHT_DIRECTION) / np.linalg.norm(LIGHT_DIRECTION)
-_AMBIENT = AMBIENT
 _Z_REF = Z_REF
 _MAX_CLUTTER = 16  # table sizes drawn every clip (= DatasetConfig's upper bounds)
 _MAX_TRANSIENTS = 8
-_RGB = np.arange(3)
 
 
 @dataclass(frozen=True)
@@ -108,142 +103,6 @@ class RenderInfo:
     shifts: np.ndarray  # (T, 2) int: the camera jitter's shift (du, dv) per frame
     clutter: list[dict[str, Any]] = field(default_factory=list)  # kind, u, v, size (no jitter)
     transients: list[dict[str, Any]] = field(default_factory=list)  # kind, first, last, u, v, size, depth
-
-
-# -- rasterising primitives ------------------------------------------------------------
-
-
-@dataclass
-class _Grid:
-    """Pixels around K centres: boxes (K,B,B), or the whole image (K,H,W) for the reference."""
-
-    i0: np.ndarray  # (K,) int: row of each box's first row (0 for the whole image)
-    j0: np.ndarray  # (K,) int: column of each box's first column
-    dx: np.ndarray  # (K,1,B) float32: pixel centre minus centre, horizontally
-    dy: np.ndarray  # (K,B,1) float32: the same, vertically
-    inside: bool  # every box lies inside the image (no bounds test needed)
-
-
-def _grid(us: np.ndarray, vs: np.ndarray, half: float, height: int, width: int, full: bool) -> _Grid:
-    if full:
-        i0 = np.zeros(len(us), dtype=np.int64)
-        j0 = np.zeros(len(us), dtype=np.int64)
-        rows, cols = np.arange(height), np.arange(width)
-        inside = True
-    else:
-        b = math.ceil(half + 1.5)  # box half-width: covers the anti-aliased edge wherever the centre falls
-        i0 = np.floor(vs).astype(np.int64) - b
-        j0 = np.floor(us).astype(np.int64) - b
-        rows = cols = np.arange(2 * b + 1)
-        inside = bool(
-            i0.min() >= 0 and j0.min() >= 0 and i0.max() + 2 * b < height and j0.max() + 2 * b < width
-        )
-    # float32 from here on: sub-pixel offsets need ~1e-4 px, and the box arithmetic halves in cost.
-    dx = ((j0[:, None] + cols[None, :]) + 0.5 - us[:, None]).astype(np.float32)[:, None, :]
-    dy = ((i0[:, None] + rows[None, :]) + 0.5 - vs[:, None]).astype(np.float32)[:, :, None]
-    return _Grid(i0, j0, dx, dy, inside)
-
-
-def _select(
-    cov: np.ndarray, g: _Grid, frames: np.ndarray, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The covered, in-image pixels: (item, box row, box column) and flat indices into (T*H*W).
-
-    Everything after this works on the selected pixels only: a disc covers about a fifth
-    of a box sized for the largest disc of the batch.
-    """
-    k, a, c = np.nonzero(cov > 0)
-    ii = g.i0[k] + a
-    jj = g.j0[k] + c
-    if not g.inside:
-        ok = (ii >= 0) & (ii < height) & (jj >= 0) & (jj < width)
-        k, a, c, ii, jj = k[ok], a[ok], c[ok], ii[ok], jj[ok]
-    return k, a, c, (frames[k] * height + ii) * width + jj
-
-
-def _blend(canvas: np.ndarray, flat: np.ndarray, cov: np.ndarray, colour: np.ndarray) -> None:
-    """canvas[flat] = mix(canvas[flat], colour, cov); canvas is (N, 3) uint8, colour (n, 3) or (3,)."""
-    # Byte indices into the flat buffer: 1-D fancy indexing is ~30 % faster than (n, 3) rows.
-    flat_bytes = canvas.reshape(-1)
-    idx = (flat * 3)[:, None] + _RGB
-    px = flat_bytes[idx]
-    out = px + cov[:, None] * (colour - px)  # float64: uint8 promotes
-    out += 0.5
-    flat_bytes[idx] = out.astype(np.uint8)
-
-
-def _shade(dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Lambertian intensity (ambient included) of a sphere at pixel offsets from its centre."""
-    nx = dx / r
-    ny = -dy / r  # image v points down, world y up
-    # Anti-aliased rim pixels lie just outside the disc: clamp their normal to the rim.
-    norm = np.sqrt(np.maximum(nx * nx + ny * ny, np.float32(1.0)))
-    nx = nx / norm
-    ny = ny / norm
-    nz = np.sqrt(np.maximum(np.float32(1.0) - nx * nx - ny * ny, np.float32(0.0)))
-    lx, ly, lz = (np.float32(c) for c in _LIGHT)
-    lam = np.maximum(nx * lx + ny * ly + nz * lz, np.float32(0.0))
-    return np.float32(_AMBIENT) + np.float32(1.0 - _AMBIENT) * lam
-
-
-def _coverage(edge: np.ndarray) -> np.ndarray:
-    """Pixel coverage from the signed distance to the edge (+ inside), clipped to [0, 1]."""
-    return np.minimum(np.maximum(edge, np.float32(0.0)), np.float32(1.0))
-
-
-def _draw_disc(
-    canvas: np.ndarray,
-    frames: np.ndarray,
-    us: np.ndarray,
-    vs: np.ndarray,
-    rs: np.ndarray,
-    colour: np.ndarray,  # (3,) or (K, 3): per-item colour
-    shaded: bool,
-    shape: tuple[int, int],
-    full: bool,
-    keep: np.ndarray | None = None,  # (K,) bool: items to draw (others skipped)
-) -> None:
-    height, width = shape
-    g = _grid(us, vs, float(rs.max()), height, width, full)
-    r = rs.astype(np.float32)
-    cov = _coverage(r[:, None, None] + np.float32(0.5) - np.sqrt(g.dx * g.dx + g.dy * g.dy))
-    if keep is not None:
-        cov = cov * keep[:, None, None]
-    k, a, c, flat = _select(cov, g, frames, height, width)
-    if not flat.size:
-        return
-    per_px = _pixel_colours(colour, k)
-    if shaded:
-        per_px = per_px * _shade(g.dx[k, 0, c], g.dy[k, a, 0], r[k])[:, None]
-    _blend(canvas, flat, cov[k, a, c], per_px)
-
-
-def _draw_square(
-    canvas: np.ndarray,
-    frames: np.ndarray,
-    us: np.ndarray,
-    vs: np.ndarray,
-    half: np.ndarray,
-    colour: np.ndarray,
-    shape: tuple[int, int],
-    full: bool,
-    keep: np.ndarray | None = None,
-) -> None:
-    height, width = shape
-    g = _grid(us, vs, float(half.max()), height, width, full)
-    h = half.astype(np.float32)[:, None, None] + np.float32(0.5)
-    cov = _coverage(h - np.abs(g.dx)) * _coverage(h - np.abs(g.dy))
-    if keep is not None:
-        cov = cov * keep[:, None, None]
-    k, a, c, flat = _select(cov, g, frames, height, width)
-    if flat.size:
-        _blend(canvas, flat, cov[k, a, c], _pixel_colours(colour, k))
-
-
-def _pixel_colours(colour: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """(3,) or (K, 3) colours -> (1, 3), or one row per selected pixel (item index ``k``)."""
-    col = np.asarray(colour, dtype=np.float64)
-    return col[None, :] if col.ndim == 1 else col[k]
 
 
 # -- the scene ---------------------------------------------------------------------------
@@ -299,17 +158,58 @@ def _render_batch(
     full: bool,
     want_info: bool,
 ) -> tuple[np.ndarray, _BatchInfo | None]:
+    """Draw N clips (into ``out`` when given) from their tables: background and clutter, the
+    jittered frames, then per frame the transients behind the sphere, the sphere, those in front.
+    ``full``: rasterise over whole frames (the reference); ``want_info``: also say where things are."""
     cam = settings.camera
     H, W = cam.height, cam.width
     N, T = positions.shape[:2]
-    f = cam.focal_px
     m = settings.jitter_margin
-    Hp, Wp = H + 2 * m, W + 2 * m
     misc = np.stack([tb.misc for tb in tables])  # (N, 8)
     shifts = np.clip(np.rint(np.stack([tb.jitter for tb in tables]) * settings.camera_jitter), -m, m)
     shifts = shifts.astype(np.int64)  # (N, T, 2)
 
-    # Background: tint + vertical gradient + two gratings + noise, then clutter on top.
+    bg = _background(misc, tables, settings)
+    clutter_info = _draw_clutter(bg, tables, settings, full, want_info)
+    clips = _frames(bg, shifts, m, (H, W), out)
+    canvas = clips.reshape(-1, 3)
+    frames = np.arange(N * T)
+
+    # The sphere's projection, size and brightness at each frame.
+    pos = positions.reshape(-1, 3)
+    z = pos[:, 2]
+    u, v = project(pos, cam)
+    u = u + shifts[:, :, 0].ravel()
+    v = v + shifts[:, :, 1].ravel()
+    r = apparent_radius(z, settings.sphere_radius, cam)
+    colour = _hsv_rows(misc[:, 8], 0.6 + 0.35 * misc[:, 9], 1.0)  # (N, 3): a saturated, bright hue
+    per_frame = np.repeat(colour, T, axis=0) * np.sqrt(np.minimum(_Z_REF / z, 1.0))[:, None]
+
+    # Transients are drawn behind or in front of the sphere, frame by frame.
+    transients, trans_info = _transients(tables, settings, shifts, z, want_info)
+    _draw_transients(canvas, frames, transients, False, (H, W), full)
+    draw_disc(canvas, frames, u, v, r, per_frame, True, (H, W), full)
+    _draw_transients(canvas, frames, transients, True, (H, W), full)
+
+    info = None
+    if want_info:
+        info = _BatchInfo(
+            centers=np.stack([u, v], axis=1).reshape(N, T, 2),
+            radii=r.reshape(N, T),
+            shifts=shifts,
+            clutter=clutter_info,
+            transients=trans_info,
+        )
+    return clips, info
+
+
+def _background(misc: np.ndarray, tables: list[_Tables], settings: RenderSettings) -> np.ndarray:
+    """Each clip's background, ``jitter_margin`` wider on every side: uint8 (N, Hp, Wp, 3).
+
+    Tint + vertical gradient + two gratings + noise.
+    """
+    m = settings.jitter_margin
+    Hp, Wp = settings.camera.height + 2 * m, settings.camera.width + 2 * m
     m32 = misc.astype(np.float32)[:, :, None, None]  # (N, 8, 1, 1)
     yy = (np.arange(Hp, dtype=np.float32) / Hp)[None, :, None]
     xx = (np.arange(Wp, dtype=np.float32) / Wp)[None, None, :]
@@ -329,8 +229,16 @@ def _render_batch(
     bg = lum[..., None] + tint[:, None, None, :]
     np.maximum(bg, 0.0, out=bg)
     np.minimum(bg, 255.0, out=bg)
-    bg = bg.astype(np.uint8)  # (N, Hp, Wp, 3)
+    return bg.astype(np.uint8)
 
+
+def _draw_clutter(
+    bg: np.ndarray, tables: list[_Tables], settings: RenderSettings, full: bool, want_info: bool
+) -> list[list[dict[str, Any]]]:
+    """Draw the static clutter into the backgrounds ``bg`` (in place); per clip, what was drawn."""
+    N, Hp, Wp = bg.shape[:3]
+    H, W = settings.camera.height, settings.camera.width
+    m = settings.jitter_margin
     bg_flat = bg.reshape(-1, 3)
     items = np.arange(N)
     clutter_info: list[list[dict[str, Any]]] = [[] for _ in range(N)]
@@ -341,9 +249,9 @@ def _render_batch(
         square = p[:, 0] < 0.5
         colour = np.where(square[:, None], 60.0 + 150.0 * p[:, 4:7], (110.0 + 100.0 * p[:, 4:5]) * np.ones(3))
         if square.any():
-            _draw_square(bg_flat, items, u + m, v + m, size, colour, (Hp, Wp), full, square)
+            draw_square(bg_flat, items, u + m, v + m, size, colour, (Hp, Wp), full, square)
         if not square.all():
-            _draw_disc(bg_flat, items, u + m, v + m, size, colour, True, (Hp, Wp), full, ~square)
+            draw_disc(bg_flat, items, u + m, v + m, size, colour, True, (Hp, Wp), full, ~square)
         if want_info:
             for n in range(N):
                 clutter_info[n].append(
@@ -355,7 +263,15 @@ def _render_batch(
                         "color": colour[n].tolist(),
                     }
                 )
+    return clutter_info
 
+
+def _frames(
+    bg: np.ndarray, shifts: np.ndarray, m: int, shape: tuple[int, int], out: np.ndarray | None
+) -> np.ndarray:
+    """Every frame's view of its clip's background, shifted by the camera jitter: (N, T, H, W, 3)."""
+    H, W = shape
+    N, T = shifts.shape[:2]
     # A plain ndarray view: indexing a np.memmap goes through slow Python-level __getitem__.
     clips = np.asarray(out) if out is not None else np.empty((N, T, H, W, 3), dtype=np.uint8)
     if m == 0:
@@ -367,22 +283,34 @@ def _render_batch(
         for n, t in zip(*np.nonzero(shifts.any(axis=2)), strict=True):
             r0, c0 = m - shifts[n, t, 1], m - shifts[n, t, 0]
             clips[n, t] = bg[n, r0 : r0 + H, c0 : c0 + W]
-    canvas = clips.reshape(-1, 3)
-    frames = np.arange(N * T)
+    return clips
 
-    # The sphere's projection, size and brightness at each frame.
-    pos = positions.reshape(-1, 3)
-    z = pos[:, 2]
-    u, v = project(pos, cam)
-    u = u + shifts[:, :, 0].ravel()
-    v = v + shifts[:, :, 1].ravel()
-    r = apparent_radius(z, settings.sphere_radius, cam)
-    colour = _hsv_rows(misc[:, 8], 0.6 + 0.35 * misc[:, 9], 1.0)  # (N, 3): a saturated, bright hue
-    per_frame = np.repeat(colour, T, axis=0) * np.sqrt(np.minimum(_Z_REF / z, 1.0))[:, None]
 
-    # Transients: frames, paths, depths; drawn behind or in front of the sphere per frame.
+@dataclass
+class _Transient:
+    """One transient slot over the N*T frames of a batch (its ``active`` frames are drawn)."""
+
+    u: np.ndarray  # (N*T,) pixels, jitter included
+    v: np.ndarray
+    size: np.ndarray  # (N*T,) half-side or radius, pixels
+    colour: np.ndarray  # (N*T, 3)
+    active: np.ndarray  # (N*T,) bool: present on the frame
+    front: np.ndarray  # (N*T,) bool: nearer than the sphere on the frame
+    square: np.ndarray  # (N*T,) bool: a square, else a disc
+
+
+def _transients(
+    tables: list[_Tables], settings: RenderSettings, shifts: np.ndarray, z: np.ndarray, want_info: bool
+) -> tuple[list[_Transient], list[list[dict[str, Any]]]]:
+    """Each transient slot's frames, path, depth and look; per clip, what was drawn (``want_info``).
+
+    ``z`` is the sphere's depth on each of the N*T frames.
+    """
+    N, T = shifts.shape[:2]
+    H, W = settings.camera.height, settings.camera.width
+    f = settings.camera.focal_px
     t_idx = np.tile(np.arange(T), N)  # frame within its clip, for each of the N*T frames
-    trans_draws = []
+    trans_draws: list[_Transient] = []
     trans_info: list[list[dict[str, Any]]] = [[] for _ in range(N)]
     for k in range(settings.transients):
         p = np.stack([tb.transients[k] for tb in tables])  # (N, 10)
@@ -402,7 +330,7 @@ def _render_batch(
         front = np.repeat(depth, T) < z
         square = np.repeat(p[:, 0] < 0.5, T)
         col = np.repeat(_hsv_rows(p[:, 9], np.full(N, 0.8), 1.0), T, axis=0)
-        trans_draws.append((tu, tv, np.repeat(size, T), col, active, front, square))
+        trans_draws.append(_Transient(tu, tv, np.repeat(size, T), col, active, front, square))
         if want_info:
             for n in range(N):
                 sl = slice(n * T + first[n], n * T + last[n])
@@ -418,33 +346,29 @@ def _render_batch(
                         "color": col[n * T].tolist(),
                     }
                 )
+    return trans_draws, trans_info
 
-    def draw_transients(in_front: bool) -> None:
-        for tu, tv, sz, col, active, front, square in trans_draws:
-            # Only the frames where each is shown: a transient is on screen for a few frames.
-            for is_square in (True, False):
-                sel = np.flatnonzero(active & (front == in_front) & (square == is_square))
-                if not sel.size:
-                    continue
-                if is_square:
-                    _draw_square(canvas, frames[sel], tu[sel], tv[sel], sz[sel], col[sel], (H, W), full)
-                else:
-                    _draw_disc(canvas, frames[sel], tu[sel], tv[sel], sz[sel], col[sel], False, (H, W), full)
 
-    draw_transients(in_front=False)
-    _draw_disc(canvas, frames, u, v, r, per_frame, True, (H, W), full)
-    draw_transients(in_front=True)
-
-    info = None
-    if want_info:
-        info = _BatchInfo(
-            centers=np.stack([u, v], axis=1).reshape(N, T, 2),
-            radii=r.reshape(N, T),
-            shifts=shifts,
-            clutter=clutter_info,
-            transients=trans_info,
-        )
-    return clips, info
+def _draw_transients(
+    canvas: np.ndarray,
+    frames: np.ndarray,
+    transients: list[_Transient],
+    in_front: bool,
+    shape: tuple[int, int],
+    full: bool,
+) -> None:
+    """Draw the transients on the frames where they are present and in front of (or behind) the sphere."""
+    for tr in transients:
+        # Only the frames where each is shown: a transient is on screen for a few frames.
+        for is_square in (True, False):
+            sel = np.flatnonzero(tr.active & (tr.front == in_front) & (tr.square == is_square))
+            if not sel.size:
+                continue
+            args = (canvas, frames[sel], tr.u[sel], tr.v[sel], tr.size[sel], tr.colour[sel])
+            if is_square:
+                draw_square(*args, shape, full)
+            else:
+                draw_disc(*args, False, shape, full)
 
 
 def render_batch(

@@ -140,7 +140,7 @@ def build_stress_set(
     workers: int | None = None,
 ) -> Any:
     """Build (or reuse the verified cache of) stress set ``name``; returns the dataset BuildResult."""
-    from trajlab.data.dataset import build_dataset_detailed
+    from trajlab.data.build import build_dataset_detailed
 
     cfg = stress_config(dataset_cfg, name, samples)
     return build_dataset_detailed(cfg, stress_dir(data_dir, name), force=force, workers=workers)

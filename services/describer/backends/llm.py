@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.describer.backends.base import BackendError, FailureKind, Trajectory
+from services.describer.backends.base import BackendError, Description, FailureKind, Trajectory
 from trajlab.equations import MAX_CHARS, UnsafeEquation, parse_equations
 
 PROMPT_DIR = Path(__file__).resolve().parent.parent / "prompts"
@@ -128,6 +128,33 @@ def check_answer(text: str | None) -> LLMAnswer:
     except UnsafeEquation as exc:
         raise BackendError(FailureKind.UNSAFE_EQUATION, f"refused equation {exc}") from None
     return answer
+
+
+def description_from_answer(
+    text: str | None, *, model: str, prompt_version: str, prompt_tokens: int, completion_tokens: int,
+    cut_off: str | None = None,
+) -> Description:
+    """A language model's answer as a Description, its token usage kept on success and failure.
+
+    ``cut_off`` names the limit (``max_tokens``, ``max_new_tokens``) when the server says the
+    answer stopped there: that is a SCHEMA failure whatever the text.
+    """
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+    if cut_off is not None:
+        raise BackendError(FailureKind.SCHEMA, f"the answer was cut off at {cut_off}", **usage)
+    try:
+        answer = check_answer(text)
+    except BackendError as exc:
+        exc.prompt_tokens, exc.completion_tokens = prompt_tokens, completion_tokens
+        raise
+    return Description(
+        equations=(answer.x, answer.y, answer.z),
+        description=answer.description,
+        described_class=answer.motion,
+        model=model,
+        prompt_version=prompt_version,
+        **usage,
+    )
 
 
 def answer_schema_json() -> str:

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from services.describer.backends.base import BackendError, Description, FailureKind, Trajectory
-from services.describer.backends.llm import ANSWER_SCHEMA, check_answer, render_prompt
+from services.describer.backends.llm import ANSWER_SCHEMA, description_from_answer, render_prompt
 from services.describer.backends.upstream import deadline_transport
 
 log = logging.getLogger(__name__)
@@ -145,14 +145,17 @@ class OpenAIBackend:
             ) from None
 
     def _describe(self, trajectory: Trajectory, timeout_s: float) -> Description:
-        import openai
-
         key = self._api_key()
         if key is None:
             raise BackendError(FailureKind.NOT_CONFIGURED, "no OPENAI_API_KEY")
         client = self._get_client(key)
         prompt = render_prompt("openai", trajectory, self._prompt_version)
-        system = prompt.system
+        system, extra = self._system_and_format(prompt.system)
+        resp = self._complete(client, system, prompt.user, extra, timeout_s)
+        return self._description(resp, prompt.version)
+
+    def _system_and_format(self, system: str) -> tuple[str, dict[str, Any]]:
+        """The system message and the request's ``response_format`` for ``structured_output``."""
         extra: dict[str, Any] = {}
         if self.structured_output == "json_schema":
             extra["response_format"] = {
@@ -164,12 +167,18 @@ class OpenAIBackend:
             system += "\nThe JSON object must match this JSON schema: " + json.dumps(ANSWER_SCHEMA)
             if self.structured_output == "json_object":
                 extra["response_format"] = {"type": "json_object"}
+        return system, extra
+
+    def _complete(self, client: Any, system: str, user: str, extra: dict[str, Any], timeout_s: float) -> Any:
+        """One chat completion; every error of the SDK as a BackendError of its kind."""
+        import openai
+
         try:
-            resp = client.chat.completions.create(
+            return client.chat.completions.create(
                 model=self.model,
                 messages=[
                     {"role": "system", "content": system},
-                    {"role": "user", "content": prompt.user},
+                    {"role": "user", "content": user},
                 ],
                 **extra,
                 temperature=0,
@@ -198,6 +207,9 @@ class OpenAIBackend:
             raise BackendError(
                 FailureKind.SERVER_ERROR, f"malformed response ({exc.__class__.__name__})", retryable=False
             ) from None
+
+    def _description(self, resp: Any, prompt_version: str) -> Description:
+        """The answer in a completion; a refusal, a cut-off or an answer off the schema fail as SCHEMA."""
         try:
             choice = resp.choices[0]
             content = choice.message.content
@@ -217,26 +229,9 @@ class OpenAIBackend:
                 prompt_tokens=p_tok,
                 completion_tokens=c_tok,
             )
-        if finish == "length":
-            raise BackendError(
-                FailureKind.SCHEMA,
-                "the answer was cut off at max_tokens",
-                prompt_tokens=p_tok,
-                completion_tokens=c_tok,
-            )
-        try:
-            answer = check_answer(content)
-        except BackendError as exc:
-            exc.prompt_tokens, exc.completion_tokens = p_tok, c_tok
-            raise
-        return Description(
-            equations=(answer.x, answer.y, answer.z),
-            description=answer.description,
-            described_class=answer.motion,
-            model=self.model,
-            prompt_version=prompt.version,
-            prompt_tokens=p_tok,
-            completion_tokens=c_tok,
+        return description_from_answer(
+            content, model=self.model, prompt_version=prompt_version, prompt_tokens=p_tok,
+            completion_tokens=c_tok, cut_off="max_tokens" if finish == "length" else None,
         )
 
 

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from services.describer.backends.base import BackendError, Description, FailureKind, Trajectory
-from services.describer.backends.llm import ANSWER_SCHEMA, check_answer, render_prompt
+from services.describer.backends.llm import ANSWER_SCHEMA, description_from_answer, render_prompt
 from services.describer.backends.upstream import deadline_transport
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,7 @@ class TGIBackend:
         return True, f"{self.family} prompts at {self.endpoint}"
 
     def describe(self, trajectory: Trajectory, timeout_s: float) -> Description:
-        import httpx
-        from pydantic import ValidationError as PydanticValidationError
-        from text_generation import errors as tge
-        from text_generation.types import Grammar, GrammarType, Parameters, Request, Response
+        from text_generation.types import Grammar, GrammarType, Parameters, Request
 
         if not self.endpoint:
             raise BackendError(FailureKind.NOT_CONFIGURED, f"no endpoint for {self.name}")
@@ -89,6 +86,21 @@ class TGIBackend:
                 grammar=Grammar(type=GrammarType.Json, value=ANSWER_SCHEMA),
             ),
         )
+        resp, p_tok = self._generate(body, timeout_s)
+        c_tok = int(resp.details.generated_tokens) if resp.details is not None else 0
+        cut = resp.details is not None and str(resp.details.finish_reason.value) == "length"
+        return description_from_answer(
+            resp.generated_text, model=self.model, prompt_version=prompt.version, prompt_tokens=p_tok,
+            completion_tokens=c_tok, cut_off="max_new_tokens" if cut else None,
+        )
+
+    def _generate(self, body: Any, timeout_s: float) -> tuple[Any, int]:
+        """POST one generate request; TGI's Response and its prompt tokens, every failure a BackendError."""
+        import httpx
+        from pydantic import ValidationError as PydanticValidationError
+        from text_generation import errors as tge
+        from text_generation.types import Response
+
         try:
             with httpx.Client(transport=deadline_transport(httpx), timeout=timeout_s) as http:
                 r = http.post(self.endpoint, json=body.model_dump())
@@ -127,28 +139,7 @@ class TGIBackend:
             raise BackendError(
                 FailureKind.SERVER_ERROR, f"malformed response ({exc.__class__.__name__})", retryable=False
             ) from None
-        c_tok = int(resp.details.generated_tokens) if resp.details is not None else 0
-        if resp.details is not None and str(resp.details.finish_reason.value) == "length":
-            raise BackendError(
-                FailureKind.SCHEMA,
-                "the answer was cut off at max_new_tokens",
-                prompt_tokens=p_tok,
-                completion_tokens=c_tok,
-            )
-        try:
-            answer = check_answer(resp.generated_text)
-        except BackendError as exc:
-            exc.prompt_tokens, exc.completion_tokens = p_tok, c_tok
-            raise
-        return Description(
-            equations=(answer.x, answer.y, answer.z),
-            description=answer.description,
-            described_class=answer.motion,
-            model=self.model,
-            prompt_version=prompt.version,
-            prompt_tokens=p_tok,
-            completion_tokens=c_tok,
-        )
+        return resp, p_tok
 
 
 def _prompt_tokens(headers: Any, resp: Any) -> int:

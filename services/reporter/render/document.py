@@ -24,13 +24,9 @@ from services.reporter.render.blocks import (
     Para,
     Section,
     Table,
-    duration,
-    megabytes,
-    ms,
     num,
     pct,
     pct_value,
-    points,
     yes_no,
 )
 from services.reporter.render.cost import cost_section
@@ -39,6 +35,7 @@ from services.reporter.render.equations import equations_section
 from services.reporter.render.figures import FigureRef
 from services.reporter.render.llm_cost import llm_cost_section
 from services.reporter.render.robustness import robustness_section
+from services.reporter.render.served import served_section
 from services.reporter.render.statistics import statistics_section
 from services.reporter.sources.grpc_sources import STATE_NAMES
 
@@ -56,8 +53,7 @@ def build_document(data: ReportData, figures: list[FigureRef]) -> Document:
         baselines_section(data),
         _per_class(data, figs),
         _curves(data, figs),
-        _served(data),
-        _cost_latency(data),
+        served_section(data),
         cost_section(data, figs),
         described_section(data, figs),
         llm_cost_section(data),
@@ -374,141 +370,6 @@ def _curves(data: ReportData, figs: dict[str, FigureRef]) -> Section:
         if key in figs:
             blocks.append(Figure(figs[key]))
     return Section("Training curves", "curves", blocks)
-
-
-def _served(data: ReportData) -> Section:
-    rows = []
-    for b in data.branches.values():
-        r, s = b.results, b.served
-        if s is None:
-            reason = next((m.reason for m in b.missing if m.section == "served model"), "")
-            if not reason:
-                reason = next(
-                    (m.reason for m in data.missing if m.section in ("served model", "validation clips")), ""
-                )
-            rows.append(
-                [
-                    b.name,
-                    str(r.model_version) if r is not None else MISSING,
-                    MISSING,
-                    pct(r.accuracy) if r is not None else MISSING,
-                    MISSING,
-                    "",
-                    pct_value(r.forecast_mae_pct) if r is not None else MISSING,
-                    MISSING,
-                    "",
-                    reason,
-                ]
-            )
-            continue
-        m = s.metrics
-        rows.append(
-            [
-                b.name,
-                str(r.model_version) if r is not None else MISSING,
-                str(s.model_version),
-                pct(r.accuracy) if r is not None else MISSING,
-                pct(m.accuracy),
-                points(m.accuracy - r.accuracy, frac=True) if r is not None else "",
-                pct_value(r.forecast_mae_pct) if r is not None else MISSING,
-                pct_value(m.forecast_mae_pct),
-                points(m.forecast_mae_pct - r.forecast_mae_pct, frac=False) if r is not None else "",
-                f"{m.samples} clips; MAE {num(m.forecast_mae)}, RMSE {num(m.forecast_rmse)}, ADE "
-                f"{num(m.ade)}, "
-                f"FDE {num(m.fde)} (world)",
-            ]
-        )
-    return Section(
-        "Served model vs the trainer's evaluation",
-        "served",
-        [
-            Para(
-                "The validation clips sent one by one through the encoder's Analyze RPC, as a user's "
-                "would be, "
-                "and scored by the reporter; beside it the trainer's own figure for the same branch. A "
-                "difference points at export or preprocessing drift."
-            ),
-            Table(
-                [
-                    "branch",
-                    "trainer version",
-                    "served version",
-                    "trainer accuracy",
-                    "served accuracy",
-                    "Δ (points)",
-                    "trainer MAE (% extent)",
-                    "served MAE (% extent)",
-                    "Δ (points)",
-                    "detail",
-                ],
-                rows,
-            ),
-        ],
-    )
-
-
-def _cost_latency(data: ReportData) -> Section:
-    cost = []
-    for b in data.branches.values():
-        r = b.results
-        if r is None:
-            cost.append([b.name, MISSING, MISSING, MISSING, MISSING, MISSING])
-            continue
-        cps = [e.clips_per_second for e in (b.history or []) if e.clips_per_second > 0]
-        cost.append(
-            [
-                b.name,
-                f"{r.parameters:,}",
-                megabytes(r.model_size_bytes),
-                duration(r.training_seconds),
-                str(len(b.history)) if b.history is not None else MISSING,
-                f"{sum(cps) / len(cps):.1f}" if cps else MISSING,
-            ]
-        )
-    lat = []
-    for b in data.branches.values():
-        p, c = b.latency, b.client_latency
-        reason = next((m.reason for m in b.missing if m.section == "serving latency"), "")
-        lat.append(
-            [
-                b.name,
-                ms(p.p50_ms) if p else MISSING,
-                ms(p.p99_ms) if p else MISSING,
-                f"{p.requests:.0f}" if p and p.requests is not None else MISSING,
-                ms(c.p50_ms) if c else MISSING,
-                ms(c.p99_ms) if c else MISSING,
-                f"{c.requests:.0f}" if c and c.requests is not None else MISSING,
-                "" if p else reason,
-            ]
-        )
-    return Section(
-        "Model cost and serving latency",
-        "cost",
-        [
-            Table(
-                ["branch", "parameters", "model.onnx (MB)", "training time", "epochs", "mean clips/s"],
-                cost,
-                caption="Size and training cost, from the trainer's results.",
-            ),
-            Table(
-                [
-                    "branch",
-                    "server p50 (ms)",
-                    "server p99 (ms)",
-                    "server requests",
-                    "client p50 (ms)",
-                    "client p99 (ms)",
-                    "client calls",
-                    "server figures missing because",
-                ],
-                lat,
-                caption="Serving latency per branch. Server: the encoder's latency histogram in "
-                "Prometheus, over "
-                "every request since the encoder started (p50/p99 by histogram_quantile, so resolved to "
-                "its buckets). Client: Analyze round trips the reporter timed during its evaluation.",
-            ),
-        ],
-    )
 
 
 def _notes(data: ReportData) -> Section:

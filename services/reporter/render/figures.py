@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from services.reporter.model import (
     ACCURACY_CRITERION,
@@ -144,6 +145,75 @@ def _baselines(data: ReportData) -> list:
     return []
 
 
+def _bar_values(
+    key: str, branches: list[BranchReport], baselines: list, colors: dict[str, str]
+) -> tuple[list[str], list[str], list[float], list[float]]:
+    """Labels, colours, trainer (or baseline) and served values of the ``key`` bars; nan = missing."""
+    labels: list[str] = []
+    bar_colors: list[str] = []
+    trainer_vals: list[float] = []
+    served_vals: list[float] = []
+    for b in branches:
+        labels.append(b.name)
+        bar_colors.append(colors[b.name])
+        if key == "accuracy":
+            trainer_vals.append(b.results.accuracy * 100 if b.results is not None else math.nan)
+            served_vals.append(b.served.metrics.accuracy * 100 if b.served is not None else math.nan)
+        else:
+            trainer_vals.append(b.results.forecast_mae_pct if b.results is not None else math.nan)
+            served_vals.append(b.served.metrics.forecast_mae_pct if b.served is not None else math.nan)
+    for bl in baselines:
+        v = bl.accuracy * 100 if key == "accuracy" else bl.forecast_mae_pct
+        if (key == "accuracy" and bl.accuracy < 0) or (key == "mae" and bl.forecast_mae < 0):
+            continue
+        labels.append(bl.name.replace("_", " "))
+        bar_colors.append(_BASELINE_GREY)
+        trainer_vals.append(v)
+        served_vals.append(math.nan)
+    return labels, bar_colors, trainer_vals, served_vals
+
+
+def _annotate_bars(ax: Any, bars: Any, vals: list[float]) -> None:
+    for rect, v in zip(bars, vals, strict=True):
+        if math.isfinite(v):
+            ax.annotate(
+                f"{v:.1f}",
+                (rect.get_x() + rect.get_width() / 2, rect.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                xytext=(0, 1),
+                textcoords="offset points",
+            )
+        else:
+            rect.set_visible(False)  # a missing figure is no bar, not a zero bar
+
+
+def _criterion_line(ax: Any, key: str) -> None:
+    """The seed's criterion on the ``key`` bars, and the axis labels and title."""
+    if key == "accuracy":
+        ax.axhline(
+            ACCURACY_CRITERION * 100,
+            color="black",
+            linewidth=0.9,
+            linestyle=":",
+            label=f"criterion > {ACCURACY_CRITERION * 100:.0f} %",
+        )
+        ax.set_ylabel("validation accuracy (%)")
+        ax.set_ylim(0, 105)
+        ax.set_title("Classification accuracy: branches and baselines")
+    else:
+        ax.axhline(
+            MAE_PCT_CRITERION,
+            color="black",
+            linewidth=0.9,
+            linestyle=":",
+            label=f"criterion < {MAE_PCT_CRITERION:.0f} %",
+        )
+        ax.set_ylabel("forecast MAE (% of extent, lower is better)")
+        ax.set_title("Forecast MAE: branches and physics baselines")
+
+
 def _bars(data: ReportData, out: Path, colors: dict[str, str]) -> list[FigureRef]:
     plt = _plt()
     import numpy as np
@@ -154,27 +224,7 @@ def _bars(data: ReportData, out: Path, colors: dict[str, str]) -> list[FigureRef
     baselines = _baselines(data)
     refs = []
     for key in ("accuracy", "mae"):
-        labels: list[str] = []
-        trainer_vals: list[float] = []
-        served_vals: list[float] = []
-        bar_colors: list[str] = []
-        for b in branches:
-            labels.append(b.name)
-            bar_colors.append(colors[b.name])
-            if key == "accuracy":
-                trainer_vals.append(b.results.accuracy * 100 if b.results is not None else math.nan)
-                served_vals.append(b.served.metrics.accuracy * 100 if b.served is not None else math.nan)
-            else:
-                trainer_vals.append(b.results.forecast_mae_pct if b.results is not None else math.nan)
-                served_vals.append(b.served.metrics.forecast_mae_pct if b.served is not None else math.nan)
-        for bl in baselines:
-            v = bl.accuracy * 100 if key == "accuracy" else bl.forecast_mae_pct
-            if (key == "accuracy" and bl.accuracy < 0) or (key == "mae" and bl.forecast_mae < 0):
-                continue
-            labels.append(bl.name.replace("_", " "))
-            bar_colors.append(_BASELINE_GREY)
-            trainer_vals.append(v)
-            served_vals.append(math.nan)
+        labels, bar_colors, trainer_vals, served_vals = _bar_values(key, branches, baselines, colors)
         x = np.arange(len(labels))
         width = 0.38
         fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels) + 2), 4.2), layout="constrained")
@@ -195,41 +245,9 @@ def _bars(data: ReportData, out: Path, colors: dict[str, str]) -> list[FigureRef
             edgecolor="white",
             label="served model via encoder",
         )
-        for bars, vals in ((tb, trainer_vals), (sb, served_vals)):
-            for rect, v in zip(bars, vals, strict=True):
-                if math.isfinite(v):
-                    ax.annotate(
-                        f"{v:.1f}",
-                        (rect.get_x() + rect.get_width() / 2, rect.get_height()),
-                        ha="center",
-                        va="bottom",
-                        fontsize=7,
-                        xytext=(0, 1),
-                        textcoords="offset points",
-                    )
-                else:
-                    rect.set_visible(False)  # a missing figure is no bar, not a zero bar
-        if key == "accuracy":
-            ax.axhline(
-                ACCURACY_CRITERION * 100,
-                color="black",
-                linewidth=0.9,
-                linestyle=":",
-                label=f"criterion > {ACCURACY_CRITERION * 100:.0f} %",
-            )
-            ax.set_ylabel("validation accuracy (%)")
-            ax.set_ylim(0, 105)
-            ax.set_title("Classification accuracy: branches and baselines")
-        else:
-            ax.axhline(
-                MAE_PCT_CRITERION,
-                color="black",
-                linewidth=0.9,
-                linestyle=":",
-                label=f"criterion < {MAE_PCT_CRITERION:.0f} %",
-            )
-            ax.set_ylabel("forecast MAE (% of extent, lower is better)")
-            ax.set_title("Forecast MAE: branches and physics baselines")
+        _annotate_bars(ax, tb, trainer_vals)
+        _annotate_bars(ax, sb, served_vals)
+        _criterion_line(ax, key)
         ax.set_xticks(x, labels, rotation=20, ha="right")
         ax.legend(loc="best", fontsize=8, frameon=True)
         path = out / f"bars_{key}.png"

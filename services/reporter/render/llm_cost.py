@@ -2,10 +2,13 @@
 latency, money (when the describer's price table has the backend) and the cost per
 accurate equation.
 
-An equation is accurate here when its motion family is right: the class the answer
-describes is the clip's true class. Money and tokens count every attempt at the requested
-backend, answers that fell back included (they were generated and billed); accurate
-equations count only answers that backend gave itself. A backend without a price (a local
+An equation is accurate here exactly when the "Equations graded" section calls it right
+(services.reporter.equation_grading, given the true positions): the family its sympy form is
+equals the clip's true family and its RMS error on the observed frames is at most
+``ACCURATE_PCT`` of the trajectory's extent. Money and tokens count every attempt at the
+requested backend, answers that fell back included (they were generated and billed); accurate
+equations count only answers that backend gave itself. Without the evaluation clips (their
+times) nothing is graded and the count reads "not graded". A backend without a price (a local
 model on vLLM or TGI) is shown by the wall time of its calls, the GPU time it held.
 """
 
@@ -17,8 +20,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from services.reporter.model import ReportData, SampleDescription
+from services.reporter.equation_grading import ACCURATE_PCT, grade_sample
+from services.reporter.model import ReportData, SampleDescription, ValidationSet
 from services.reporter.render.blocks import MISSING, Para, Section, Table, ms
+
+NOT_GRADED = "not graded (no evaluation clips)"
 
 
 @dataclass(frozen=True)
@@ -35,11 +41,11 @@ class BackendCost:
     llm_seconds: float  # wall time of the language-model calls (GPU time for a local model)
     priced: bool  # every call that reached the model had a price
     cost: float | None  # money, when priced
-    accurate: int  # answers by the backend itself with the right motion family
+    accurate: int | None  # answers by the backend itself graded right; None: not graded
 
     @property
     def cost_per_accurate(self) -> float | None:
-        if self.cost is None or self.accurate == 0:
+        if self.cost is None or not self.accurate:
             return None
         return self.cost / self.accurate
 
@@ -48,9 +54,20 @@ class BackendCost:
         return self.llm_seconds / self.accurate if self.accurate else None
 
 
-def family_right(s: SampleDescription) -> bool:
-    """The answer describes the clip's true motion family."""
-    return bool(s.described_class) and s.described_class == s.true_class
+def _accurate(samples: list[SampleDescription], validation: ValidationSet | None) -> int | None:
+    """How many of ``samples`` the report's equation grading calls right (None: not graded)."""
+    if validation is None:
+        return None
+    return sum(1 for s in samples if graded_right(s, validation))
+
+
+def graded_right(s: SampleDescription, validation: ValidationSet | None) -> bool | None:
+    """The report's grade of the answer (family right and observed RMS within ACCURATE_PCT);
+    None when it cannot be graded (no answer, or no evaluation clips)."""
+    if validation is None:
+        return None
+    g = grade_sample(s, validation)
+    return None if g is None else g.right
 
 
 def backend_costs(data: ReportData) -> list[BackendCost]:
@@ -77,7 +94,7 @@ def backend_costs(data: ReportData) -> list[BackendCost]:
                 llm_seconds=sum(s.llm_seconds for s in ss),
                 priced=priced,
                 cost=sum(s.cost or 0.0 for s in reached) if priced else None,
-                accurate=sum(1 for s in ss if not s.fallback_used and family_right(s)),
+                accurate=_accurate([s for s in ss if not s.fallback_used], data.validation),
             )
         )
     return out
@@ -88,17 +105,18 @@ def _money(v: float | None) -> str:
 
 
 def _row(c: BackendCost) -> list[str]:
+    none_accurate = NOT_GRADED if c.accurate is None else "n/a (no accurate equation)"
     if c.backend == "analytic":
         money, per_accurate = "0 (no language model)", "0"
     elif c.llm_calls == 0:
         money, per_accurate = "n/a (the model was not called)", "n/a"
     elif c.priced:
         money = _money(c.cost)
-        per_accurate = _money(c.cost_per_accurate) if c.accurate else "n/a (no accurate equation)"
+        per_accurate = _money(c.cost_per_accurate) if c.accurate else none_accurate
     else:
         money = "not priced"
         spa = c.seconds_per_accurate
-        per_accurate = f"{spa:.2f} s of model time" if spa is not None else "n/a (no accurate equation)"
+        per_accurate = f"{spa:.2f} s of model time" if spa is not None else none_accurate
     return [
         c.backend,
         str(c.calls),
@@ -109,7 +127,7 @@ def _row(c: BackendCost) -> list[str]:
         ms(c.latency_p50_ms),
         f"{c.llm_seconds:.2f}",
         money,
-        f"{c.accurate} of {c.calls}",
+        NOT_GRADED if c.accurate is None else f"{c.accurate} of {c.calls}",
         per_accurate,
     ]
 
@@ -123,8 +141,10 @@ def llm_cost_section(data: ReportData) -> Section:
         "comes from the describer's price table (`TRAJLAB_DESCRIBER_PRICES`, per 1,000 tokens, its "
         "currency); none is built in. A backend without a price, such as a local model on vLLM or "
         "TGI, is shown by the time of its calls, which is the GPU time it held. An equation is "
-        "accurate when the answer's motion family is the clip's true one, counted only for answers "
-        "the backend gave itself."
+        "accurate when the \"Equations graded\" section grades it right given the true positions "
+        f"(its family is the clip's true one and its RMS error on the observed frames is at most "
+        f"{ACCURATE_PCT:g} % of the trajectory's extent), counted only for answers the backend gave "
+        "itself."
     )
     if not costs:
         return Section(

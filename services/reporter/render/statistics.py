@@ -67,7 +67,19 @@ def statistics_section(data: ReportData) -> Section:
     if st is None:
         none = Para("No statistics: no clips to score the served models on.")
         return Section("Statistics", "statistics", [none])
-    blocks: list = [*headline(data)]
+    blocks: list = [*headline(data), _branches_table(st)]
+    if st.pairs:
+        blocks.append(_pairs_table(st))
+    ablation = _ablation_table(st)
+    if ablation is not None:
+        blocks.append(ablation)
+    for n in st.notes:
+        blocks.append(Para(n))
+    return Section("Statistics", "statistics", blocks)
+
+
+def _branches_table(st: StatsResult) -> Table:
+    """Per branch, the mean and 95 % interval of accuracy and forecast MAE over its seeds' clips."""
     rows = []
     for b, s in st.branches.items():
         meets = s.accuracy.mean > ACCURACY_CRITERION and s.mae_pct.mean < MAE_PCT_CRITERION
@@ -82,69 +94,62 @@ def statistics_section(data: ReportData) -> Section:
                 "yes" if meets else "no",
             ]
         )
-    blocks.append(
-        Table(
-            [
-                "branch",
-                "seeds",
-                "clips",
-                "accuracy [95 % CI]",
-                "forecast MAE % extent [95 % CI]",
-                "accuracy per seed",
-                "meets criteria",
-            ],
-            rows,
-            caption="The served models on the same clips. "
-            + "; ".join(sorted({s.accuracy.method for s in st.branches.values()}))
-            + " (accuracy); "
-            + "; ".join(sorted({s.mae_pct.method for s in st.branches.values()}))
-            + " (forecast MAE).",
-        )
+    return Table(
+        [
+            "branch",
+            "seeds",
+            "clips",
+            "accuracy [95 % CI]",
+            "forecast MAE % extent [95 % CI]",
+            "accuracy per seed",
+            "meets criteria",
+        ],
+        rows,
+        caption="The served models on the same clips. "
+        + "; ".join(sorted({s.accuracy.method for s in st.branches.values()}))
+        + " (accuracy); "
+        + "; ".join(sorted({s.mae_pct.method for s in st.branches.values()}))
+        + " (forecast MAE).",
     )
-    if st.pairs:
-        prow = [
-            [
-                f"{p.a} vs {p.b}",
-                f"{p.accuracy_diff * 100:+.2f}",
-                f"{p.a_only} / {p.b_only}",
-                _ratio(p.odds_ratio),
-                _p(p.mcnemar_p),
-                _p(p.mcnemar_p_holm),
-                f"{p.mae_diff_median:+.2f}",
-                f"{p.rank_biserial:+.2f}",
-                _p(p.wilcoxon_p),
-                _p(p.wilcoxon_p_holm),
-            ]
-            for p in st.pairs
+
+
+def _pairs_table(st: StatsResult) -> Table:
+    """Every pair of branches: the paired tests, their effect sizes and Holm-adjusted p-values."""
+    prow = [
+        [
+            f"{p.a} vs {p.b}",
+            f"{p.accuracy_diff * 100:+.2f}",
+            f"{p.a_only} / {p.b_only}",
+            _ratio(p.odds_ratio),
+            _p(p.mcnemar_p),
+            _p(p.mcnemar_p_holm),
+            f"{p.mae_diff_median:+.2f}",
+            f"{p.rank_biserial:+.2f}",
+            _p(p.wilcoxon_p),
+            _p(p.wilcoxon_p_holm),
         ]
-        blocks.append(
-            Table(
-                [
-                    "pair (a vs b)",
-                    "accuracy a - b (points)",
-                    "only a right / only b right",
-                    "odds ratio",
-                    "McNemar p",
-                    "McNemar p (Holm)",
-                    "median MAE a - b (points)",
-                    "rank-biserial r",
-                    "Wilcoxon p",
-                    "Wilcoxon p (Holm)",
-                ],
-                prow,
-                caption=f"Every pair on the same clips: McNemar's exact test on per-clip correctness "
-                f"(seed k of a against seed k of b), the Wilcoxon signed-rank test on per-clip forecast MAE "
-                f"(averaged over seeds); Holm-corrected over the {len(st.pairs)} pairs per test; "
-                f"alpha {st.alpha:g} on {'accuracy' if st.metric == 'accuracy' else 'forecast MAE'} "
-                "(the winner rule's first figure). r > 0: a has the lower forecast error.",
-            )
-        )
-    ablation = _ablation_table(st)
-    if ablation is not None:
-        blocks.append(ablation)
-    for n in st.notes:
-        blocks.append(Para(n))
-    return Section("Statistics", "statistics", blocks)
+        for p in st.pairs
+    ]
+    return Table(
+        [
+            "pair (a vs b)",
+            "accuracy a - b (points)",
+            "only a right / only b right",
+            "odds ratio",
+            "McNemar p",
+            "McNemar p (Holm)",
+            "median MAE a - b (points)",
+            "rank-biserial r",
+            "Wilcoxon p",
+            "Wilcoxon p (Holm)",
+        ],
+        prow,
+        caption=f"Every pair on the same clips: McNemar's exact test on per-clip correctness "
+        f"(seed k of a against seed k of b), the Wilcoxon signed-rank test on per-clip forecast MAE "
+        f"(averaged over seeds); Holm-corrected over the {len(st.pairs)} pairs per test; "
+        f"alpha {st.alpha:g} on {'accuracy' if st.metric == 'accuracy' else 'forecast MAE'} "
+        "(the winner rule's first figure). r > 0: a has the lower forecast error.",
+    )
 
 
 def _ablation_table(st: StatsResult) -> Table | None:

@@ -297,28 +297,33 @@ class DescriberSource:
         except grpc.RpcError as exc:
             sample.error = rpc_reason(exc)
             return sample
-        sample.equations = (resp.equations.x, resp.equations.y, resp.equations.z)
-        sample.description = resp.description
-        sample.backend_requested = resp.backend_requested
-        sample.backend_used = resp.backend_used
-        sample.model = resp.model
-        sample.fallback_used = resp.fallback_used
-        sample.fallback_reason = resp.fallback_reason
-        sample.latency_ms = resp.latency_ms
-        dc = int(resp.described_class)
-        sample.described_class = (
-            validation.class_names[dc - 1] if 0 < dc <= len(validation.class_names) else ""
-        )
-        if resp.HasField("usage"):
-            u = resp.usage
-            sample.llm_attempts, sample.llm_seconds = u.attempts, u.seconds
-            sample.prompt_tokens, sample.completion_tokens = u.prompt_tokens, u.completion_tokens
-            sample.cost = u.cost if u.priced else None
-        sc = resp.score
-        sample.scored = sc.scored
-        sample.parsed = sc.parsed
-        sample.score_error = sc.error
-        if sc.scored:
-            sample.normalized_rmse = sc.normalized_rmse if sc.parsed else None
-            sample.accurate = sc.accurate
+        _read_answer(sample, resp, validation.class_names)
         return sample
+
+
+def _read_answer(
+    sample: SampleDescription, resp: describer_pb2.DescribeResponse, class_names: tuple[str, ...]
+) -> None:
+    """Copy the describer's answer (equations, backend, usage, score) into ``sample``."""
+    sample.equations = (resp.equations.x, resp.equations.y, resp.equations.z)
+    sample.description = resp.description
+    sample.backend_requested = resp.backend_requested
+    sample.backend_used = resp.backend_used
+    sample.model = resp.model
+    sample.fallback_used = resp.fallback_used
+    sample.fallback_reason = resp.fallback_reason
+    sample.latency_ms = resp.latency_ms
+    dc = int(resp.described_class)
+    sample.described_class = class_names[dc - 1] if 0 < dc <= len(class_names) else ""
+    if resp.HasField("usage"):
+        u = resp.usage
+        sample.llm_attempts, sample.llm_seconds = u.attempts, u.seconds
+        sample.prompt_tokens, sample.completion_tokens = u.prompt_tokens, u.completion_tokens
+        sample.cost = u.cost if u.priced else None
+    sc = resp.score
+    sample.scored = sc.scored
+    sample.parsed = sc.parsed
+    sample.score_error = sc.error
+    if sc.scored:
+        sample.normalized_rmse = sc.normalized_rmse if sc.parsed else None
+        sample.accurate = sc.accurate

@@ -53,3 +53,11 @@ class VideoEncoder(nn.Module):
 
     def forward(self, clip: torch.Tensor) -> VideoFeatures:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def library_network(self) -> nn.Module | None:
+        """The library network this encoder wraps (torchvision's, ``transformers``'), if any.
+
+        A branch's ``weights:`` file may then hold that network's own state dict (its
+        published checkpoints' names) instead of the encoder's.
+        """
+        return None

@@ -26,7 +26,7 @@ SECTIONS = (
     "Per-class figures",
     "Training curves",
     "Served model vs the trainer's evaluation",
-    "Model cost and serving latency",
+    "Cost beside quality",
     "Equations from the describer",
     "Findings",
     "Missing",
@@ -111,8 +111,11 @@ def test_numbers_in_the_markdown_equal_the_trainers_results(
         # Served through the (fake) encoder: the same predictions, so the same accuracy.
         served = _row(md, spec.name, "## Served model vs the trainer's evaluation")
         assert served[3] == served[4] == f"{r.accuracy * 100:.2f} %"
-        cost = _row(md, spec.name, "## Model cost and serving latency")
+        cost = _row(md, spec.name, "## Cost beside quality")
         assert cost[1] == f"{spec.params:,}"
+        # The folded cost table keeps the old size and training figures: model.onnx, epochs, clips/s.
+        assert cost[2] == f"{spec.size_bytes / 1e6:.2f}" and cost[6] == str(spec.epochs)
+        assert cost[7] == f"{sum(40.0 + e for e in range(1, spec.epochs + 1)) / spec.epochs:.1f}"
         # Baselines beside the branch with the difference in points.
         part = md.split("## Baselines", 1)[1].split(f"*{spec.name} against the baselines.*", 1)[1]
         chance = _row(part, "chance", "")
@@ -263,7 +266,7 @@ class _StubPrometheus(PrometheusSource):
         self.client = _Client()  # type: ignore[assignment]
 
     def training_curves(self, branch: str):  # type: ignore[no-untyped-def]
-        from services.reporter.build import _history_curves
+        from services.reporter.stages.curves import _history_curves
 
         spec = next(s for s in self.world.specs if s.name == branch)
         hist = kit.FakeTrainer(spec, self.world.val).history
@@ -293,7 +296,7 @@ def test_partial_or_drifting_prometheus_curves_are_flagged(
     assert doc["branches"]["b2"]["curves"]["source"] == "prometheus"
     assert any(n.startswith("b3: training curves from Prometheus differ") for n in doc["notes"])
     md = result.markdown_path.read_text()
-    assert _row(md, "b2", "## Model cost and serving latency")[0] == "b2"
+    assert _row(md, "b2", "## Cost beside quality")[0] == "b2"
     lat = _row(md.split("Serving latency per branch", 1)[1], "b2", "")
     assert lat[1:4] == ["1.50", "4.00", "24"]
 

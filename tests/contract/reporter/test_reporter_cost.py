@@ -24,16 +24,17 @@ def test_cost_section_from_fake_sources_without_prometheus(
     res = build_report(make_sources(), settings)
     md = res.markdown_path.read_text()
     sec = md.split("## Cost beside quality", 1)[1].split("\n## ", 1)[0]
-    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in sec.splitlines() if line.startswith("| b")}
+    table = sec.split("Serving latency per branch", 1)[0]  # the cost table, before the latency by source
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in table.splitlines() if line.startswith("| b")}
     served = [s.name for s in world.specs if s.state == trainer_pb2.TRAINING_STATE_DONE]
     assert set(served) <= set(rows)
     for b in served:
         cells = rows[b]
         spec = next(s for s in world.specs if s.name == b)
-        assert cells[2] == f"{spec.params:,}" and cells[3] == "not measured"  # FLOPs: older results
+        assert cells[1] == f"{spec.params:,}" and cells[3] == "not measured"  # FLOPs: older results
         assert cells[5] == "not measured"  # training CPU-s
-        assert float(cells[6]) > 0 and float(cells[7]) >= float(cells[6])  # p50, p99 from the client
-        assert cells[8] == CLIENT and cells[-1].rstrip(" |") == "n/a"  # no compute front without CPU-s
+        assert float(cells[8]) > 0 and float(cells[9]) >= float(cells[8])  # p50, p99 from the client
+        assert cells[10] == CLIENT and cells[-1].rstrip(" |") == "n/a"  # no compute front without CPU-s
     assert "without Prometheus, the reporter's timing of the Analyze calls" in sec
     assert (res.report_dir / "cost_pareto.png").exists() and "cost_pareto.png" in sec
     cost = {c["branch"]: c for c in json.loads(res.json_path.read_text())["cost"]}

@@ -86,7 +86,7 @@ def test_classes_balanced_and_split_stratified(tmp_path: Path) -> None:
 
 
 def test_seed_profile_split_is_960_240() -> None:
-    from trajlab.data.dataset import _plan
+    from trajlab.data.build import _plan
 
     plan = _plan(load_profile("seed").dataset)
     assert len(plan.ids["train"]) == 960 and len(plan.ids["val"]) == 240

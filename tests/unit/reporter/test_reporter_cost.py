@@ -97,6 +97,13 @@ def _section(md: str) -> str:
     return md.split("## Cost beside quality", 1)[1].split("\n## ", 1)[0]
 
 
+def _cost_rows(sec: str) -> dict[str, str]:
+    """The cost table's rows by their first cell (the latency-by-source table follows it)."""
+    table = sec.split("Serving latency per branch", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| b") and not line.startswith("| branch")]
+    return {line.split(" | ")[0][2:]: line for line in rows}
+
+
 def test_the_report_has_the_cost_section_figure_and_json(tmp_path: Path) -> None:
     data = _data(
         _run("b1", acc=0.9, p50=2.0, cpu=100.0),
@@ -104,19 +111,32 @@ def test_the_report_has_the_cost_section_figure_and_json(tmp_path: Path) -> None
     )
     res = write_report(data, tmp_path)
     sec = _section(res.markdown_path.read_text())
-    rows = {line.split(" | ")[0]: line for line in sec.splitlines() if line.startswith("| b")}
-    assert rows["| b1"] == (
-        "| b1 | 1 | 1,000 | 1.00 GFLOP | 1 min 00 s | 100.0 | 2.00 | 4.00 | "
+    rows = _cost_rows(sec)
+    # parameters, model.onnx, FLOPs, training time, CPU-s, epochs, clips/s (no history: missing), p50, p99
+    assert rows["b1"] == (
+        "| b1 | 1,000 | not measured | 1.00 GFLOP | 1 min 00 s | 100.0 | missing | missing | 2.00 | 4.00 | "
         f"{SERVER} | 90.00 % | yes | yes |"
     )
-    assert rows["| b2"].count("not measured") == 5 and rows["| b2"].endswith("| n/a | n/a |")
+    b2 = rows["b2"].split(" | ")
+    assert [b2[i] for i in (3, 5, 8, 9, 10)] == ["not measured"] * 5  # FLOPs, CPU-s, p50, p99, source
+    assert rows["b2"].endswith("| n/a | n/a |")
     assert "Served latency source: 'server (Prometheus histogram)'" in sec
+    latency = sec.split("Serving latency per branch", 1)[1]  # both sources of every run, side by side
+    assert "| b1 | 2.00 | 4.00 | 10 | 102.00 | 202.00 | 10 |  |" in latency
     fig = res.report_dir / "cost_pareto.png"
     assert fig in res.figure_paths and fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "cost_pareto.png" in sec and "Cost beside quality" in res.html_path.read_text()
     cost = {c["branch"]: c for c in json.loads(res.json_path.read_text())["cost"]}
     assert cost["b1"]["flops_per_clip"] == 1e9 and cost["b1"]["pareto_latency"] is True
     assert cost["b2"]["training_cpu_seconds"] is None and cost["b2"]["pareto_latency"] is None
+
+
+def test_seed_runs_get_a_row_each_and_the_branch_mean_carries_the_flags(tmp_path: Path) -> None:
+    data = _data(_run("b1@s0", acc=0.9, p50=2.0, cpu=100.0), _run("b1@s1", acc=0.8, p50=4.0, cpu=140.0))
+    rows = _cost_rows(_section(write_report(data, tmp_path).markdown_path.read_text()))
+    assert list(rows) == ["b1@s0", "b1@s1", "b1 (mean of 2 runs)"]
+    assert rows["b1@s0"].endswith(f"| 2.00 | 4.00 | {SERVER} | 90.00 % |  |  |")
+    assert rows["b1 (mean of 2 runs)"].endswith(f"| 120.0 |  |  | 3.00 | 6.00 | {SERVER} | 85.00 % | yes | yes |")
 
 
 def test_no_cost_figures_at_all_renders_without_a_figure(tmp_path: Path) -> None:

@@ -17,14 +17,11 @@ mean of the last layer's (normalised) patch tokens.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from services.trainer.encoders.contract import TapSpec, VideoEncoder, VideoFeatures
 from services.trainer.encoders.standard.sizes import check_clip
-from services.trainer.encoders.standard.weights import load_weights
 from services.trainer.registry import ENCODERS
 from trajlab.errors import ConfigError
 
@@ -63,6 +60,9 @@ class TransformerVideoEncoder(VideoEncoder):
         pooled = out.last_hidden_state[:, self.cls:].mean(dim=1)
         return VideoFeatures(pooled=pooled, taps=taps)
 
+    def library_network(self) -> nn.Module:
+        return self.model
+
 
 def _sizes(name: str, *, hidden: int, heads: int, layers: int) -> dict[str, int]:
     if hidden % heads:
@@ -81,7 +81,7 @@ def _square(name: str, height: int, width: int) -> None:
 @ENCODERS.register("videomae", source="transformers VideoMAEModel (Tong et al. 2022)", origin=ORIGIN)
 def create_videomae(*, in_channels: int = 3, frames: int = 16, height: int = 64, width: int = 64,
                     patch: int = 8, tubelet: int = 2, hidden: int = 64, heads: int = 4, layers: int = 2,
-                    weights: str | Path | None = None) -> TransformerVideoEncoder:
+) -> TransformerVideoEncoder:
     """VideoMAE's encoder (ViT on tubelets, fixed sinusoidal positions); shapes in the module docstring."""
     from transformers import VideoMAEConfig, VideoMAEModel
 
@@ -91,7 +91,6 @@ def create_videomae(*, in_channels: int = 3, frames: int = 16, height: int = 64,
                          tubelet_size=tubelet, use_mean_pooling=False, attn_implementation="eager",
                          **_sizes("videomae", hidden=hidden, heads=heads, layers=layers))
     model = VideoMAEModel(cfg)
-    load_weights(model, weights, encoder="videomae")
     grid = (frames // tubelet, height // patch, width // patch)
     return TransformerVideoEncoder(model, hidden=hidden, layers=layers, grid=grid, strides=(tubelet, patch),
                                    layout="thw", cls=0)
@@ -101,7 +100,7 @@ def create_videomae(*, in_channels: int = 3, frames: int = 16, height: int = 64,
                    origin=ORIGIN)
 def create_timesformer(*, in_channels: int = 3, frames: int = 16, height: int = 64, width: int = 64,
                        patch: int = 4, hidden: int = 64, heads: int = 4, layers: int = 2,
-                       weights: str | Path | None = None) -> TransformerVideoEncoder:
+) -> TransformerVideoEncoder:
     """TimeSformer, divided space-time attention, one token per patch per frame; shapes above."""
     from transformers import TimesformerConfig, TimesformerModel
 
@@ -111,7 +110,6 @@ def create_timesformer(*, in_channels: int = 3, frames: int = 16, height: int = 
                             attention_type="divided_space_time", attn_implementation="eager",
                             **_sizes("timesformer", hidden=hidden, heads=heads, layers=layers))
     model = TimesformerModel(cfg)
-    load_weights(model, weights, encoder="timesformer")
     grid = (frames, height // patch, width // patch)
     return TransformerVideoEncoder(model, hidden=hidden, layers=layers, grid=grid, strides=(1, patch),
                                    layout="hwt", cls=1)
@@ -120,7 +118,7 @@ def create_timesformer(*, in_channels: int = 3, frames: int = 16, height: int = 
 @ENCODERS.register("vivit", source="transformers VivitModel (Arnab et al. 2021)", origin=ORIGIN)
 def create_vivit(*, in_channels: int = 3, frames: int = 16, height: int = 64, width: int = 64,
                  patch: int = 8, tubelet: int = 2, hidden: int = 64, heads: int = 4, layers: int = 2,
-                 weights: str | Path | None = None) -> TransformerVideoEncoder:
+) -> TransformerVideoEncoder:
     """ViViT with tubelet embedding and a joint space-time encoder; shapes in the module docstring."""
     from transformers import VivitConfig, VivitModel
 
@@ -130,7 +128,6 @@ def create_vivit(*, in_channels: int = 3, frames: int = 16, height: int = 64, wi
                       num_channels=in_channels, attn_implementation="eager",
                       **_sizes("vivit", hidden=hidden, heads=heads, layers=layers))
     model = VivitModel(cfg, add_pooling_layer=False)
-    load_weights(model, weights, encoder="vivit")
     grid = (frames // tubelet, height // patch, width // patch)
     return TransformerVideoEncoder(model, hidden=hidden, layers=layers, grid=grid, strides=(tubelet, patch),
                                    layout="thw", cls=1)

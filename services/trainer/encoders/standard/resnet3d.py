@@ -18,14 +18,12 @@ at a quarter of the width, which trains on a 2-core CPU).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 
 from services.trainer.encoders.contract import TapSpec, VideoEncoder, VideoFeatures
 from services.trainer.encoders.standard.sizes import check_clip
 from services.trainer.encoders.standard.vendor import video_resnet
-from services.trainer.encoders.standard.weights import load_weights
 from services.trainer.registry import ENCODERS
 
 ORIGIN = "vendored torchvision"
@@ -53,12 +51,15 @@ class VideoResNetEncoder(VideoEncoder):
             taps[name] = x
         return VideoFeatures(pooled=x.mean(dim=(2, 3, 4)), taps=taps)
 
+    def library_network(self) -> video_resnet.VideoResNet:
+        return self.net
+
 
 def _build(
     name: str,
     make: Callable[[int, Sequence[int], Sequence[int]], video_resnet.VideoResNet],
     *, in_channels: int, frames: int, height: int, width: int,
-    widths: Sequence[int], blocks: Sequence[int], weights: str | Path | None, time_div: int,
+    widths: Sequence[int], blocks: Sequence[int], time_div: int,
 ) -> VideoResNetEncoder:
     check_clip(name, frames=frames, height=height, width=width, time_div=time_div, space_div=16)
     widths, blocks = tuple(int(w) for w in widths), tuple(int(b) for b in blocks)
@@ -66,32 +67,31 @@ def _build(
         raise ValueError(f"encoder {name}: widths and blocks need 4 positive entries (one per stage), "
                          f"got widths={list(widths)}, blocks={list(blocks)}")
     net = make(in_channels, widths, blocks)
-    load_weights(net, weights, encoder=name)
     return VideoResNetEncoder(net, widths)
 
 
 @ENCODERS.register("r3d", source="torchvision r3d_18 (Tran et al. 2018)", origin=ORIGIN)
 def create_r3d(*, in_channels: int = 3, frames: int = 16, height: int = 64, width: int = 64,
                widths: Sequence[int] = DEFAULT_WIDTHS, blocks: Sequence[int] = DEFAULT_BLOCKS,
-               weights: str | Path | None = None) -> VideoResNetEncoder:
+) -> VideoResNetEncoder:
     """R3D: full 3x3x3 convs in every stage (see the module docstring for shapes)."""
     return _build("r3d", video_resnet.r3d, in_channels=in_channels, frames=frames, height=height,
-                  width=width, widths=widths, blocks=blocks, weights=weights, time_div=8)
+                  width=width, widths=widths, blocks=blocks, time_div=8)
 
 
 @ENCODERS.register("mc3", source="torchvision mc3_18 (Tran et al. 2018)", origin=ORIGIN)
 def create_mc3(*, in_channels: int = 3, frames: int = 16, height: int = 64, width: int = 64,
                widths: Sequence[int] = DEFAULT_WIDTHS, blocks: Sequence[int] = DEFAULT_BLOCKS,
-               weights: str | Path | None = None) -> VideoResNetEncoder:
+) -> VideoResNetEncoder:
     """MC3: 3D convs in the first stage, 2D (1x3x3) after; time keeps every frame throughout."""
     return _build("mc3", video_resnet.mc3, in_channels=in_channels, frames=frames, height=height,
-                  width=width, widths=widths, blocks=blocks, weights=weights, time_div=1)
+                  width=width, widths=widths, blocks=blocks, time_div=1)
 
 
 @ENCODERS.register("r2plus1d", source="torchvision r2plus1d_18 (Tran et al. 2018)", origin=ORIGIN)
 def create_r2plus1d(*, in_channels: int = 3, frames: int = 16, height: int = 64, width: int = 64,
                     widths: Sequence[int] = DEFAULT_WIDTHS, blocks: Sequence[int] = DEFAULT_BLOCKS,
-                    weights: str | Path | None = None) -> VideoResNetEncoder:
+) -> VideoResNetEncoder:
     """R(2+1)D: every 3D conv factored into a spatial 1x3x3 and a temporal 3x1x1 conv."""
     return _build("r2plus1d", video_resnet.r2plus1d, in_channels=in_channels, frames=frames, height=height,
-                  width=width, widths=widths, blocks=blocks, weights=weights, time_div=8)
+                  width=width, widths=widths, blocks=blocks, time_div=8)

@@ -15,14 +15,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from services.trainer.encoders.contract import TapSpec, VideoEncoder, VideoFeatures
 from services.trainer.encoders.standard.sizes import check_clip
 from services.trainer.encoders.standard.vendor.s3d import S3D, STAGES
-from services.trainer.encoders.standard.weights import load_weights
 from services.trainer.registry import ENCODERS
 
 
@@ -48,14 +45,16 @@ class S3DEncoder(VideoEncoder):
                 taps[self._ends[i]] = x
         return VideoFeatures(pooled=x.mean(dim=(2, 3, 4)), taps=taps)
 
+    def library_network(self) -> S3D:
+        return self.net
+
 
 @ENCODERS.register("s3d", source="torchvision s3d (Xie et al. 2018)", origin="vendored torchvision")
 def create_s3d(*, in_channels: int = 3, frames: int = 16, height: int = 64, width: int = 64,
-               width_mult: float = 0.25, weights: str | Path | None = None) -> S3DEncoder:
+               width_mult: float = 0.25) -> S3DEncoder:
     """S3D with every width scaled by ``width_mult`` (see the module docstring for shapes)."""
     check_clip("s3d", frames=frames, height=height, width=width, time_div=8, space_div=32)
     if not 0 < width_mult <= 4:
         raise ValueError(f"encoder s3d: width_mult must be in (0, 4], got {width_mult}")
     net = S3D(in_channels=in_channels, width_mult=width_mult)
-    load_weights(net, weights, encoder="s3d")
     return S3DEncoder(net)

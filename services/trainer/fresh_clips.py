@@ -1,0 +1,95 @@
+"""Fresh training clips: each epoch trains on clips newly drawn from the dataset's generator.
+
+With ``training.fresh_clips_per_epoch`` N > 0, epoch e trains on N clips rendered for it by the
+shared generator and renderer of ``trajlab.data`` with the dataset's config (same classes,
+camera, scene and ranges), instead of the stored train split. A model then never sees a
+training clip twice, which is what a small stored train split cannot give.
+
+Seeds. A stored dataset sample i draws from ``SeedSequence(dataset seed, spawn_key=(0, i))``
+and its split plan from ``spawn_key=(1,)`` (``trajlab.data``); train, val and test are such
+samples. Fresh clip j of epoch e draws from ``SeedSequence(dataset seed,
+spawn_key=(FRESH_STREAM, training seed, e, j))``: a spawn key of another length and first
+element, so the stream is disjoint from every stored sample's, the validation and held-out
+test splits' included, and neither split is ever read to make training data. The clips of an
+epoch depend on (dataset config, training seed, epoch) only, so a run resumed from a
+checkpoint renders the same clips as an uninterrupted one and reaches the same weights.
+Clip j has class j % 4 (balanced); the step loop's per-epoch permutation shuffles them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from trajlab.data import RenderSettings, TrajectoryGenerator, render_batch
+from trajlab.profiles import CLASS_NAMES, DatasetConfig
+
+# First element of a fresh clip's spawn key. The dataset's keys start with 0 (samples) and 1
+# (the split plan); this one is 2 and four long, so no fresh key equals a dataset's key.
+FRESH_STREAM = 2
+_CHUNK = 64  # clips rendered per render_batch call
+
+
+@dataclasses.dataclass(frozen=True)
+class FreshClips:
+    """One epoch's training clips; the fields the step loop reads from a dataset split."""
+
+    clips: np.ndarray  # uint8 (N, T, H, W, 3)
+    labels: np.ndarray  # int64 (N,): index into CLASS_NAMES
+    positions: np.ndarray  # float32 (N, T + horizon, 3): world units, observed frames first
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def fresh_spawn_key(training_seed: int, epoch: int, j: int) -> tuple[int, int, int, int]:
+    """The spawn key of fresh clip ``j`` of ``epoch`` (under the dataset's seed)."""
+    return (FRESH_STREAM, int(training_seed), int(epoch), int(j))
+
+
+def fresh_clips(config: DatasetConfig, training_seed: int, epoch: int, n: int) -> FreshClips:
+    """The ``n`` fresh training clips of ``epoch``: same config, seeds and epoch = same bytes."""
+    if n < 1:
+        raise ValueError(f"fresh clips per epoch must be at least 1, got {n}")
+    gen = TrajectoryGenerator.from_config(config)
+    settings = RenderSettings.from_config(config)
+    clips = np.empty((n, config.frames, config.height, config.width, 3), np.uint8)
+    positions = np.empty((n, config.frames + config.horizon, 3), np.float32)
+    labels = (np.arange(n) % len(CLASS_NAMES)).astype(np.int64)
+    for start in range(0, n, _CHUNK):
+        js = range(start, min(n, start + _CHUNK))
+        rngs = [
+            np.random.default_rng(
+                np.random.SeedSequence(config.seed, spawn_key=fresh_spawn_key(training_seed, epoch, j))
+            )
+            for j in js
+        ]
+        trajs = [gen.sample(int(labels[j]), rng) for j, rng in zip(js, rngs, strict=True)]
+        pos = np.stack([t.positions for t in trajs])
+        # As in the dataset build: the trajectory's generator continues into the scene.
+        render_batch(pos[:, : config.frames], settings, rngs, clips[start : start + len(js)])
+        positions[start : start + len(js)] = pos
+    return FreshClips(clips=clips, labels=labels, positions=positions)
+
+
+def training_data(dataset: DatasetConfig, training: Any, stored_train_clips: int) -> dict[str, Any]:
+    """What a run trained on, for results.json: the stored train split or fresh clips."""
+    epochs, n = training.epochs, training.fresh_clips_per_epoch
+    if n <= 0:
+        return {
+            "source": "train_split",
+            "clips_per_epoch": stored_train_clips,
+            "distinct_clips": stored_train_clips,
+        }
+    return {
+        "source": "fresh_clips",
+        "clips_per_epoch": n,
+        "distinct_clips": n * epochs,
+        "seed_stream": (
+            f"SeedSequence({dataset.seed}, spawn_key=({FRESH_STREAM}, {training.seed}, epoch, j)), "
+            "disjoint from the dataset's train/val/test samples"
+        ),
+        "stored_train_clips_used_for": "forecast and track normalisation statistics only",
+    }
