@@ -109,11 +109,12 @@ def test_another_shape_is_refused_then_fitted(encoder: RecordingClient, clip: np
     assert got.clip.shape == (kit.FRAMES, kit.HEIGHT, kit.WIDTH, 3)
 
 
-def test_a_clip_too_large_to_send_is_fitted_without_sending_it(encoder: RecordingClient) -> None:
+def test_a_clip_too_large_for_a_message_is_fitted(encoder: RecordingClient) -> None:
     big = _ramp(12, 1024, 1024)  # 37 MiB: more than a message may carry
     got = analyze_fitted(encoder, big, kit.FPS, branch="b1")
     assert got.clip.shape == (kit.FRAMES, kit.HEIGHT, kit.WIDTH, 3)
     assert any("resized 1024x1024" in n for n in got.notes)
+    _assert_same(got.analysis, _fitted_as_before(encoder, big, kit.FPS)[0])
 
 
 def test_strict_sends_the_clip_as_it_is_once_and_the_refusal_names_the_shape(
