@@ -72,9 +72,12 @@ def explain(
 
     if plot is not None:
         writable_dir(plot.parent, "--plot")
-    source, rate = _load(clip, key, index, fps)
     describer_target = describer or os.environ.get("TRAJLAB_DESCRIBER_TARGET") or DEFAULT_DESCRIBER
     with EncoderClient(_target(target)) as enc, DescriberClient(describer_target) as desc:
+        # Both connections are made in gRPC's threads while the clip is read and analyzed.
+        enc.connect()
+        desc.connect()
+        source, rate = _load(clip, key, index, fps)
         fitted = analyze_fitted(
             enc,
             source,

@@ -19,7 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from trajlab.clients._channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT_SECONDS, open_channel
+from trajlab.clients._channel import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_TIMEOUT_SECONDS,
+    connect_now,
+    open_channel,
+)
 from trajlab.common.v1 import common_pb2
 from trajlab.describer.v1 import describer_pb2, describer_pb2_grpc
 
@@ -151,6 +156,10 @@ class DescriberClient:
 
     def close(self) -> None:
         self._channel.close()
+
+    def connect(self) -> None:
+        """Start connecting now, without waiting (the first call would otherwise)."""
+        connect_now(self._channel)
 
     def describe(
         self,

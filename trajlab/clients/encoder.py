@@ -20,7 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from trajlab.clients._channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT_SECONDS, open_channel
+from trajlab.clients._channel import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_TIMEOUT_SECONDS,
+    connect_now,
+    open_channel,
+)
 from trajlab.codec import array_to_clip
 from trajlab.common.v1 import common_pb2
 from trajlab.encoder.v1 import encoder_pb2, encoder_pb2_grpc
@@ -138,6 +143,10 @@ class EncoderClient:
 
     def close(self) -> None:
         self._channel.close()
+
+    def connect(self) -> None:
+        """Start connecting now, without waiting (the first call would otherwise)."""
+        connect_now(self._channel)
 
     def __enter__(self) -> EncoderClient:
         return self

@@ -8,6 +8,7 @@ own account.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,11 +109,12 @@ def test_another_shape_is_refused_then_fitted(encoder: RecordingClient, clip: np
     assert got.clip.shape == (kit.FRAMES, kit.HEIGHT, kit.WIDTH, 3)
 
 
-def test_a_clip_too_large_to_send_is_fitted_without_sending_it(encoder: RecordingClient) -> None:
+def test_a_clip_too_large_for_a_message_is_fitted(encoder: RecordingClient) -> None:
     big = _ramp(12, 1024, 1024)  # 37 MiB: more than a message may carry
     got = analyze_fitted(encoder, big, kit.FPS, branch="b1")
     assert got.clip.shape == (kit.FRAMES, kit.HEIGHT, kit.WIDTH, 3)
     assert any("resized 1024x1024" in n for n in got.notes)
+    _assert_same(got.analysis, _fitted_as_before(encoder, big, kit.FPS)[0])
 
 
 def test_strict_sends_the_clip_as_it_is_once_and_the_refusal_names_the_shape(
@@ -132,3 +134,19 @@ def test_an_unknown_branch_and_a_server_down_are_not_fitted_around(encoder: Reco
     with RecordingClient("127.0.0.1:1") as down, pytest.raises(grpc.RpcError) as err:
         analyze_fitted(down, _ramp(kit.FRAMES), kit.FPS, branch="b1", timeout=2)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE and down.calls == ["Analyze"]
+
+
+def test_connect_starts_the_connection_before_the_first_call(encoder: RecordingClient) -> None:
+    """``trajlab explain`` connects to the describer while the encoder works: connect() must
+    make the channel ready without a call (with this gRPC; a change of its internals fails here)."""
+    idle, ready = 0, 2  # gRPC core's connectivity states
+    with EncoderClient(encoder.target) as fresh:
+        core = fresh._channel._channel  # the state as gRPC core sees it, without changing it
+        assert core.check_connectivity_state(False) == idle
+        fresh.connect()
+        deadline = time.monotonic() + 10
+        while core.check_connectivity_state(False) != ready and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert core.check_connectivity_state(False) == ready
+    with EncoderClient("127.0.0.1:1") as down:
+        down.connect()  # nothing listens: no error until a call is made
