@@ -73,34 +73,36 @@ def explain(
     if plot is not None:
         writable_dir(plot.parent, "--plot")
     describer_target = describer or os.environ.get("TRAJLAB_DESCRIBER_TARGET") or DEFAULT_DESCRIBER
-    with EncoderClient(_target(target)) as enc, DescriberClient(describer_target) as desc:
-        # Both connections are made in gRPC's threads while the clip is read and analyzed.
+    # Each connection starts as soon as its channel exists and is made in gRPC's threads while
+    # the next client is set up, the clip is read and (the describer's) Analyze runs.
+    with EncoderClient(_target(target)) as enc:
         enc.connect()
-        desc.connect()
-        source, rate = _load(clip, key, index, fps)
-        fitted = analyze_fitted(
-            enc,
-            source,
-            rate,
-            branch=branch,
-            version=version,
-            strict=strict,
-            timeout=timeout,
-            source=str(clip),
-        )
-        for note in () if as_json else fitted.notes:
-            typer.secho(f"adapted: {note}", fg=typer.colors.YELLOW, err=True)
-        ex = describe_analysis(
-            desc,
-            fitted.analysis,
-            analyze_ms=fitted.analyze_ms,
-            branch=branch,
-            backend=backend,
-            source=str(clip),
-            notes=fitted.notes,
-            min_confidence=min_confidence,
-            describe_timeout=timeout,
-        )
+        with DescriberClient(describer_target) as desc:
+            desc.connect()
+            source, rate = _load(clip, key, index, fps)
+            fitted = analyze_fitted(
+                enc,
+                source,
+                rate,
+                branch=branch,
+                version=version,
+                strict=strict,
+                timeout=timeout,
+                source=str(clip),
+            )
+            for note in () if as_json else fitted.notes:
+                typer.secho(f"adapted: {note}", fg=typer.colors.YELLOW, err=True)
+            ex = describe_analysis(
+                desc,
+                fitted.analysis,
+                analyze_ms=fitted.analyze_ms,
+                branch=branch,
+                backend=backend,
+                source=str(clip),
+                notes=fitted.notes,
+                min_confidence=min_confidence,
+                describe_timeout=timeout,
+            )
         info = enc.model_info(ex.branch, ex.version) if plot is not None else None
     if plot is not None:
         from trajlab.explain_figure import save_figure

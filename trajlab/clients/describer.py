@@ -31,7 +31,8 @@ from trajlab.describer.v1 import describer_pb2, describer_pb2_grpc
 SERVICE = "trajlab.describer.v1.DescriberService"
 # The wire's MotionClass values 1, 2, ... by name, read off the contract (equal to
 # trajlab.profiles.CLASS_NAMES, which a test keeps so) rather than imported from the profiles,
-# whose pydantic settings would double the start-up of a command that only calls the describer.
+# whose imports (pydantic-settings, dotenv, YAML) a command that only calls services would pay
+# at every start.
 CLASS_NAMES: tuple[str, ...] = tuple(
     name.removeprefix("MOTION_CLASS_").lower()
     for name, value in sorted(common_pb2.MotionClass.items(), key=lambda item: item[1])
