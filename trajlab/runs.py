@@ -57,3 +57,15 @@ def default_run(names: Iterable[str], branch: str) -> str | None:
     """The run a plain ``branch`` resolves to among ``names``: the lowest-seed ``branch@s<seed>``."""
     seeds = [(s, n) for n in names for b, s in [split_run_name(n)] if b == branch and s is not None]
     return min(seeds)[1] if seeds else None
+
+
+def seed_group_targets(branch: str, target: str, seeds: list[int]) -> dict[str, str]:
+    """The runs of a seed group (one trainer container training several seeds of ``branch``,
+    services/trainer/seed_group.py): seed k's run listens on the group's port + k.
+
+    ``("b1", "trainer-b1:50052", [0, 1])`` -> ``{"b1@s0": "trainer-b1:50052", "b1@s1": "trainer-b1:50053"}``.
+    """
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"expected a trainer target 'host:port' for {branch}, got {target!r}")
+    return {run_name(branch, seed): f"{host}:{int(port) + k}" for k, seed in enumerate(seeds)}

@@ -95,11 +95,13 @@ class RobustnessResult:
 
 
 def load_stress_sets(
-    data_dir: str | Path, names: list[str], samples: int, *, dataset_cfg: Any = None
+    data_dir: str | Path, names: list[str], samples: int, *, dataset_cfg: Any = None,
+    root: str | Path | None = None,
 ) -> dict[str, ValidationSet]:
     """Build (cached) and load the stress sets ``names`` of the dataset cached in ``data_dir``.
 
-    ``dataset_cfg`` defaults to the config in that dataset's manifest.
+    ``dataset_cfg`` defaults to the config in that dataset's manifest; ``root`` is where the sets
+    are cached (None: beside the dataset, trajlab.data.stress.stress_dir).
     """
     from services.reporter.sources.validation import load_validation
     from trajlab.data import read_manifest
@@ -109,9 +111,9 @@ def load_stress_sets(
     cfg = dataset_cfg or DatasetConfig.model_validate(read_manifest(data_dir)["config"])
     out: dict[str, ValidationSet] = {}
     for name in names:
-        res = build_stress_set(cfg, name, data_dir, samples=samples)
+        res = build_stress_set(cfg, name, data_dir, samples=samples, root=root)
         log.info("stress set %s: %s in %.2f s", name, "reused" if res.reused else "built", res.seconds)
-        out[name] = load_validation(stress_dir(data_dir, name), "test")
+        out[name] = load_validation(stress_dir(data_dir, name, root), "test")
     return out
 
 
@@ -313,7 +315,9 @@ def report_robustness(
         return None, "no served model evaluated on the test split to compare the stress sets with"
     names = parse_sets(settings.stress_sets)
     try:
-        sets = load_stress_sets(local_validation_dir(settings), names, settings.stress_samples)
+        sets = load_stress_sets(
+            local_validation_dir(settings), names, settings.stress_samples, root=settings.stress_dir
+        )
     except Exception as exc:  # a reason to show in the report, not a crash
         return None, f"could not build the stress sets: {type(exc).__name__}: {exc}"
     test = {b: run_outcome(r, validation) for b, r in served.items()}

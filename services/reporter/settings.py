@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from trajlab.config import ServerSettings
@@ -64,6 +64,10 @@ class ReporterSettings(ServerSettings):
     port: int = 50054  # gRPC port of ReporterService; 0 picks a free one
     # Trainers to report on, "b1=host:port,b2=host:port"; the order is the report's branch order.
     trainers: str = ""
+    # Seeds each trainer above trains as a seed group (compose's TRAJLAB_SEEDS; 0 = one run each):
+    # "b1=host:port" then stands for the runs b1@s<seed> of the profile's training seeds, seed k's
+    # trainer at port + k (trajlab.runs.seed_group_targets).
+    trainer_seeds: int = Field(0, ge=0, le=16)
     # Finished runs' stored results, read without a trainer: a run-dir base (a path or
     # s3://bucket/prefix) holding <branch>/seed-<seed>/ run directories (sources/stored_runs.py).
     # Alone or beside `trainers` (a run given both ways is asked of its live trainer).
@@ -120,6 +124,9 @@ class ReporterSettings(ServerSettings):
     # robustness section), "all", or names such as "clutter,noise"; built beside the data_dir.
     stress_sets: str = ""
     stress_samples: int = 160  # clips per stress set (at most the test split's)
+    # Where the stress sets are built and cached; None = beside the data_dir (<data_dir>-stress/).
+    # Compose mounts the dataset read-only and points this at the container's /tmp.
+    stress_dir: Path | None = None
 
     @field_validator("stress_sets")
     @classmethod
@@ -173,8 +180,15 @@ class ReporterSettings(ServerSettings):
         return load_run_matrix(self.run_matrix_file).run_names()
 
     def trainer_targets(self) -> dict[str, str]:
-        """The trainers as ``{branch: target}``."""
-        return parse_targets(self.trainers)
+        """The trainers as ``{branch: target}``; with ``trainer_seeds``, ``{run: target}`` of every seed."""
+        targets = parse_targets(self.trainers)
+        if not self.trainer_seeds:
+            return targets
+        from trajlab.profiles import load_profile
+        from trajlab.runs import seed_group_targets, training_seeds
+
+        seeds = training_seeds(load_profile(self.profile).training.seed, self.trainer_seeds)
+        return {run: t for b, tgt in targets.items() for run, t in seed_group_targets(b, tgt, seeds).items()}
 
     def validation_dir(self) -> Path | StoreUrl:
         """Where the dataset holding the validation clips is."""

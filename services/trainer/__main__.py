@@ -59,9 +59,14 @@ def exit_code(state: str) -> int:
 
 
 def main() -> int:
+    from services.trainer import seed_group
     from services.trainer.run_matrix import resolve_run
     from services.trainer.settings import TrainerSettings
 
+    # TRAJLAB_TRAINER_SEEDS=N: this process runs N child trainers, one per seed (compose's TRAJLAB_SEEDS).
+    status = seed_group.main()
+    if status is not None:
+        return status
     # With a run matrix (an Indexed Job's pod), the index picks branch, seed and run dir.
     return run_service("trainer", TrainerSettings, build, prepare=resolve_run)
 

@@ -45,6 +45,10 @@ class TrainerSettings(ServerSettings):
     # <run_dir>/<branch>/seed-<seed> (run_matrix.resolve_run). None = the profile's seed, named
     # <branch>, trained in run_dir itself. A run matrix sets it per index.
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    # Seeds this process trains as a seed group (compose's TRAJLAB_SEEDS; services/trainer/seed_group.py):
+    # N child trainers, one per training seed of the profile (training.seed, +1, ...), seed k's run
+    # on port + k and metrics_port + k. 0 = this process trains one run itself (as `seed` says).
+    seeds: int = Field(0, ge=0, le=16)
     # "perception": train this branch with the object-track perception off (its track false),
     # as the run <branch>-noperc (trajlab.runs); "" = as configured.
     ablate: Literal["", "perception"] = ""

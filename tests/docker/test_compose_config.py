@@ -100,9 +100,18 @@ def test_no_secret_is_baked_and_the_key_comes_from_the_environment(docker_availa
     assert compose_config()["services"]["describer"]["environment"]["OPENAI_API_KEY"] == ""
     cfg = compose_config(env={"OPENAI_API_KEY": "sk-test"})
     assert cfg["services"]["describer"]["environment"]["OPENAI_API_KEY"] == "sk-test"
-    for name in ("describer", "encoder", "reporter", "trainer"):
-        text = (REPO / "services" / name / "Dockerfile").read_text()
-        assert "OPENAI_API_KEY" not in text
+    for path in ("deploy/docker/Dockerfile", "deploy/docker/service.py"):
+        assert "OPENAI_API_KEY" not in (REPO / path).read_text(), path
+
+
+def test_every_service_image_is_built_from_the_one_dockerfile_with_its_service_argument(cfg: dict[str, Any]) -> None:
+    built = {name: s["build"] for name, s in cfg["services"].items() if "build" in s}
+    assert set(built) == {"trainer-b1", "encoder", "describer", "reporter"}  # b2-b4 reuse b1's image
+    for name, build in built.items():
+        assert Path(build["context"]) == REPO and build["dockerfile"] == "deploy/docker/Dockerfile", name
+        assert build["args"]["SERVICE"] == name.removesuffix("-b1"), name
+        assert {"BASE_IMAGE", "VARIANT"} <= set(build["args"]), name
+    assert not list(REPO.glob("services/*/Dockerfile"))  # no per-service copy left behind
 
 
 def test_the_reporter_waits_for_healthy_trainers_and_writes_to_host_reports(cfg: dict[str, Any]) -> None:
@@ -212,3 +221,48 @@ def test_trainers_and_describer_read_the_branches_file_named_by_trajlab_branches
             vols = {v["target"]: v for v in svcs[name]["volumes"]}
             mount = vols["/config/branches.yaml"]
             assert Path(mount["source"]) == source and mount["read_only"] is True, (name, mount)
+
+
+def test_trajlab_seeds_reaches_every_trainer_and_the_reporter_asks_each_seed_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TRAJLAB_SEEDS=2 docker compose up: each trainer trains two seeds, the reporter reports b1@s0, b1@s1, ..."""
+    from services.reporter.settings import ReporterSettings
+    from services.trainer.seed_group import child_envs
+    from services.trainer.settings import TrainerSettings
+    from trajlab.config import load_settings
+    from trajlab.profiles import load_profile
+
+    default = compose_config()["services"]
+    assert {default[t]["environment"]["TRAJLAB_TRAINER_SEEDS"] for t in TRAINERS} == {"0"}  # one run per branch
+    assert default["reporter"]["environment"]["TRAJLAB_REPORTER_TRAINER_SEEDS"] == "0"
+    svcs = compose_config(env={"TRAJLAB_SEEDS": "2"})["services"]
+    # The reporter and trainer-b1 configured exactly as compose renders them.
+    for k, v in svcs["reporter"]["environment"].items():
+        if k.startswith("TRAJLAB_REPORTER_"):
+            monkeypatch.setenv(k, v)
+    targets = load_settings(ReporterSettings).trainer_targets()
+    base = load_profile("quick").training.seed
+    assert list(targets) == [f"b{i}@s{base + k}" for i in range(1, 5) for k in (0, 1)]
+    for k, v in svcs["trainer-b1"]["environment"].items():
+        if k.startswith("TRAJLAB_TRAINER_") and k not in ("TRAJLAB_TRAINER_BRANCHES_FILE",):
+            monkeypatch.setenv(k, v)
+    trainer = load_settings(TrainerSettings)
+    assert trainer.seeds == 2
+    group = child_envs(trainer, load_profile(trainer.profile).training.seed)
+    assert {run: f"trainer-b1:{env['TRAJLAB_TRAINER_PORT']}" for run, env in group.items()} == {
+        r: t for r, t in targets.items() if r.startswith("b1@")
+    }
+    # The trainers' healthcheck reads the same variable, so "healthy" means every seed serves.
+    assert all(svcs[t]["healthcheck"]["test"][-1] == "trainer" for t in TRAINERS)
+
+
+def test_stress_sets_reach_the_reporter_and_are_built_outside_the_read_only_dataset() -> None:
+    assert compose_config()["services"]["reporter"]["environment"]["TRAJLAB_REPORTER_STRESS_SETS"] == ""
+    rep = compose_config(env={"TRAJLAB_REPORTER_STRESS_SETS": "clutter,noise"})["services"]["reporter"]
+    env = rep["environment"]
+    assert env["TRAJLAB_REPORTER_STRESS_SETS"] == "clutter,noise"
+    read_only = [v["target"] for v in rep["volumes"] if v.get("read_only")]
+    assert "/data" in read_only
+    stress = env["TRAJLAB_REPORTER_STRESS_DIR"]
+    assert not any(stress == t or stress.startswith(t + "/") for t in read_only), stress

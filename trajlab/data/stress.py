@@ -124,8 +124,11 @@ def stress_config(
     return DatasetConfig.model_validate(values)
 
 
-def stress_dir(data_dir: str | Path, name: str) -> Path:
-    """Where stress set ``name`` of the dataset cached in ``data_dir`` is cached."""
+def stress_dir(data_dir: str | Path, name: str, root: str | Path | None = None) -> Path:
+    """Where stress set ``name`` of the dataset cached in ``data_dir`` is cached: ``root/name``,
+    or beside the dataset when ``root`` is None (a read-only dataset needs a ``root``)."""
+    if root is not None:
+        return Path(root) / name
     d = Path(data_dir)
     return d.parent / f"{d.name}-stress" / name
 
@@ -138,9 +141,11 @@ def build_stress_set(
     samples: int = DEFAULT_STRESS_SAMPLES,
     force: bool = False,
     workers: int | None = None,
+    root: str | Path | None = None,
 ) -> Any:
-    """Build (or reuse the verified cache of) stress set ``name``; returns the dataset BuildResult."""
+    """Build (or reuse the verified cache of) stress set ``name`` (in :func:`stress_dir`); returns
+    the dataset BuildResult."""
     from trajlab.data.build import build_dataset_detailed
 
     cfg = stress_config(dataset_cfg, name, samples)
-    return build_dataset_detailed(cfg, stress_dir(data_dir, name), force=force, workers=workers)
+    return build_dataset_detailed(cfg, stress_dir(data_dir, name, root), force=force, workers=workers)

@@ -152,3 +152,15 @@ def test_a_stress_set_is_seeded_cached_and_twinned_with_the_test_split(tmp_path:
     # The unseen seed draws other trajectories.
     unseen = load_dataset(build_stress_set(base, "unseen_seed", data, samples=8, workers=1).path)
     assert not np.array_equal(unseen.test.positions, test.positions[:8])
+
+
+def test_a_stress_set_can_be_cached_away_from_a_read_only_dataset(tmp_path: Path) -> None:
+    """Compose mounts the dataset read-only in the reporter: the sets go to a root of their own."""
+    base = small_config(test_samples=12)
+    data = tmp_path / "small"
+    build_dataset(base, data, workers=1)
+    root = tmp_path / "stress-root"
+    built = build_stress_set(base, "noise", data, samples=8, workers=1, root=root)
+    assert built.path == stress_dir(data, "noise", root) == root / "noise"
+    assert load_dataset(built.path).test.clips.shape[0] == 8
+    assert not (tmp_path / "small-stress").exists()  # nothing written beside the dataset
