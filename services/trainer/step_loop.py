@@ -32,7 +32,6 @@ class StepLoop:
         from tqdm import tqdm
 
         t = self.cfg.profile.training
-        frames = self.cfg.profile.dataset.frames
         started = time.monotonic()
         cpu_started = time.process_time()  # this process's CPU time (services/trainer/cost.py)
         if t.fresh_clips_per_epoch > 0:  # this epoch's own clips, from (dataset, seed, epoch) only
@@ -57,40 +56,9 @@ class StepLoop:
                 if self._stop.is_set():
                     raise TrainingStopped("stop requested")
                 idx = np.sort(order[step * t.batch_size : (step + 1) * t.batch_size])
-                clips = np.asarray(train.clips[idx])
-                positions = np.array(train.positions[idx], np.float32)
-                flip = flips[idx]
-                if flip.any():
-                    # Mirror image columns; in world units that is x -> -x (camera at the origin).
-                    clips[flip] = clips[flip][:, :, :, ::-1]
-                    positions[flip, :, 0] *= -1.0
-                x = self._model_input(clips)
-                y = torch.from_numpy(np.asarray(train.labels[idx], np.int64))
-                target = self._normalised_target(model, positions[:, frames:])
-                observed = torch.from_numpy(positions[:, :frames])
-                out = model(x)
-                loss, _parts = combined_loss(
-                    out,
-                    y,
-                    target,
-                    forecast_weight=t.forecast_weight,
-                    aux_weight=t.aux_weight,
-                    track=track_target(model, observed, out.track.shift if out.track is not None else None),
-                    track_weight=t.track_weight,
-                    noisy_track_logits=(
-                        track_classifier_noise(model, out, observed) if t.track_classifier_noise else None
-                    ),
-                )
-                if not torch.isfinite(loss):
-                    raise TrainingFailed(
-                        f"loss is {loss.item()} at epoch {epoch}, step {step + 1}: stopping; "
-                        f"no model exported (try a lower lr than {t.lr})"
-                    )
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                loss_sum += float(loss.detach()) * len(idx)
-                correct += int((out.logits.argmax(1) == y).sum())
+                loss_value, hits = self._train_step(model, optimiser, train, idx, flips[idx], epoch, step)
+                loss_sum += loss_value * len(idx)
+                correct += hits
                 seen += len(idx)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
@@ -112,6 +80,51 @@ class StepLoop:
             "cpu_seconds": time.process_time() - cpu_started,
             **metrics,
         }
+        self._record_epoch(epoch, steps, row)
+
+    def _train_step(
+        self, model: BranchModel, optimiser: Any, train: Any, idx: np.ndarray, flip: np.ndarray,
+        epoch: int, step: int,
+    ) -> tuple[float, int]:
+        """One optimiser step on the clips ``idx`` (mirrored where ``flip``); (mean loss, correct)."""
+        t = self.cfg.profile.training
+        frames = self.cfg.profile.dataset.frames
+        clips = np.asarray(train.clips[idx])
+        positions = np.array(train.positions[idx], np.float32)
+        if flip.any():
+            # Mirror image columns; in world units that is x -> -x (camera at the origin).
+            clips[flip] = clips[flip][:, :, :, ::-1]
+            positions[flip, :, 0] *= -1.0
+        x = self._model_input(clips)
+        y = torch.from_numpy(np.asarray(train.labels[idx], np.int64))
+        target = self._normalised_target(model, positions[:, frames:])
+        observed = torch.from_numpy(positions[:, :frames])
+        out = model(x)
+        loss, _parts = combined_loss(
+            out,
+            y,
+            target,
+            forecast_weight=t.forecast_weight,
+            aux_weight=t.aux_weight,
+            track=track_target(model, observed, out.track.shift if out.track is not None else None),
+            track_weight=t.track_weight,
+            noisy_track_logits=(
+                track_classifier_noise(model, out, observed) if t.track_classifier_noise else None
+            ),
+        )
+        if not torch.isfinite(loss):
+            raise TrainingFailed(
+                f"loss is {loss.item()} at epoch {epoch}, step {step + 1}: stopping; "
+                f"no model exported (try a lower lr than {t.lr})"
+            )
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        return float(loss.detach()), int((out.logits.argmax(1) == y).sum())
+
+    def _record_epoch(self, epoch: int, steps: int, row: dict[str, Any]) -> None:
+        """An epoch's history row into the history, the status, history.json and the log."""
+        t = self.cfg.profile.training
         with self._lock:
             self._history.append(row)
         remaining = t.epochs - epoch
@@ -141,6 +154,7 @@ class StepLoop:
             row["forecast_mae_pct"],
             row["clips_per_second"],
         )
+
 
     def _model_input(self, clips: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(to_model_input(clips))

@@ -265,24 +265,47 @@ class Trainer(StepLoop, Scoring, Publishing):
         # without a deterministic variant usable instead of raising.
         torch.use_deterministic_algorithms(True, warn_only=True)
         self._update(state="training", error="", write=True)
-        t0 = time.monotonic()
+        ds = self._load_data()
+        train, val = ds.train, ds.val
+        model, text_name = self._build_model(train)
+        optimiser = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        scheduler = self._scheduler(optimiser)
+        self.model = model
 
+        start_epoch = 0
+        resumed = self._resume(model, optimiser, scheduler, ds.manifest_sha256)
+        if resumed is not None:
+            start_epoch = resumed
+        steps = math.ceil((t.fresh_clips_per_epoch or len(train.labels)) / t.batch_size)
+        self._update(
+            epoch=start_epoch, steps_per_epoch=steps, step=0, resumed_from_epoch=start_epoch, write=True
+        )
+        for epoch in range(start_epoch + 1, t.epochs + 1):
+            self._train_epoch(model, optimiser, scheduler, train, val, epoch, steps)
+            if epoch % t.checkpoint_every == 0 or epoch == t.epochs:
+                self._save(model, optimiser, scheduler, epoch, ds.manifest_sha256)
+            if self._on_epoch_end is not None:
+                self._on_epoch_end(epoch)
+        return self._finish(model, ds, text_name)
+
+    def _load_data(self) -> Any:
+        """The profile's dataset, fetched or built, verified once (``trajlab.data.Dataset``)."""
         from trajlab.data import load_dataset
         from trajlab.store.datasets import prepare_dataset
 
+        cfg, t = self.cfg, self.cfg.profile.training
+        t0 = time.monotonic()
         ds_path = prepare_dataset(
             cfg.profile.dataset, cfg.data_dir, cfg.data_source, progress=self._progress_enabled()
         )
         # build_dataset has just verified (or written) every file; skip a second sha256 pass.
         ds = load_dataset(ds_path, expected_config=cfg.profile.dataset, verify=False)
-        train, val = ds.train, ds.val
-        frames = cfg.profile.dataset.frames
         log.info(
             "branch %s: dataset %s (%d train / %d val clips) loaded in %.1f s",
             cfg.branch.name,
             ds_path,
-            len(train.labels),
-            len(val.labels),
+            len(ds.train.labels),
+            len(ds.val.labels),
             time.monotonic() - t0,
         )
         if t.fresh_clips_per_epoch > 0:
@@ -292,7 +315,13 @@ class Trainer(StepLoop, Scoring, Publishing):
                 cfg.branch.name,
                 t.fresh_clips_per_epoch,
             )
+        return ds
 
+    def _build_model(self, train: Any) -> tuple[BranchModel, str]:
+        """The branch's model, seeded, its weights file loaded and its target statistics set
+        from the stored train split; also the class-text encoder's name (text alignment)."""
+        cfg, t = self.cfg, self.cfg.profile.training
+        frames = cfg.profile.dataset.frames
         class_text, text_name = None, ""
         if str(cfg.branch.enhancement) == "text_alignment":
             from services.trainer.text import class_text_embeddings
@@ -312,29 +341,16 @@ class Trainer(StepLoop, Scoring, Publishing):
         model.set_forecast_stats(future_train.mean(0), future_train.std(0))
         model.set_track_stats(torch.from_numpy(np.asarray(train.positions[:, :frames], np.float32)))
         set_conv_memory_format(model, t.channels_last)
-        optimiser = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-        scheduler = self._scheduler(optimiser)
-        self.model = model
+        return model, text_name
 
-        start_epoch = 0
-        resumed = self._resume(model, optimiser, scheduler, ds.manifest_sha256)
-        if resumed is not None:
-            start_epoch = resumed
-        steps = math.ceil((t.fresh_clips_per_epoch or len(train.labels)) / t.batch_size)
-        self._update(
-            epoch=start_epoch, steps_per_epoch=steps, step=0, resumed_from_epoch=start_epoch, write=True
-        )
-        for epoch in range(start_epoch + 1, t.epochs + 1):
-            self._train_epoch(model, optimiser, scheduler, train, val, epoch, steps)
-            if epoch % t.checkpoint_every == 0 or epoch == t.epochs:
-                self._save(model, optimiser, scheduler, epoch, ds.manifest_sha256)
-            if self._on_epoch_end is not None:
-                self._on_epoch_end(epoch)
-
+    def _finish(self, model: BranchModel, ds: Any, text_name: str) -> dict[str, Any]:
+        """Evaluate, count the cost, export and publish, write results.json; the results."""
+        cfg, t = self.cfg, self.cfg.profile.training
+        val = ds.val
         self._update(state="evaluating", write=True)
         results = self.evaluate(model, val, text_name)
         results.update(training_cost(self._history))  # wall and CPU time of the training
-        results["training_data"] = training_data(cfg.profile.dataset, t, len(train.labels))
+        results["training_data"] = training_data(cfg.profile.dataset, t, len(ds.train.labels))
         try:
             results["flops_per_clip"] = flops_per_clip(model, self._model_input(val.clips[:1]))
         except (TypeError, RuntimeError, NotImplementedError) as exc:
