@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make images`: build the service images, one at a time (2-core machines), on a
-# machine with a container registry and on one without, with the same Dockerfiles.
+# machine with a container registry and on one without, with the one Dockerfile
+# (deploy/docker/Dockerfile, SERVICE passed by compose.yaml).
 #   deploy/docker/build-images.sh [trainer encoder describer reporter prometheus]
 # Environment:
 #   TRAJLAB_VARIANT=cpu|gpu   image variant (gpu adds deploy/compose.gpu.yaml)

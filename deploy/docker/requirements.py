@@ -1,6 +1,6 @@
 """Print the pip requirements of one service image, read from pyproject.toml.
 
-The Dockerfiles install these in a dependency layer before the source is copied,
+The Dockerfile installs these in a dependency layer before the source is copied,
 so a source change does not reinstall (or re-download) the dependencies:
 
     python3 requirements.py pyproject.toml encoder [--variant gpu] [--tools]

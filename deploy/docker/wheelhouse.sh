@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds wheelhouse/<service>-<variant>/ on the host: every wheel the service image
 # needs (its requirements and grpcio-tools for the stub stage), fetched with the
-# host's own pip configuration. The Dockerfiles install from it with --no-index when
+# host's own pip configuration. The Dockerfile installs from it with --no-index when
 # it exists, so builds need no network, no package index and no TLS inside the build
-# (this is also how the on-disk CPU torch wheel gets in). Without it, the Dockerfiles
-# install from the package index as usual.
+# (this is also how the on-disk CPU torch wheel gets in). Without it, the Dockerfile
+# installs from the package index as usual.
 #   usage: deploy/docker/wheelhouse.sh SERVICE [cpu|gpu]
 # Versions are pinned to the project's .venv (the one the tests ran in) when it exists:
-# the pins go to <dir>/constraints.txt, which the Dockerfiles pass to pip as well.
+# the pins go to <dir>/constraints.txt, which the Dockerfile passes to pip as well.
 # Skips the work when requirements and pins are unchanged since the last run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
