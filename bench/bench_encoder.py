@@ -40,6 +40,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from encoder_baselines import direct_worker, in_process_worker, timeit  # noqa: E402  (bench/ is on sys.path)
+
 T, H, W, C = 16, 64, 64, 3  # clip shape (frames, height, width, channels)
 
 
@@ -106,17 +108,6 @@ def export(model: Any, path: Path) -> None:
     )
 
 
-def timeit(fn: Any, seconds: float, min_runs: int = 10) -> list[float]:
-    """Latencies in seconds of repeated calls for about ``seconds``."""
-    out: list[float] = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end or len(out) < min_runs:
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
 def cpu_seconds(pid: int) -> float:
     """user + system CPU seconds a process has used (Linux /proc): robust to a busy machine."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -137,16 +128,6 @@ def grpc_core_cpu_seconds(pid: int) -> float:
         except OSError:  # the thread ended
             continue
     return total / 1e9
-
-
-def session_description(sess: Any, options: Any) -> str:
-    """The onnxruntime settings that decide speed, as set on ``options`` and used by ``sess``."""
-    spin = options.get_session_config_entry("session.intra_op.allow_spinning")
-    return (
-        f"{sess.get_providers()[0]}, intra-op threads {options.intra_op_num_threads}, "
-        f"inter-op threads {options.inter_op_num_threads}, {options.execution_mode.name}, "
-        f"{options.graph_optimization_level.name}, intra-op spinning {'off' if spin == '0' else 'on'}"
-    )
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -278,38 +259,6 @@ def torch_phase(out: Path, secs: float, which: str) -> None:
     out.write_text(json.dumps(res))
 
 
-def direct_worker(conn: Any, version_dir: str, cores: int) -> None:
-    """A process of its own, like the server's, calling onnxruntime directly on request.
-
-    The session is the server's own: loaded by ``services.encoder.runtime.load_session``
-    with the server's default ``SessionConfig`` (same SessionOptions, same warm-up runs),
-    and called as the server calls it (its output names, the model's input name), so
-    "direct" and "served" differ only by the serving path. Sends a description of the
-    session's settings, then receives a duration in seconds and answers the latencies of
-    back-to-back preprocess + run calls at batch 1 for that long; None ends it.
-    """
-    from services.encoder.runtime import SessionConfig, load_session, session_options
-    from trajlab.preprocess import to_model_input
-
-    cfg = SessionConfig(intra_op_threads=cores)
-    loaded = load_session(Path(version_dir), cfg)
-    sess, names, inp = loaded.session, list(loaded.output_names), loaded.input_name
-    mean, std = loaded.metadata.input.mean, loaded.metadata.input.std
-    clips = np.random.default_rng(0).integers(0, 256, size=(16, T, H, W, C), dtype=np.uint8)
-    k = [0]
-
-    def call() -> None:
-        c = clips[k[0] % len(clips)]
-        k[0] += 1
-        sess.run(names, {inp: to_model_input(c, mean, std)})
-
-    for _ in range(3):
-        call()
-    conn.send(session_description(sess, session_options(cfg)))
-    while (secs := conn.recv()) is not None:
-        conn.send(timeit(call, secs))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=6.0, help="seconds per configuration (over all rounds)")
@@ -417,9 +366,15 @@ def main() -> None:
     clients.sort()
     ctx = mp.get_context("spawn")
     here, there = ctx.Pipe()
-    worker = ctx.Process(target=direct_worker, args=(there, str(version_dir), cores), daemon=True)
+    worker = ctx.Process(target=direct_worker, args=(there, str(version_dir), cores, (T, H, W, C)), daemon=True)
     worker.start()
     res["session"] = here.recv()
+    # The encoder's code without gRPC (see in_process_worker): splits the serving overhead.
+    here_ip, there_ip = ctx.Pipe()
+    in_process = ctx.Process(target=in_process_worker, args=(there_ip, str(repo), cores, (T, H, W, C)), daemon=True)
+    in_process.start()
+    assert here_ip.recv() == "ready"
+    workers = {"direct": (worker, here), "in-process": (in_process, here_ip)}
     res["load_average_start"] = os.getloadavg()
     servers = {m: start_server(repo, None if m == "default" else m) for m in modes}
     if {cores} != SERVER_INTRA_OP_THREADS:
@@ -427,7 +382,7 @@ def main() -> None:
             f"the servers use {sorted(SERVER_INTRA_OP_THREADS)} intra-op threads, direct uses {cores}: "
             "not a like-for-like comparison"
         )
-    configs = [("direct", 1)] + [(m, n) for m in modes for n in clients]
+    configs = [("direct", 1), ("in-process", 1)] + [(m, n) for m in modes for n in clients]
     lat: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
     busy: dict[tuple[str, int], float] = dict.fromkeys(configs, 0.0)
     count: dict[tuple[str, int], int] = dict.fromkeys(configs, 0)
@@ -442,12 +397,12 @@ def main() -> None:
     try:
         for _ in range(args.rounds):
             for mode, n in configs:
-                pid = worker.pid if mode == "direct" else servers[mode][0].pid
+                pid = workers[mode][0].pid if mode in workers else servers[mode][0].pid
                 assert pid is not None
                 cpu0, core0 = cpu_seconds(pid), grpc_core_cpu_seconds(pid)
-                if mode == "direct":
-                    here.send(chunk)
-                    xs_lat = here.recv()
+                if mode in workers:
+                    workers[mode][1].send(chunk)
+                    xs_lat = workers[mode][1].recv()
                     lat[(mode, n)] += xs_lat
                     rounds.setdefault(f"{mode}@{n}", []).append(round(pct(xs_lat, 50) * 1e3, 1))
                     busy[(mode, n)] += sum(xs_lat)
@@ -465,8 +420,9 @@ def main() -> None:
     finally:
         for proc, _port in servers.values():
             stop_server(proc)
-        here.send(None)
-        worker.join(10)
+        for proc_w, pipe in workers.values():
+            pipe.send(None)
+            proc_w.join(10)
     res["load_average_end"] = os.getloadavg()
     summary = {
         f"{m}@{n}": {
@@ -488,6 +444,8 @@ def main() -> None:
     res["ratio_p99_vs_p50_at_8_round_median"] = statistics.median(tails["default@8"])
     res["ratio_cpu_per_clip_served1_vs_direct"] = one["cpu_ms_per_clip"] / d["cpu_ms_per_clip"]
     res["ratio_cpu_per_clip_served8_vs_direct"] = eight["cpu_ms_per_clip"] / d["cpu_ms_per_clip"]
+    ip = summary["in-process@1"]
+    res["ratio_cpu_per_clip_in_process_vs_direct"] = ip["cpu_ms_per_clip"] / d["cpu_ms_per_clip"]
 
     print()
     for bs in (1, 8):
@@ -512,7 +470,7 @@ def main() -> None:
         "| of which gRPC core threads |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for m, n in configs[1:]:
+    for m, n in configs[2:]:
         r = summary[f"{m}@{n}"]
         label = f"{default_mode} (default)" if m == "default" else m
         print(
@@ -558,6 +516,11 @@ def main() -> None:
     print(
         f"server CPU per clip / direct CPU per clip: {res['ratio_cpu_per_clip_served1_vs_direct']:.3f}x at 1 client, "
         f"{res['ratio_cpu_per_clip_served8_vs_direct']:.3f}x at 8 (the load-independent serving overhead)"
+    )
+    print(
+        f"the encoder's code path without gRPC (in-process Classify: parse, decode, preprocess, batching, run, "
+        f"metrics, serialize), 1 caller: p50 {ip['p50_ms']:.2f} ms, {ip['cpu_ms_per_clip']:.1f} CPU-ms per clip, "
+        f"{res['ratio_cpu_per_clip_in_process_vs_direct']:.3f}x direct; the rest of the served overhead is gRPC's"
     )
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
