@@ -7,7 +7,10 @@ so client threads and server do not share a GIL; both share the machine's cores.
 "Direct" is onnxruntime in a process of its own with the server's own session (loaded by
 ``services.encoder.runtime.load_session``: same SessionOptions, same warm-up), so the two
 differ only by the serving path; the bench prints those options and stops if a server
-reports another intra-op thread count.
+reports another intra-op thread count. A third baseline runs the encoder's own code
+(``EncoderServicer.Classify`` with request parsing and response serialization) in-process
+without gRPC, which splits the serving overhead into the encoder's code and gRPC's
+(``bench/encoder_baselines.py``).
 
     .venv/bin/python bench/bench_encoder.py [--seconds 6 --rounds 3] [--model b1|small] [--json out.json]
 
