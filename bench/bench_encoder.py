@@ -4,6 +4,13 @@ Model: the trainer's b1 builder (I3D-like 3D CNN 16/32/64 + compression) on 16x6
 clips when ``services.trainer`` is importable, else a stand-in of the same shape.
 The server runs as a separate process (``python -m services.encoder``), as deployed,
 so client threads and server do not share a GIL; both share the machine's cores.
+"Direct" is onnxruntime in a process of its own with the server's own session (loaded by
+``services.encoder.runtime.load_session``: same SessionOptions, same warm-up), so the two
+differ only by the serving path; the bench prints those options and stops if a server
+reports another intra-op thread count. A third baseline runs the encoder's own code
+(``EncoderServicer.Classify`` with request parsing and response serialization) in-process
+without gRPC, which splits the serving overhead into the encoder's code and gRPC's
+(``bench/encoder_baselines.py``).
 
     .venv/bin/python bench/bench_encoder.py [--seconds 6 --rounds 3] [--model b1|small] [--json out.json]
 
@@ -35,6 +42,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from encoder_baselines import direct_worker, in_process_worker, timeit  # noqa: E402  (bench/ is on sys.path)
 
 T, H, W, C = 16, 64, 64, 3  # clip shape (frames, height, width, channels)
 
@@ -102,25 +111,33 @@ def export(model: Any, path: Path) -> None:
     )
 
 
-def timeit(fn: Any, seconds: float, min_runs: int = 10) -> list[float]:
-    """Latencies in seconds of repeated calls for about ``seconds``."""
-    out: list[float] = []
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end or len(out) < min_runs:
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
 def cpu_seconds(pid: int) -> float:
     """user + system CPU seconds a process has used (Linux /proc): robust to a busy machine."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def grpc_core_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process's gRPC core threads (named ``event_engine``: sockets, HTTP/2).
+
+    From each thread's schedstat (nanoseconds on CPU): a thread's ``stat`` counts whole clock
+    ticks, too coarse for a fraction of a millisecond per call."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() != "event_engine":
+                continue
+            total += int((task / "schedstat").read_text().split()[0])
+        except OSError:  # the thread ended
+            continue
+    return total / 1e9
+
+
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.array(xs), q))
+
+
+SERVER_INTRA_OP_THREADS: set[int] = set()  # what each started server says it uses (its start line)
 
 
 def start_server(
@@ -147,9 +164,10 @@ def start_server(
     port = None
     assert proc.stdout is not None
     for line in proc.stdout:
-        m = re.search(r"\(port (\d+)\)", line)
+        m = re.search(r"encoder on port (\d+): .*intra-op threads (\d+)", line)
         if m:
             port = int(m.group(1))
+            SERVER_INTRA_OP_THREADS.add(int(m.group(2)))
             break
     if port is None:
         raise RuntimeError("encoder did not start")
@@ -244,37 +262,6 @@ def torch_phase(out: Path, secs: float, which: str) -> None:
     out.write_text(json.dumps(res))
 
 
-def direct_worker(conn: Any, onnx_path: str, cores: int) -> None:
-    """A process of its own, like the server's, calling onnxruntime directly on request.
-
-    Receives a duration in seconds, answers the latencies of back-to-back
-    preprocess + run calls at batch 1 for that long; None ends it.
-    """
-    import onnxruntime as ort
-
-    from services.encoder.runtime import SessionConfig, session_options
-    from trajlab.preprocess import DEFAULT_MEAN, DEFAULT_STD, to_model_input
-
-    sess = ort.InferenceSession(
-        onnx_path,
-        sess_options=session_options(SessionConfig(intra_op_threads=cores)),
-        providers=["CPUExecutionProvider"],
-    )
-    clips = np.random.default_rng(0).integers(0, 256, size=(16, T, H, W, C), dtype=np.uint8)
-    k = [0]
-
-    def call() -> None:
-        c = clips[k[0] % len(clips)]
-        k[0] += 1
-        sess.run(None, {"clip": to_model_input(c, DEFAULT_MEAN, DEFAULT_STD)})
-
-    for _ in range(3):
-        call()
-    conn.send("ready")
-    while (secs := conn.recv()) is not None:
-        conn.send(timeit(call, secs))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=6.0, help="seconds per configuration (over all rounds)")
@@ -359,7 +346,7 @@ def main() -> None:
         "dataset_manifest_sha256": "0" * 64,
     }
     repo = tmp / "models"
-    publish_version(repo, "b1", onnx_path, metadata)
+    _version, version_dir = publish_version(repo, "b1", onnx_path, metadata)
     clips = np.random.default_rng(0).integers(0, 256, size=(16, T, H, W, C), dtype=np.uint8)
 
     # 2. Direct onnxruntime as a user would call it (preprocess + run, batch 1) in a
@@ -382,16 +369,28 @@ def main() -> None:
     clients.sort()
     ctx = mp.get_context("spawn")
     here, there = ctx.Pipe()
-    worker = ctx.Process(target=direct_worker, args=(there, str(onnx_path), cores), daemon=True)
+    worker = ctx.Process(target=direct_worker, args=(there, str(version_dir), cores, (T, H, W, C)), daemon=True)
     worker.start()
-    assert here.recv() == "ready"
+    res["session"] = here.recv()
+    # The encoder's code without gRPC (see in_process_worker): splits the serving overhead.
+    here_ip, there_ip = ctx.Pipe()
+    in_process = ctx.Process(target=in_process_worker, args=(there_ip, str(repo), cores, (T, H, W, C)), daemon=True)
+    in_process.start()
+    assert here_ip.recv() == "ready"
+    workers = {"direct": (worker, here), "in-process": (in_process, here_ip)}
     res["load_average_start"] = os.getloadavg()
     servers = {m: start_server(repo, None if m == "default" else m) for m in modes}
-    configs = [("direct", 1)] + [(m, n) for m in modes for n in clients]
+    if {cores} != SERVER_INTRA_OP_THREADS:
+        raise SystemExit(
+            f"the servers use {sorted(SERVER_INTRA_OP_THREADS)} intra-op threads, direct uses {cores}: "
+            "not a like-for-like comparison"
+        )
+    configs = [("direct", 1), ("in-process", 1)] + [(m, n) for m in modes for n in clients]
     lat: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
     busy: dict[tuple[str, int], float] = dict.fromkeys(configs, 0.0)
     count: dict[tuple[str, int], int] = dict.fromkeys(configs, 0)
     cpu: dict[tuple[str, int], float] = dict.fromkeys(configs, 0.0)  # CPU s of the answering process
+    core_cpu: dict[tuple[str, int], float] = dict.fromkeys(configs, 0.0)  # of which gRPC core threads
     chunk = secs / args.rounds
     rounds: dict[str, list[float]] = {}  # p50 ms of each round, to see the machine's noise
     res["p50_ms_per_round"] = rounds
@@ -401,12 +400,12 @@ def main() -> None:
     try:
         for _ in range(args.rounds):
             for mode, n in configs:
-                pid = worker.pid if mode == "direct" else servers[mode][0].pid
+                pid = workers[mode][0].pid if mode in workers else servers[mode][0].pid
                 assert pid is not None
-                cpu0 = cpu_seconds(pid)
-                if mode == "direct":
-                    here.send(chunk)
-                    xs_lat = here.recv()
+                cpu0, core0 = cpu_seconds(pid), grpc_core_cpu_seconds(pid)
+                if mode in workers:
+                    workers[mode][1].send(chunk)
+                    xs_lat = workers[mode][1].recv()
                     lat[(mode, n)] += xs_lat
                     rounds.setdefault(f"{mode}@{n}", []).append(round(pct(xs_lat, 50) * 1e3, 1))
                     busy[(mode, n)] += sum(xs_lat)
@@ -420,11 +419,13 @@ def main() -> None:
                     count[(mode, n)] += len(r["lat"])
                     res["errors"] += r["errors"]
                 cpu[(mode, n)] += cpu_seconds(pid) - cpu0
+                core_cpu[(mode, n)] += grpc_core_cpu_seconds(pid) - core0
     finally:
         for proc, _port in servers.values():
             stop_server(proc)
-        here.send(None)
-        worker.join(10)
+        for proc_w, pipe in workers.values():
+            pipe.send(None)
+            proc_w.join(10)
     res["load_average_end"] = os.getloadavg()
     summary = {
         f"{m}@{n}": {
@@ -432,6 +433,7 @@ def main() -> None:
             "p50_ms": pct(lat[(m, n)], 50) * 1e3,
             "p99_ms": pct(lat[(m, n)], 99) * 1e3,
             "cpu_ms_per_clip": cpu[(m, n)] / count[(m, n)] * 1e3,
+            "grpc_core_cpu_ms_per_clip": core_cpu[(m, n)] / count[(m, n)] * 1e3,
         }
         for m, n in configs
     }
@@ -445,6 +447,8 @@ def main() -> None:
     res["ratio_p99_vs_p50_at_8_round_median"] = statistics.median(tails["default@8"])
     res["ratio_cpu_per_clip_served1_vs_direct"] = one["cpu_ms_per_clip"] / d["cpu_ms_per_clip"]
     res["ratio_cpu_per_clip_served8_vs_direct"] = eight["cpu_ms_per_clip"] / d["cpu_ms_per_clip"]
+    ip = summary["in-process@1"]
+    res["ratio_cpu_per_clip_in_process_vs_direct"] = ip["cpu_ms_per_clip"] / d["cpu_ms_per_clip"]
 
     print()
     for bs in (1, 8):
@@ -452,6 +456,9 @@ def main() -> None:
         print(
             f"batch {bs}: onnxruntime {o:.2f} ms, PyTorch eager {p:.2f} ms -> onnxruntime {p / o:.2f}x faster"
         )
+    print(
+        f"onnxruntime session, direct and served alike (services.encoder.runtime.load_session): {res['session']}"
+    )
     print(
         f"direct onnxruntime (preprocess + run, batch 1): p50 {d['p50_ms']:.2f} ms, {d['throughput']:.1f} clips/s, "
         f"{d['cpu_ms_per_clip']:.1f} CPU-ms per clip"
@@ -461,14 +468,18 @@ def main() -> None:
         f"load average (1/5/15 min): {la0[0]:.2f}/{la0[1]:.2f}/{la0[2]:.2f} at start, {la1[0]:.2f}/{la1[1]:.2f}/{la1[2]:.2f} at end"
     )
     print()
-    print("| batching | clients | clips/s | vs direct | p50 ms | p99 ms | p99/p50 | server CPU-ms per clip |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for m, n in configs[1:]:
+    print(
+        "| batching | clients | clips/s | vs direct | p50 ms | p99 ms | p99/p50 | server CPU-ms per clip "
+        "| of which gRPC core threads |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for m, n in configs[2:]:
         r = summary[f"{m}@{n}"]
         label = f"{default_mode} (default)" if m == "default" else m
         print(
             f"| {label} | {n} | {r['throughput']:.1f} | {r['throughput'] / d['throughput']:.0%} | {r['p50_ms']:.1f} "
-            f"| {r['p99_ms']:.1f} | {r['p99_ms'] / r['p50_ms']:.2f} | {r['cpu_ms_per_clip']:.1f} |"
+            f"| {r['p99_ms']:.1f} | {r['p99_ms'] / r['p50_ms']:.2f} | {r['cpu_ms_per_clip']:.1f} "
+            f"| {r['grpc_core_cpu_ms_per_clip']:.1f} |"
         )
     print(f"failed calls: {res['errors']}")
     print("p50 ms per round (noise check):", json.dumps(rounds))
@@ -508,6 +519,11 @@ def main() -> None:
     print(
         f"server CPU per clip / direct CPU per clip: {res['ratio_cpu_per_clip_served1_vs_direct']:.3f}x at 1 client, "
         f"{res['ratio_cpu_per_clip_served8_vs_direct']:.3f}x at 8 (the load-independent serving overhead)"
+    )
+    print(
+        f"the encoder's code path without gRPC (in-process Classify: parse, decode, preprocess, batching, run, "
+        f"metrics, serialize), 1 caller: p50 {ip['p50_ms']:.2f} ms, {ip['cpu_ms_per_clip']:.1f} CPU-ms per clip, "
+        f"{res['ratio_cpu_per_clip_in_process_vs_direct']:.3f}x direct; the rest of the served overhead is gRPC's"
     )
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))

@@ -1,0 +1,133 @@
+"""The two baselines ``bench_encoder.py`` measures the served encoder against.
+
+Each runs in a process of its own (spawned, like the server's) and answers on a pipe:
+it sends a line when ready, then for each duration it receives, the latencies of
+back-to-back calls for that long; None ends it. ``shape`` is the clip's (T, H, W, C).
+
+- ``direct_worker``: onnxruntime called directly with the server's own session
+  (``services.encoder.runtime.load_session``), preprocessing + run at batch 1;
+- ``in_process_worker``: the encoder's whole code path without gRPC.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def timeit(fn: Any, seconds: float, min_runs: int = 10) -> list[float]:
+    """Latencies in seconds of repeated calls for about ``seconds``."""
+    out: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(out) < min_runs:
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def session_description(sess: Any, options: Any) -> str:
+    """The onnxruntime settings that decide speed, as set on ``options`` and used by ``sess``."""
+    spin = options.get_session_config_entry("session.intra_op.allow_spinning")
+    return (
+        f"{sess.get_providers()[0]}, intra-op threads {options.intra_op_num_threads}, "
+        f"inter-op threads {options.inter_op_num_threads}, {options.execution_mode.name}, "
+        f"{options.graph_optimization_level.name}, intra-op spinning {'off' if spin == '0' else 'on'}"
+    )
+
+
+def direct_worker(conn: Any, version_dir: str, cores: int, shape: tuple[int, int, int, int]) -> None:
+    """A process of its own, like the server's, calling onnxruntime directly on request.
+
+    The session is the server's own: loaded by ``services.encoder.runtime.load_session``
+    with the server's default ``SessionConfig`` (same SessionOptions, same warm-up runs),
+    and called as the server calls it (its output names, the model's input name), so
+    "direct" and "served" differ only by the serving path. Sends a description of the
+    session's settings, then receives a duration in seconds and answers the latencies of
+    back-to-back preprocess + run calls at batch 1 for that long; None ends it.
+    """
+    from services.encoder.runtime import SessionConfig, load_session, session_options
+    from trajlab.preprocess import to_model_input
+
+    cfg = SessionConfig(intra_op_threads=cores)
+    loaded = load_session(Path(version_dir), cfg)
+    sess, names, inp = loaded.session, list(loaded.output_names), loaded.input_name
+    mean, std = loaded.metadata.input.mean, loaded.metadata.input.std
+    clips = np.random.default_rng(0).integers(0, 256, size=(16, *shape), dtype=np.uint8)
+    k = [0]
+
+    def call() -> None:
+        c = clips[k[0] % len(clips)]
+        k[0] += 1
+        sess.run(names, {inp: to_model_input(c, mean, std)})
+
+    for _ in range(3):
+        call()
+    conn.send(session_description(sess, session_options(cfg)))
+    while (secs := conn.recv()) is not None:
+        conn.send(timeit(call, secs))
+
+
+class _NoDeadline:
+    """The two things the servicer asks a gRPC context: no deadline, still active."""
+
+    def time_remaining(self) -> None:
+        return None
+
+    def is_active(self) -> bool:
+        return True
+
+
+def in_process_worker(conn: Any, repo: str, cores: int, shape: tuple[int, int, int, int]) -> None:
+    """The encoder's code path without gRPC, in a process of its own, answering like direct_worker.
+
+    Each call parses a serialized ClassifyRequest, runs ``EncoderServicer.Classify`` (clip
+    decode, validation, preprocessing, the default batching, onnxruntime, metrics, the
+    response) and serializes the response, all on one thread. Against direct it measures
+    the encoder's own code; against served, what gRPC's transport and threads add.
+    """
+    from services.encoder.engine import Encoder
+    from services.encoder.repository import BatchingConfig, ModelStore
+    from services.encoder.runtime import SessionConfig
+    from services.encoder.servicer import EncoderServicer
+    from services.encoder.settings import EncoderSettings
+    from trajlab.codec import array_to_clip
+    from trajlab.common.v1 import common_pb2
+    from trajlab.encoder.v1 import encoder_pb2
+
+    defaults = {name: f.default for name, f in EncoderSettings.model_fields.items()}
+    store = ModelStore(
+        Path(repo),
+        session_config=SessionConfig(intra_op_threads=cores, warmup_runs=defaults["warmup_runs"]),
+        batching=BatchingConfig(
+            mode=defaults["batching"],
+            max_batch_size=defaults["max_batch_size"],
+            max_queue_delay_s=defaults["max_queue_delay_ms"] / 1000.0,
+            max_queue_size=defaults["max_queue_size"],
+        ),
+        inference_concurrency=defaults["inference_concurrency"],
+    )
+    store.scan()
+    servicer = EncoderServicer(Encoder(store))
+    clips = np.random.default_rng(0).integers(0, 256, size=(16, *shape), dtype=np.uint8)
+    model = common_pb2.ModelRef(branch="b1")
+    wire = [
+        encoder_pb2.ClassifyRequest(clip=array_to_clip(c, 8.0), model=model).SerializeToString()
+        for c in clips
+    ]
+    context = _NoDeadline()
+    k = [0]
+
+    def call() -> None:
+        request = encoder_pb2.ClassifyRequest.FromString(wire[k[0] % len(wire)])
+        k[0] += 1
+        servicer.Classify(request, context).SerializeToString()  # type: ignore[arg-type]
+
+    for _ in range(3):
+        call()
+    conn.send("ready")
+    while (secs := conn.recv()) is not None:
+        conn.send(timeit(call, secs))
