@@ -145,8 +145,9 @@ def collect(
     described = describe_samples_stage(
         sources.describer, validation, reports, n_samples, encoder_reason=served.encoder_reason
     )
-    decision = decide(list(reports.values()), rule)
     stats = statistics(reports, validation, rule, settings)
+    verdict = stats.stats.verdict if stats.stats is not None else None
+    decision = decide(list(reports.values()), rule, tied=verdict.tied if verdict is not None else None)
     robust = robustness(settings, reports, validation)
     stages: list[StageOutput] = [plan, runs, prom, curves, clips, served, latency, described, stats, robust]
     return ReportData(

@@ -70,8 +70,12 @@ def _points(key: str, d: float) -> str:
     return f"{abs(d) * 100:.2f} points" if "accuracy" in key else f"{abs(d):.2f} points"
 
 
-def decide(branches: list[BranchReport], rule_id: str) -> WinnerDecision:
-    """Rank the branches that have the rule's figures and explain the result."""
+def decide(branches: list[BranchReport], rule_id: str, *, tied: list[str] | None = None) -> WinnerDecision:
+    """Rank the branches that have the rule's figures and explain the result.
+
+    ``tied``: the branches the statistics found tied for first (the verdict). When there are
+    two or more, the rule's leader is said to lead, not to win: no winner is declared.
+    """
     rule = RULES.get(rule_id)
     if rule is None:
         raise ValueError(f"unknown winner rule {rule_id!r}; known: {', '.join(RULES)}")
@@ -102,35 +106,43 @@ def decide(branches: list[BranchReport], rule_id: str) -> WinnerDecision:
             text += " " + " ".join(f"{n}: {r}." for n, r in excluded.items())
         return WinnerDecision(rule_id, rule.text, "", [], text, excluded)
 
-    text = _justify(eligible, rule, excluded)
+    text = _justify(eligible, rule, excluded, tied=tied or [])
     return WinnerDecision(rule_id, rule.text, ranking[0], ranking, text, excluded)
 
 
-def _justify(ranked: list[tuple[BranchReport, float, float]], rule: Rule, excluded: dict[str, str]) -> str:
+def _justify(
+    ranked: list[tuple[BranchReport, float, float]], rule: Rule, excluded: dict[str, str], *, tied: list[str]
+) -> str:
     pk, _, p_label = rule.primary
     tk, _, t_label = rule.tiebreak
     win, wp, wt = ranked[0]
+    wins, winning = ("leads", "Leading") if len(tied) > 1 else ("wins", "Winning")
     parts: list[str] = []
     if len(ranked) == 1:
         parts.append(
-            f"{win.name} wins because it is the only branch with a {p_label} figure "
+            f"{win.name} {wins} because it is the only branch with a {p_label} figure "
             f"({_fmt(pk, wp)}; {t_label} {_fmt(tk, wt)})."
         )
     else:
         ru, rp, rt = ranked[1]
         if abs(wp - rp) <= TIE_TOLERANCE:
-            tied = [b.name for b, p, _ in ranked if abs(p - wp) <= TIE_TOLERANCE]
+            level = [b.name for b, p, _ in ranked if abs(p - wp) <= TIE_TOLERANCE]
             parts.append(
-                f"{_join(tied)} tie on {p_label} at {_fmt(pk, wp)}; the tie is broken by {t_label}, "
+                f"{_join(level)} tie on {p_label} at {_fmt(pk, wp)}; the tie is broken by {t_label}, "
                 f"where {win.name} has {_fmt(tk, wt)} against {ru.name}'s {_fmt(tk, rt)} "
-                f"({_points(tk, wt - rt)} better), so {win.name} wins."
+                f"({_points(tk, wt - rt)} better), so {win.name} {wins}."
             )
         else:
             parts.append(
-                f"{win.name} wins with a {p_label} of {_fmt(pk, wp)}, {_points(pk, wp - rp)} ahead of the "
+                f"{win.name} {wins} with a {p_label} of {_fmt(pk, wp)}, {_points(pk, wp - rp)} ahead of the "
                 f"runner-up {ru.name} ({_fmt(pk, rp)})."
             )
             parts.append(_margin_note(win, ru, pk, wp, rp))
+    if len(tied) > 1:
+        parts.append(
+            f"No winner is declared: the paired tests find {_join(tied)} statistically tied for first "
+            "(the verdict)."
+        )
     crit = win.meets_criteria()
     if crit is True:
         parts.append(
@@ -148,7 +160,7 @@ def _justify(ranked: list[tuple[BranchReport, float, float]], rule: Rule, exclud
                 f"forecast MAE {win.results.forecast_mae_pct:.2f} % is not below {MAE_PCT_CRITERION:.0f} %"
             )
         parts.append(
-            f"Winning is relative: {win.name} does not meet the success criteria ({'; '.join(fails)})."
+            f"{winning} is relative: {win.name} does not meet the success criteria ({'; '.join(fails)})."
         )
     if win.served is not None and win.results is not None:
         sm = win.served.metrics

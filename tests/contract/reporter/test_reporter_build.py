@@ -179,6 +179,9 @@ def test_winner_follows_the_rule_with_a_tie_broken_by_mae(built: ReportResult) -
     assert "**Leader by the rule: b2.**" in md
     assert "highest validation accuracy" in md and "ties broken by lower forecast MAE" in md
     assert "tie on validation accuracy at 87.50 %" in built.justification
+    # The paired tests find the three tied, so the rule's leader leads and no winner is declared.
+    assert "b2 leads" in built.justification and "No winner is declared" in built.justification
+    assert "wins" not in built.justification
 
 
 def test_failed_branch_and_fallbacks_are_shown_not_guessed(built: ReportResult) -> None:

@@ -55,3 +55,14 @@ def test_no_eligible_branch_means_no_winner() -> None:
 def test_unknown_rule_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown winner rule"):
         decide([], "fastest")
+
+
+def test_a_leader_the_paired_tests_cannot_separate_leads_and_does_not_win() -> None:
+    branches = [_branch("b1", 0.85), _branch("b2", 0.9125), _branch("b3", 0.40, 30.0)]
+    tied = decide(branches, "accuracy_then_mae", tied=["b2", "b1"])
+    assert tied.ranking[0] == "b2"
+    assert tied.justification.startswith("b2 leads with a validation accuracy of 91.25 %")
+    assert "No winner is declared: the paired tests find b2 and b1 statistically tied" in tied.justification
+    assert "wins" not in tied.justification
+    clear = decide(branches, "accuracy_then_mae", tied=[])  # the verdict named b2 the winner
+    assert clear.justification.startswith("b2 wins") and "No winner is declared" not in clear.justification
