@@ -125,9 +125,9 @@ def _expected_output_shapes(meta: ModelMetadata) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def load_session(version_dir: Path, cfg: SessionConfig, *, root: Path | None = None) -> LoadedSession:
-    """Load, validate and warm up one version directory; raise ModelLoadError if it cannot serve."""
-    start = time.perf_counter()
+def _checked_metadata(version_dir: Path, root: Path | None) -> tuple[ModelMetadata, str]:
+    """The version's metadata, checked against its directory, its model file's sha256 and the
+    input contract; (metadata, the model's sha256)."""
     model_path = version_dir / MODEL_FILE
     if not (version_dir / METADATA_FILE).is_file():
         raise ModelLoadError("metadata", f"{version_dir} has no {METADATA_FILE}")
@@ -158,19 +158,19 @@ def load_session(version_dir: Path, cfg: SessionConfig, *, root: Path | None = N
             "metadata",
             f"input.mean/std need {inp.channels} values each and std > 0, got {inp.mean}/{inp.std}",
         )
-    providers = choose_providers(cfg.providers)
-    try:
-        sess = ort.InferenceSession(str(model_path), sess_options=session_options(cfg), providers=providers)
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/InvalidProtobuf
-        raise ModelLoadError("corrupt", f"onnxruntime cannot load {model_path}: {exc}") from None
+    return meta, digest
 
+
+def _check_io(sess: ort.InferenceSession, meta: ModelMetadata) -> dict[str, tuple[int, ...]]:
+    """The session's input and outputs against the metadata; the outputs' expected shapes."""
+    inp = meta.input
+    want = (inp.channels, inp.frames, inp.height, inp.width)
     inputs = sess.get_inputs()
     if len(inputs) != 1 or inputs[0].name != inp.name:
         raise ModelLoadError(
             "incompatible", f"model inputs {[i.name for i in inputs]} != metadata input [{inp.name!r}]"
         )
     ishape = inputs[0].shape
-    want = (inp.channels, inp.frames, inp.height, inp.width)
     if len(ishape) != 5 or not all(_dim_ok(a, e) for a, e in zip(ishape[1:], want, strict=True)):
         raise ModelLoadError(
             "incompatible",
@@ -201,11 +201,19 @@ def load_session(version_dir: Path, cfg: SessionConfig, *, root: Path | None = N
     declared = {t.name for t in meta.outputs}
     if not set(OUTPUT_NAMES) <= declared:
         raise ModelLoadError("metadata", f"metadata.outputs {sorted(declared)} lacks one of {OUTPUT_NAMES}")
+    return expected
 
+
+def _warm_up(
+    sess: ort.InferenceSession, meta: ModelMetadata, expected: dict[str, tuple[int, ...]], runs: int
+) -> None:
+    """Run zeros through the session; wrong shapes or non-finite outputs refuse the model."""
+    inp = meta.input
+    want = (inp.channels, inp.frames, inp.height, inp.width)
     # Warm up at batch 1 and 2: the second also proves the batch axis really is dynamic.
     for n in (1, 2):
         x = np.zeros((n, *want), dtype=np.float32)
-        for _ in range(max(1, cfg.warmup_runs)):
+        for _ in range(max(1, runs)):
             try:
                 res = sess.run(list(meta.output_names), {inp.name: x})
             except Exception as exc:
@@ -218,13 +226,28 @@ def load_session(version_dir: Path, cfg: SessionConfig, *, root: Path | None = N
                 )
             if not np.all(np.isfinite(arr)):
                 raise ModelLoadError("incompatible", f"warm-up at batch {n}: output {name} is not finite")
+
+
+def load_session(version_dir: Path, cfg: SessionConfig, *, root: Path | None = None) -> LoadedSession:
+    """Load, validate and warm up one version directory; raise ModelLoadError if it cannot serve."""
+    start = time.perf_counter()
+    model_path = version_dir / MODEL_FILE
+    meta, digest = _checked_metadata(version_dir, root)
+    providers = choose_providers(cfg.providers)
+    try:
+        sess = ort.InferenceSession(str(model_path), sess_options=session_options(cfg), providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/InvalidProtobuf
+        raise ModelLoadError("corrupt", f"onnxruntime cannot load {model_path}: {exc}") from None
+
+    expected = _check_io(sess, meta)
+    _warm_up(sess, meta, expected, cfg.warmup_runs)
     return LoadedSession(
         session=sess,
         metadata=meta,
         metadata_json=(version_dir / METADATA_FILE).read_text(),
         sha256=digest,
         provider=sess.get_providers()[0],
-        input_name=inp.name,
+        input_name=meta.input.name,
         load_seconds=time.perf_counter() - start,
         output_names=meta.output_names,
     )
