@@ -54,8 +54,7 @@ def borrowed_track_error(track: torch.Tensor, observed: torch.Tensor) -> torch.T
     training clips it fits. Learning also on the true positions with an error borrowed from a
     random other clip (a fresh pairing each step, the error taken relative to that clip's depth
     and scaled to this one's, since it grows with depth) shows it many more noisy versions of
-    each path than the 960 it would otherwise see (offline, on the frozen seed b1 model's
-    tracks, 30 epochs: 0.946-0.958 -> 0.962-0.967 validation accuracy; bench/RESULTS.md).
+    each path than the training clips alone would (its measured effect: bench/RESULTS.md).
     Draws from torch's global generator, seeded per epoch like the rest of training.
     """
     depth = observed[..., 2:3].clamp_min(1e-3)
