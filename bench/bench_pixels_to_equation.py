@@ -1,5 +1,6 @@
 """Pixels to equation, measured: a published model served by a real encoder, its own observed
-track described by the real describer (analytic), graded against the true trajectories.
+track described by the real describer (analytic), graded against the true trajectories; also the
+served model's accuracy and forecast MAE on the whole split.
 
     PYTHONPATH=. python bench/bench_pixels_to_equation.py --models models --data data/quick \\
         --branch b1 --samples 80
@@ -77,6 +78,10 @@ def main() -> None:
     b = data.branches[args.branch]
     print(f"branch {args.branch}, {args.split} split, {len(b.samples)} clips described; missing: "
           f"{[m.reason for m in b.missing if m.section != 'trainer'] or 'none'}")
+    if b.served is not None:  # the served model on the whole split: the report's headline figures
+        m = b.served.metrics
+        print(f"served model on the {args.split} split: accuracy {m.accuracy * 100:.2f} % on {m.samples} clips, "
+              f"forecast MAE {m.forecast_mae_pct:.2f} % of extent")
     truth = {s.index: grade_sample(s, val) for s in b.samples}
     pixels = {s.index: grade_sample(s, val) for s in b.track_samples}
     for way, grades in (("true positions", truth), ("pixels to equation", pixels)):
