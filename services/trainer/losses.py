@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from services.trainer.branch import BranchModel, BranchOutput
 from services.trainer.perception.track_classifier import noisy_track_logits
+from trajlab.data.camera import pinhole
 
 
 class TrackTarget(NamedTuple):
@@ -44,13 +45,13 @@ def disc_masks(
     ``shift`` (N, T, 2): the camera's shift (du, dv) of each frame in pixels, which moves the
     disc where the image shows it.
 
-    The renderer's pinhole geometry (trajlab.data.camera): centre ``u = W/2 + f x / z``,
+    The renderer's pinhole geometry (`trajlab.data.camera.pinhole`): centre ``u = W/2 + f x / z``,
     ``v = H/2 - f y / z``, radius ``f R / z`` pixels; a pixel is covered by the fraction
     ``clamp(r - d + 0.5, 0, 1)`` of its centre's distance ``d`` to the edge (antialiased).
     """
     z = observed[..., 2].clamp_min(1e-3)
-    u = width / 2 + focal_px * observed[..., 0] / z  # (N, T)
-    v = height / 2 - focal_px * observed[..., 1] / z
+    # (N, T) each
+    u, v = pinhole(observed[..., 0], observed[..., 1], z, focal=focal_px, cx=width / 2, cy=height / 2)
     if shift is not None:
         u = u + shift[..., 0].to(u.dtype)
         v = v + shift[..., 1].to(v.dtype)

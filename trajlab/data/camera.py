@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,15 @@ class Camera:
         return self.height / 2.0
 
 
+def pinhole(x: Any, y: Any, z: Any, *, focal: float, cx: float, cy: float) -> tuple[Any, Any]:
+    """The pinhole camera: ``u = cx + f x / z``, ``v = cy - f y / z`` (v points down, world y up).
+
+    Plain arithmetic, so numpy arrays and torch tensors alike (the trainer's mask target uses
+    it on tensors; :func:`project` on arrays): one definition of the geometry.
+    """
+    return cx + focal * x / z, cy - focal * y / z
+
+
 def project(point: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
     """Project world points ``(..., 3)`` to continuous pixel coordinates ``(u, v)``.
 
@@ -56,11 +66,7 @@ def project(point: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
     on any leading shape.
     """
     p = np.asarray(point, dtype=np.float64)
-    f = camera.focal_px
-    z = p[..., 2]
-    u = camera.cx + f * p[..., 0] / z
-    v = camera.cy - f * p[..., 1] / z
-    return u, v
+    return pinhole(p[..., 0], p[..., 1], p[..., 2], focal=camera.focal_px, cx=camera.cx, cy=camera.cy)
 
 
 def apparent_radius(z: np.ndarray | float, radius: float, camera: Camera) -> np.ndarray:
