@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from trajlab.data import RenderSettings, TrajectoryGenerator, render_batch
+from trajlab.data import render_samples
 from trajlab.profiles import CLASS_NAMES, DatasetConfig
 
 # First element of a fresh clip's spawn key. The dataset's keys start with 0 (samples) and 1
@@ -53,8 +53,6 @@ def fresh_clips(config: DatasetConfig, training_seed: int, epoch: int, n: int) -
     """The ``n`` fresh training clips of ``epoch``: same config, seeds and epoch = same bytes."""
     if n < 1:
         raise ValueError(f"fresh clips per epoch must be at least 1, got {n}")
-    gen = TrajectoryGenerator.from_config(config)
-    settings = RenderSettings.from_config(config)
     clips = np.empty((n, config.frames, config.height, config.width, 3), np.uint8)
     positions = np.empty((n, config.frames + config.horizon, 3), np.float32)
     labels = (np.arange(n) % len(CLASS_NAMES)).astype(np.int64)
@@ -66,11 +64,8 @@ def fresh_clips(config: DatasetConfig, training_seed: int, epoch: int, n: int) -
             )
             for j in js
         ]
-        trajs = [gen.sample(int(labels[j]), rng) for j, rng in zip(js, rngs, strict=True)]
-        pos = np.stack([t.positions for t in trajs])
-        # As in the dataset build: the trajectory's generator continues into the scene.
-        render_batch(pos[:, : config.frames], settings, rngs, clips[start : start + len(js)])
-        positions[start : start + len(js)] = pos
+        trajs = render_samples(config, labels[start : start + len(js)], rngs, clips[start : start + len(js)])
+        positions[start : start + len(js)] = np.stack([t.positions for t in trajs])
     return FreshClips(clips=clips, labels=labels, positions=positions)
 
 

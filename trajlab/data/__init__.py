@@ -4,7 +4,7 @@ Importing this package pulls in numpy only (no torch, no matplotlib, no sympy), 
 building and loading stay fast.
 """
 
-from trajlab.data.build import BuildResult, build_dataset, build_dataset_detailed
+from trajlab.data.build import BuildResult, build_dataset, build_dataset_detailed, render_samples
 from trajlab.data.camera import Camera, apparent_radius, project
 from trajlab.data.dataset import Dataset, Split, load_dataset
 from trajlab.data.manifest import DatasetError, read_manifest
@@ -31,4 +31,5 @@ __all__ = [
     "render_batch",
     "render_clip",
     "render_clip_fullframe",
+    "render_samples",
 ]

@@ -32,7 +32,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,14 +116,28 @@ def _render_chunk(
     config: DatasetConfig, clips: np.ndarray, split: str, start: int, ids: np.ndarray
 ) -> _ChunkResult:
     """Generate and render samples ``ids`` into ``clips[start : start + len(ids)]``."""
+    rngs = [_sample_rng(config.seed, i) for i in ids]
+    labels = [int(i) % len(CLASS_NAMES) for i in ids]
+    trajs = render_samples(config, labels, rngs, clips[start : start + len(ids)])
+    pos = np.stack([t.positions for t in trajs])
+    return _ChunkResult(split, start, pos, [t.equations for t in trajs], [t.params for t in trajs])
+
+
+def render_samples(
+    config: DatasetConfig, labels: Sequence[int], rngs: Sequence[np.random.Generator], out: np.ndarray
+) -> list[Any]:
+    """One clip per (label, rng) into ``out`` (len(labels), T, H, W, 3); their trajectories.
+
+    Each sample's generator draws its trajectory first and then continues into the scene, so
+    the bytes follow from (config, rng) alone: the dataset's samples and the trainer's fresh
+    clips are made the same way.
+    """
     gen = TrajectoryGenerator.from_config(config)
     settings = RenderSettings.from_config(config)
-    rngs = [_sample_rng(config.seed, i) for i in ids]
-    trajs = [gen.sample(int(i) % len(CLASS_NAMES), rng) for i, rng in zip(ids, rngs, strict=True)]
+    trajs = [gen.sample(int(c), rng) for c, rng in zip(labels, rngs, strict=True)]
     pos = np.stack([t.positions for t in trajs])
-    # The same generator continues into the scene: trajectory first, then render draws.
-    render_batch(pos[:, : config.frames], settings, rngs, clips[start : start + len(ids)])
-    return _ChunkResult(split, start, pos, [t.equations for t in trajs], [t.params for t in trajs])
+    render_batch(pos[:, : config.frames], settings, list(rngs), out)
+    return trajs
 
 
 _WORKER: dict[str, Any] = {}
