@@ -109,24 +109,9 @@ def _curves(data: ReportData, out: Path, colors: dict[str, str]) -> list[FigureR
                     markersize=3.5,
                     label=b.name if j == 0 else None,
                 )
-        if key == "accuracy":
-            ax.axhline(
-                ACCURACY_CRITERION * 100,
-                color="black",
-                linewidth=0.9,
-                linestyle=":",
-                label=f"criterion > {ACCURACY_CRITERION * 100:.0f} %",
-            )
-            ax.set_ylim(0, 100)
-        if key == "mae":
-            ax.axhline(
-                MAE_PCT_CRITERION,
-                color="black",
-                linewidth=0.9,
-                linestyle=":",
-                label=f"criterion < {MAE_PCT_CRITERION:.0f} %",
-            )
-            ax.set_ylim(bottom=0)
+        if key in ("accuracy", "mae"):
+            _criterion(ax, key)
+            ax.set_ylim(*((0, 100) if key == "accuracy" else (0, None)))
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
@@ -189,27 +174,23 @@ def _annotate_bars(ax: Any, bars: Any, vals: list[float]) -> None:
             rect.set_visible(False)  # a missing figure is no bar, not a zero bar
 
 
+def _criterion(ax: Any, key: str) -> None:
+    """The seed's success line on an accuracy (percent) or MAE (% of extent) axis."""
+    if key == "accuracy":
+        value, label = ACCURACY_CRITERION * 100, f"criterion > {ACCURACY_CRITERION * 100:.0f} %"
+    else:
+        value, label = MAE_PCT_CRITERION, f"criterion < {MAE_PCT_CRITERION:.0f} %"
+    ax.axhline(value, color="black", linewidth=0.9, linestyle=":", label=label)
+
+
 def _criterion_line(ax: Any, key: str) -> None:
     """The seed's criterion on the ``key`` bars, and the axis labels and title."""
+    _criterion(ax, key)
     if key == "accuracy":
-        ax.axhline(
-            ACCURACY_CRITERION * 100,
-            color="black",
-            linewidth=0.9,
-            linestyle=":",
-            label=f"criterion > {ACCURACY_CRITERION * 100:.0f} %",
-        )
         ax.set_ylabel("validation accuracy (%)")
         ax.set_ylim(0, 105)
         ax.set_title("Classification accuracy: branches and baselines")
     else:
-        ax.axhline(
-            MAE_PCT_CRITERION,
-            color="black",
-            linewidth=0.9,
-            linestyle=":",
-            label=f"criterion < {MAE_PCT_CRITERION:.0f} %",
-        )
         ax.set_ylabel("forecast MAE (% of extent, lower is better)")
         ax.set_title("Forecast MAE: branches and physics baselines")
 
