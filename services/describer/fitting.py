@@ -19,7 +19,9 @@ The family is chosen by a BIC-like score, N·log(RSS/N) + K·log(N), with RSS
 floored at a tiny fraction of the extent (so noise-free data does not reward
 extra parameters with log(0)), minus a bonus for the class the video model
 predicted: the prior settles near-ties (a short arc of a circle against a
-parabola under noise) but cannot overrule a clearly better fit.
+parabola under noise) but cannot overrule a clearly better fit. A periodic fit is
+not a candidate when its radius is implausible for the points: over 20x their extent
+(a few points overfitted) or under 2 % of it (a tracker's jitter on a straight path).
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ PRIOR_BONUS = 6.0  # score bonus of the predicted class ("strong evidence" on th
 OMEGA_GRID = 96  # grid points of the ω scan
 ZOOM_LEVELS = 4  # each shrinks the ω bracket 8x (to ~1e-5 of ω), then a parabola refines
 MAX_RADIUS_OVER_EXTENT = 20.0  # periodic fits with a larger radius are not credible
+# Periodic fits with a smaller radius are a line or parabola with jitter on it (a tracker's
+# frame-to-frame error fits as a tight, fast helix), not a turn anyone would call one.
+MIN_RADIUS_OVER_EXTENT = 0.02
 MIN_TURN_FRACTION = 1 / 8  # slowest ω considered: 1/8 turn over the observed window
 
 
@@ -199,9 +204,12 @@ def fit_motion(
         ff = fit_family(fam, t, p, extent)
         if fam in _PERIODIC:
             a, b = ff.coefs[-2], ff.coefs[-1]
-            if math.sqrt((a @ a + b @ b) / 2) > MAX_RADIUS_OVER_EXTENT * max(extent, 1e-12):
+            radius = math.sqrt((a @ a + b @ b) / 2)
+            if radius > MAX_RADIUS_OVER_EXTENT * max(extent, 1e-12):
                 # A "circle" far larger than the points it passes is a few points overfitted
                 # (or a line/parabola in disguise), not circular motion.
+                continue
+            if radius < MIN_RADIUS_OVER_EXTENT * extent:
                 continue
         fits[fam] = ff
     scores = {f: ff.score - (PRIOR_BONUS if f == predicted else 0.0) for f, ff in fits.items()}

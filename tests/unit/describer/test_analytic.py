@@ -188,3 +188,26 @@ def test_parabolic_description_gives_direction_words_and_the_apex() -> None:
         int(g[axis] < 0)
     ]
     assert f"units/s² mostly {word}" in d.description
+
+
+def test_a_straight_path_with_tracker_jitter_reads_as_linear_not_as_a_tight_helix() -> None:
+    # A tracker's frame-to-frame error on a straight path: small (0.5 % of the extent) and
+    # fast (about 4 frames per cycle), which a helix of 13 coefficients fits far better than
+    # a line of 6 does; the describer must still call it a line.
+    t = np.arange(16) / 8.0
+    line = np.array([0.2, -0.1, 4.0]) + np.outer(t, [1.0, 0.3, -0.4])
+    extent = float(np.max(line.max(0) - line.min(0)))
+    wobble = 0.005 * extent * np.stack([np.cos(12.0 * t), np.sin(12.0 * t), np.zeros_like(t)], axis=1)
+    fit = fit_motion(t, line + wobble, predicted="linear")
+    assert fit.family == "linear", fit.scores
+
+
+def test_a_tight_helix_well_above_jitter_still_reads_as_helical() -> None:
+    # Radius 5 % of the extent: small beside the drift, but a real turn, not jitter.
+    t = np.arange(16) / 8.0
+    drift = np.outer(t, [0.0, 0.0, 1.5])
+    extent = 3.0
+    r = 0.05 * extent
+    pts = drift + np.stack([r * np.cos(3.0 * t), r * np.sin(3.0 * t), np.zeros_like(t)], axis=1)
+    fit = fit_motion(t, pts, predicted=None)
+    assert fit.family == "helical", fit.scores
