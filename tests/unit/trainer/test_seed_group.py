@@ -27,7 +27,9 @@ def test_each_seed_gets_its_run_name_seed_and_ports() -> None:
     assert list(envs) == ["b1@s7", "b1@s8", "b1@s9"]
     assert [e["TRAJLAB_TRAINER_SEED"] for e in envs.values()] == ["7", "8", "9"]
     assert [e["TRAJLAB_TRAINER_PORT"] for e in envs.values()] == ["50052", "50053", "50054"]
-    assert [e["TRAJLAB_TRAINER_METRICS_PORT"] for e in envs.values()] == ["9100", "9101", "9102"]
+    # The group serves every seed's metrics on 9100; each child's own /metrics is on loopback above it.
+    assert [e["TRAJLAB_TRAINER_METRICS_PORT"] for e in envs.values()] == ["9101", "9102", "9103"]
+    assert {e["TRAJLAB_TRAINER_METRICS_HOST"] for e in envs.values()} == {"127.0.0.1"}
     assert {e["TRAJLAB_TRAINER_SEEDS"] for e in envs.values()} == {"0"}  # a child never starts a group
     # Disabled metrics stay disabled for every seed.
     assert {e["TRAJLAB_TRAINER_METRICS_PORT"] for e in child_envs(_trainer(seeds=2, metrics_port=-1), 0).values()} == {"-1"}
