@@ -26,7 +26,7 @@ from typing import Any
 
 from services.trainer.seed_metrics import CHILD_HOST, child_metrics_ports, serve_group_metrics
 from trajlab.errors import ConfigError
-from trajlab.runs import run_name, training_seeds
+from trajlab.runs import ablated_branch, run_name, training_seeds
 
 log = logging.getLogger("services.trainer.seed_group")
 
@@ -58,12 +58,23 @@ def child_envs(settings: Any, base_seed: int) -> dict[str, dict[str, str]]:
     return out
 
 
+def metrics_children(settings: Any, envs: dict[str, dict[str, str]]) -> dict[str, int]:
+    """{the run each child trains, as its metrics name it: its metrics port}.
+
+    With ``ablate`` set the children train ``<branch>-noperc@s<seed>`` (services/trainer/seeds.py).
+    """
+    trained = ablated_branch(settings.branch, settings.ablate) if settings.ablate else settings.branch
+    return {
+        run_name(trained, int(env["TRAJLAB_TRAINER_SEED"])): int(env["TRAJLAB_TRAINER_METRICS_PORT"])
+        for env in envs.values()
+    }
+
+
 def serve_metrics(settings: Any, envs: dict[str, dict[str, str]]) -> int | None:
     """Serve every child's metrics on the group's metrics port; None when metrics are off."""
     if settings.metrics_port < 0:
         return None
-    ports = {run: int(env["TRAJLAB_TRAINER_METRICS_PORT"]) for run, env in envs.items()}
-    return serve_group_metrics(settings.metrics_host, settings.metrics_port, ports)
+    return serve_group_metrics(settings.metrics_host, settings.metrics_port, metrics_children(settings, envs))
 
 
 def _stop_with_parent() -> None:

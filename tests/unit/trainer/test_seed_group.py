@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from services.reporter.settings import ReporterSettings
-from services.trainer.seed_group import child_envs
+from services.trainer.seed_group import child_envs, metrics_children
 from services.trainer.settings import TrainerSettings
 from trajlab.config import load_settings
 from trajlab.errors import ConfigError
@@ -33,6 +33,13 @@ def test_each_seed_gets_its_run_name_seed_and_ports() -> None:
     assert {e["TRAJLAB_TRAINER_SEEDS"] for e in envs.values()} == {"0"}  # a child never starts a group
     # Disabled metrics stay disabled for every seed.
     assert {e["TRAJLAB_TRAINER_METRICS_PORT"] for e in child_envs(_trainer(seeds=2, metrics_port=-1), 0).values()} == {"-1"}
+
+
+def test_the_groups_metrics_name_each_child_by_the_run_it_trains() -> None:
+    plain = _trainer(seeds=2, metrics_port=9100)
+    assert metrics_children(plain, child_envs(plain, base_seed=4)) == {"b1@s4": 9101, "b1@s5": 9102}
+    ablated = _trainer(seeds=2, metrics_port=9100, ablate="perception")
+    assert metrics_children(ablated, child_envs(ablated, base_seed=0)) == {"b1-noperc@s0": 9101, "b1-noperc@s1": 9102}
 
 
 @pytest.mark.parametrize(
