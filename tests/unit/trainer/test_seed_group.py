@@ -84,3 +84,24 @@ def test_the_reporter_asks_every_seed_where_its_trainer_serves_it() -> None:
 def test_a_target_without_a_port_is_refused() -> None:
     with pytest.raises(ValueError, match="host:port"):
         seed_group_targets("b1", "trainer-b1", [0])
+
+
+def test_a_group_whose_metrics_port_is_taken_exits_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    import trajlab.logging_setup
+    from services.trainer import seed_group
+
+    monkeypatch.setattr(trajlab.logging_setup, "setup_logging", lambda *a: None)  # keep pytest's handlers
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        for k, v in {"SEEDS": "2", "PORT": "50052", "METRICS_HOST": "127.0.0.1",
+                     "METRICS_PORT": str(busy.getsockname()[1])}.items():
+            monkeypatch.setenv(f"TRAJLAB_TRAINER_{k}", v)
+        monkeypatch.setattr(seed_group, "run_group", lambda envs: pytest.fail("children started"))
+        assert seed_group.main() == 2  # EXIT_BAD_CONFIG, before any child starts
+    assert "metrics_port: cannot serve the seed group's metrics" in caplog.text
