@@ -1,8 +1,9 @@
 """Run names: a branch trained at one training seed is the run ``<branch>@s<seed>`` (``b1@s0``).
 
 The run name keeps seed runs apart everywhere a branch name is used: run directories,
-checkpoints, status, the trainer's metrics (its ``branch`` label; Prometheus adds ``run``
-and ``seed`` target labels), the model repository (``models/<profile>/b1@s0/<version>/``)
+checkpoints, status, the trainer's metrics (its ``branch`` label; ``run``, ``seed`` and
+``base_branch`` labels come from ``trajlab run``'s scrape config, a compose seed group's
+/metrics or the Kubernetes PodMonitor), the model repository (``models/<profile>/b1@s0/<version>/``)
 and the encoder, which serves each run under its name. A plain branch name asked of the
 encoder resolves to that branch's default run: the one with the lowest seed (the profile's
 own ``training.seed``), see :func:`default_run`.

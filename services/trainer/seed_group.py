@@ -3,8 +3,10 @@
 With ``TRAJLAB_TRAINER_SEEDS=N`` (N >= 1), ``python -m services.trainer`` starts N trainer
 processes, one per training seed of the profile (``training.seed``, ``+1``, ... as
 ``trajlab run --seeds N``): seed k's run ``<branch>@s<seed>`` listens on the group's port + k
-and metrics port + k and trains in ``<run_dir>/<branch>/seed-<seed>`` (run_matrix.resolve_run).
-The reporter finds the runs the same way (:func:`trajlab.runs.seed_group_targets`).
+and trains in ``<run_dir>/<branch>/seed-<seed>`` (run_matrix.resolve_run). The reporter finds
+the runs the same way (:func:`trajlab.runs.seed_group_targets`). The group's metrics port
+serves every run's metrics, labelled ``run`` and ``seed`` (services/trainer/seed_metrics.py);
+seed k's own /metrics is on loopback, metrics port + 1 + k.
 
 The group lives and dies as one: SIGTERM and SIGINT are passed to every child; when a child
 fails on its own (an error, the OOM killer), the others are stopped and the group exits with
@@ -22,8 +24,9 @@ import sys
 import time
 from typing import Any
 
+from services.trainer.seed_metrics import CHILD_HOST, child_metrics_ports, serve_group_metrics
 from trajlab.errors import ConfigError
-from trajlab.runs import run_name, training_seeds
+from trajlab.runs import ablated_branch, run_name, training_seeds
 
 log = logging.getLogger("services.trainer.seed_group")
 
@@ -42,15 +45,36 @@ def child_envs(settings: Any, base_seed: int) -> dict[str, dict[str, str]]:
             f"seeds: a seed group needs a fixed port (seed k on port + k), got port {settings.port}"
         )
     out: dict[str, dict[str, str]] = {}
-    for k, seed in enumerate(training_seeds(base_seed, settings.seeds)):
-        metrics = settings.metrics_port + k if settings.metrics_port > 0 else settings.metrics_port
+    seeds = training_seeds(base_seed, settings.seeds)
+    metrics_ports = child_metrics_ports(settings.metrics_port, len(seeds))
+    for k, (seed, metrics) in enumerate(zip(seeds, metrics_ports, strict=True)):
         out[run_name(settings.branch, seed)] = {
             "TRAJLAB_TRAINER_SEEDS": "0",  # each child trains its one run itself
             "TRAJLAB_TRAINER_SEED": str(seed),
             "TRAJLAB_TRAINER_PORT": str(settings.port + k),
+            "TRAJLAB_TRAINER_METRICS_HOST": CHILD_HOST,  # scraped by the group, not from outside
             "TRAJLAB_TRAINER_METRICS_PORT": str(metrics),
         }
     return out
+
+
+def metrics_children(settings: Any, envs: dict[str, dict[str, str]]) -> dict[str, int]:
+    """{the run each child trains, as its metrics name it: its metrics port}.
+
+    With ``ablate`` set the children train ``<branch>-noperc@s<seed>`` (services/trainer/seeds.py).
+    """
+    trained = ablated_branch(settings.branch, settings.ablate) if settings.ablate else settings.branch
+    return {
+        run_name(trained, int(env["TRAJLAB_TRAINER_SEED"])): int(env["TRAJLAB_TRAINER_METRICS_PORT"])
+        for env in envs.values()
+    }
+
+
+def serve_metrics(settings: Any, envs: dict[str, dict[str, str]]) -> int | None:
+    """Serve every child's metrics on the group's metrics port; None when metrics are off."""
+    if settings.metrics_port < 0:
+        return None
+    return serve_group_metrics(settings.metrics_host, settings.metrics_port, metrics_children(settings, envs))
 
 
 def _stop_with_parent() -> None:
@@ -124,5 +148,11 @@ def main() -> int | None:
         envs = child_envs(settings, load_profile(settings.profile).training.seed)
     except ConfigError as exc:
         log.error("%s", exc)
+        return EXIT_BAD_CONFIG
+    try:
+        serve_metrics(settings, envs)  # before the children: a scrape meanwhile says who is not up yet
+    except OSError as exc:
+        log.error("metrics_port: cannot serve the seed group's metrics on %s:%s: %s",
+                  settings.metrics_host, settings.metrics_port, exc)
         return EXIT_BAD_CONFIG
     return run_group(envs)

@@ -47,7 +47,8 @@ class TrainerSettings(ServerSettings):
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     # Seeds this process trains as a seed group (compose's TRAJLAB_SEEDS; services/trainer/seed_group.py):
     # N child trainers, one per training seed of the profile (training.seed, +1, ...), seed k's run
-    # on port + k and metrics_port + k. 0 = this process trains one run itself (as `seed` says).
+    # on port + k; metrics_port serves every seed's metrics (seed_metrics.py). 0 = this process trains one run
+    # itself (as `seed` says).
     seeds: int = Field(0, ge=0, le=16)
     # "perception": train this branch with the object-track perception off (its track false),
     # as the run <branch>-noperc (trajlab.runs); "" = as configured.

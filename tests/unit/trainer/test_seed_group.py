@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from services.reporter.settings import ReporterSettings
-from services.trainer.seed_group import child_envs
+from services.trainer.seed_group import child_envs, metrics_children
 from services.trainer.settings import TrainerSettings
 from trajlab.config import load_settings
 from trajlab.errors import ConfigError
@@ -27,10 +27,19 @@ def test_each_seed_gets_its_run_name_seed_and_ports() -> None:
     assert list(envs) == ["b1@s7", "b1@s8", "b1@s9"]
     assert [e["TRAJLAB_TRAINER_SEED"] for e in envs.values()] == ["7", "8", "9"]
     assert [e["TRAJLAB_TRAINER_PORT"] for e in envs.values()] == ["50052", "50053", "50054"]
-    assert [e["TRAJLAB_TRAINER_METRICS_PORT"] for e in envs.values()] == ["9100", "9101", "9102"]
+    # The group serves every seed's metrics on 9100; each child's own /metrics is on loopback above it.
+    assert [e["TRAJLAB_TRAINER_METRICS_PORT"] for e in envs.values()] == ["9101", "9102", "9103"]
+    assert {e["TRAJLAB_TRAINER_METRICS_HOST"] for e in envs.values()} == {"127.0.0.1"}
     assert {e["TRAJLAB_TRAINER_SEEDS"] for e in envs.values()} == {"0"}  # a child never starts a group
     # Disabled metrics stay disabled for every seed.
     assert {e["TRAJLAB_TRAINER_METRICS_PORT"] for e in child_envs(_trainer(seeds=2, metrics_port=-1), 0).values()} == {"-1"}
+
+
+def test_the_groups_metrics_name_each_child_by_the_run_it_trains() -> None:
+    plain = _trainer(seeds=2, metrics_port=9100)
+    assert metrics_children(plain, child_envs(plain, base_seed=4)) == {"b1@s4": 9101, "b1@s5": 9102}
+    ablated = _trainer(seeds=2, metrics_port=9100, ablate="perception")
+    assert metrics_children(ablated, child_envs(ablated, base_seed=0)) == {"b1-noperc@s0": 9101, "b1-noperc@s1": 9102}
 
 
 @pytest.mark.parametrize(
@@ -75,3 +84,24 @@ def test_the_reporter_asks_every_seed_where_its_trainer_serves_it() -> None:
 def test_a_target_without_a_port_is_refused() -> None:
     with pytest.raises(ValueError, match="host:port"):
         seed_group_targets("b1", "trainer-b1", [0])
+
+
+def test_a_group_whose_metrics_port_is_taken_exits_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    import trajlab.logging_setup
+    from services.trainer import seed_group
+
+    monkeypatch.setattr(trajlab.logging_setup, "setup_logging", lambda *a: None)  # keep pytest's handlers
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        for k, v in {"SEEDS": "2", "PORT": "50052", "METRICS_HOST": "127.0.0.1",
+                     "METRICS_PORT": str(busy.getsockname()[1])}.items():
+            monkeypatch.setenv(f"TRAJLAB_TRAINER_{k}", v)
+        monkeypatch.setattr(seed_group, "run_group", lambda envs: pytest.fail("children started"))
+        assert seed_group.main() == 2  # EXIT_BAD_CONFIG, before any child starts
+    assert "metrics_port: cannot serve the seed group's metrics" in caplog.text
