@@ -45,10 +45,12 @@ def child_envs(settings: Any, base_seed: int) -> dict[str, dict[str, str]]:
             f"seeds: a seed group needs a fixed port (seed k on port + k), got port {settings.port}"
         )
     out: dict[str, dict[str, str]] = {}
+    # With ``ablate`` set the children train ``<branch>-noperc@s<seed>`` (services/trainer/seeds.py).
+    trained = ablated_branch(settings.branch, settings.ablate) if settings.ablate else settings.branch
     seeds = training_seeds(base_seed, settings.seeds)
     metrics_ports = child_metrics_ports(settings.metrics_port, len(seeds))
     for k, (seed, metrics) in enumerate(zip(seeds, metrics_ports, strict=True)):
-        out[run_name(settings.branch, seed)] = {
+        out[run_name(trained, seed)] = {
             "TRAJLAB_TRAINER_SEEDS": "0",  # each child trains its one run itself
             "TRAJLAB_TRAINER_SEED": str(seed),
             "TRAJLAB_TRAINER_PORT": str(settings.port + k),
@@ -58,23 +60,16 @@ def child_envs(settings: Any, base_seed: int) -> dict[str, dict[str, str]]:
     return out
 
 
-def metrics_children(settings: Any, envs: dict[str, dict[str, str]]) -> dict[str, int]:
-    """{the run each child trains, as its metrics name it: its metrics port}.
-
-    With ``ablate`` set the children train ``<branch>-noperc@s<seed>`` (services/trainer/seeds.py).
-    """
-    trained = ablated_branch(settings.branch, settings.ablate) if settings.ablate else settings.branch
-    return {
-        run_name(trained, int(env["TRAJLAB_TRAINER_SEED"])): int(env["TRAJLAB_TRAINER_METRICS_PORT"])
-        for env in envs.values()
-    }
+def metrics_children(envs: dict[str, dict[str, str]]) -> dict[str, int]:
+    """{the run each child trains, as its metrics name it: its metrics port}."""
+    return {name: int(env["TRAJLAB_TRAINER_METRICS_PORT"]) for name, env in envs.items()}
 
 
 def serve_metrics(settings: Any, envs: dict[str, dict[str, str]]) -> int | None:
     """Serve every child's metrics on the group's metrics port; None when metrics are off."""
     if settings.metrics_port < 0:
         return None
-    return serve_group_metrics(settings.metrics_host, settings.metrics_port, metrics_children(settings, envs))
+    return serve_group_metrics(settings.metrics_host, settings.metrics_port, metrics_children(envs))
 
 
 def _stop_with_parent() -> None:

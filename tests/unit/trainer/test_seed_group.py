@@ -37,9 +37,11 @@ def test_each_seed_gets_its_run_name_seed_and_ports() -> None:
 
 def test_the_groups_metrics_name_each_child_by_the_run_it_trains() -> None:
     plain = _trainer(seeds=2, metrics_port=9100)
-    assert metrics_children(plain, child_envs(plain, base_seed=4)) == {"b1@s4": 9101, "b1@s5": 9102}
+    assert metrics_children(child_envs(plain, base_seed=4)) == {"b1@s4": 9101, "b1@s5": 9102}
     ablated = _trainer(seeds=2, metrics_port=9100, ablate="perception")
-    assert metrics_children(ablated, child_envs(ablated, base_seed=0)) == {"b1-noperc@s0": 9101, "b1-noperc@s1": 9102}
+    assert metrics_children(child_envs(ablated, base_seed=0)) == {"b1-noperc@s0": 9101, "b1-noperc@s1": 9102}
+    # The group's logs and its children's names agree on the run each child trains.
+    assert list(child_envs(ablated, base_seed=0)) == ["b1-noperc@s0", "b1-noperc@s1"]
 
 
 @pytest.mark.parametrize(
