@@ -341,11 +341,7 @@ def decide(
     if len(per_branch) == 1:
         only = next(iter(per_branch))
         return Verdict(
-            metric,
-            alpha,
-            "",
-            [only],
-            f"{only} is the only branch with finished runs: nothing to compare it with.",
+            metric, alpha, "", [], f"{only} is the only branch with finished runs: nothing to compare it with."
         )
     lead = _leader(per_branch, metric)
     beaten: list[str] = []

@@ -117,6 +117,7 @@ def test_a_stricter_alpha_turns_a_win_into_a_tie() -> None:
 
 def test_single_branch_and_no_runs() -> None:
     one = compare({"b1": [_run("b1", [True, False])]})
-    assert one.verdict.winner == "" and one.verdict.tied == ["b1"] and "only branch" in one.verdict.reason
+    assert one.verdict.winner == "" and one.verdict.tied == [] and "only branch" in one.verdict.reason
+    assert one.verdict.headline == "no winner: nothing to compare"  # not "tied for first: b1"
     none = compare({})
     assert none.verdict.headline == "no winner: nothing to compare" and none.resolution is None
