@@ -187,6 +187,23 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
         proc.kill()
 
 
+def parse_servers(spec: str) -> dict[str, dict[str, str]]:
+    """'label:KEY=V+KEY=V,...' -> {label: {TRAJLAB_ENCODER_KEY: V}} (server variants to compare)."""
+    out: dict[str, dict[str, str]] = {}
+    for item in filter(None, spec.split(",")):
+        label, _, pairs = item.partition(":")
+        env = {}
+        for pair in filter(None, pairs.split("+")):
+            key, eq, value = pair.partition("=")
+            if not eq or not key:
+                raise SystemExit(f"--servers: expected label:KEY=VALUE+KEY=VALUE, got {item!r}")
+            env[f"TRAJLAB_ENCODER_{key.upper()}"] = value
+        if not label or label in ("default", "direct", "in-process"):
+            raise SystemExit(f"--servers: {item!r} needs a label of its own")
+        out[label] = env
+    return out
+
+
 def load_test(port: int, clips: np.ndarray, concurrency: int, seconds: float) -> dict[str, Any]:
     """``concurrency`` client threads, each with its own channel, calling Classify back to back."""
     from trajlab.clients.encoder import EncoderClient
@@ -277,6 +294,13 @@ def main() -> None:
         default="off,window,adaptive",
         help="batching modes to serve besides the default (comma-separated)",
     )
+    ap.add_argument(
+        "--servers",
+        default="",
+        help="server variants to serve beside the default, with the default batching: comma-separated "
+        "label:KEY=VALUE+KEY=VALUE, keys of TRAJLAB_ENCODER_* without the prefix, e.g. "
+        "'asyncio:GRPC_SERVER=asyncio,threads:GRPC_SERVER=threads'",
+    )
     ap.add_argument("--clients", default="1,4,8", help="client counts (1 and 8 are always measured)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--torch-phase", type=Path, default=None, help=argparse.SUPPRESS)
@@ -362,6 +386,8 @@ def main() -> None:
 
     default_mode = str(EncoderSettings.model_fields["batching"].default)
     modes = ["default", *(m for m in args.modes.split(",") if m and m != default_mode)]
+    variants = parse_servers(args.servers)
+    modes += list(variants)
     clients = [int(n) for n in args.clients.split(",")]
     for need in (1, 8):
         if need not in clients:
@@ -379,7 +405,10 @@ def main() -> None:
     assert here_ip.recv() == "ready"
     workers = {"direct": (worker, here), "in-process": (in_process, here_ip)}
     res["load_average_start"] = os.getloadavg()
-    servers = {m: start_server(repo, None if m == "default" else m) for m in modes}
+    servers = {
+        m: start_server(repo, None, variants[m]) if m in variants else start_server(repo, None if m == "default" else m)
+        for m in modes
+    }
     if {cores} != SERVER_INTRA_OP_THREADS:
         raise SystemExit(
             f"the servers use {sorted(SERVER_INTRA_OP_THREADS)} intra-op threads, direct uses {cores}: "
@@ -469,7 +498,7 @@ def main() -> None:
     )
     print()
     print(
-        "| batching | clients | clips/s | vs direct | p50 ms | p99 ms | p99/p50 | server CPU-ms per clip "
+        "| server (batching or variant) | clients | clips/s | vs direct | p50 ms | p99 ms | p99/p50 | server CPU-ms per clip "
         "| of which gRPC core threads |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -482,6 +511,25 @@ def main() -> None:
             f"| {r['grpc_core_cpu_ms_per_clip']:.1f} |"
         )
     print(f"failed calls: {res['errors']}")
+    print()
+    print("Ratios to direct onnxruntime, every server configuration (same run):")
+    print("| server | p50 gRPC / direct, 1 client | clips/s at 8 / direct | p99/p50 at 8 | CPU per clip / direct, 1 / 8 |")
+    print("|---|---:|---:|---:|---:|")
+    ratios: dict[str, dict[str, float]] = {}
+    for m in modes:
+        a, b = summary[f"{m}@1"], summary[f"{m}@8"]
+        ratios[m] = r = {
+            "p50_1": a["p50_ms"] / d["p50_ms"],
+            "tput_8": b["throughput"] / d["throughput"],
+            "tail_8": b["p99_ms"] / b["p50_ms"],
+            "cpu_1": a["cpu_ms_per_clip"] / d["cpu_ms_per_clip"],
+            "cpu_8": b["cpu_ms_per_clip"] / d["cpu_ms_per_clip"],
+        }
+        label = f"{default_mode} (default)" if m == "default" else m
+        print(
+            f"| {label} | {r['p50_1']:.3f}x | {r['tput_8']:.1%} | {r['tail_8']:.2f} | {r['cpu_1']:.2f}x / {r['cpu_8']:.2f}x |"
+        )
+    res["ratios_by_server"] = ratios
     print("p50 ms per round (noise check):", json.dumps(rounds))
     print("p99/p50 per round:", json.dumps({k: [round(v, 2) for v in vs] for k, vs in tails.items()}))
     print()
