@@ -13,6 +13,12 @@ without gRPC, which splits the serving overhead into the encoder's code and gRPC
 (``bench/encoder_baselines.py``).
 
     .venv/bin/python bench/bench_encoder.py [--seconds 6 --rounds 3] [--model b1|small] [--json out.json]
+        [--servers 'label:KEY=VALUE+KEY=VALUE,...']
+
+``--servers`` serves variants of the server's settings (``TRAJLAB_ENCODER_<KEY>``) beside the
+default in the same rounds, and prints every configuration's ratios to direct onnxruntime: how a
+change of layout is judged against the current default in one run. A variant may set its own
+``INTRA_OP_THREADS``; every other server must use direct's thread count.
 
 Prints every figure, the load average, and the ratios issue 25 sets targets for, each
 with whether it is met, for the server started with its default settings: Classify p50
@@ -60,12 +66,16 @@ def build_model(which: str) -> tuple[Any, str]:
 
         model = ExportWrapper(create_b1(frames=T, height=H, width=W)).eval()
         return model, "services.trainer create_b1 (I3D-like 16/32/64 + compression)"
-    if which.startswith("zoo:"):  # a standard backbone of the zoo in a plain branch (no track, no enhancement)
+    if which.startswith(
+        "zoo:"
+    ):  # a standard backbone of the zoo in a plain branch (no track, no enhancement)
         from services.trainer.branch import ExportWrapper, create_branch_model
         from services.trainer.model_args import ModelArgs
 
         name = which.split(":", 1)[1]
-        args = ModelArgs(encoder=name, enhancement="none", track=False, frames=T, height=H, width=W, horizon=4)
+        args = ModelArgs(
+            encoder=name, enhancement="none", track=False, frames=T, height=H, width=W, horizon=4
+        )
         return ExportWrapper(create_branch_model(args)).eval(), f"zoo encoder {name} + heads (no track)"
 
     class StandIn(nn.Module):  # three conv3d blocks 16/32/64, like the trainer's I3D
@@ -137,11 +147,11 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.array(xs), q))
 
 
-SERVER_INTRA_OP_THREADS: set[int] = set()  # what each started server says it uses (its start line)
+SERVER_INTRA_OP_THREADS: dict[str, int] = {}  # what each started server says it uses (its start line)
 
 
 def start_server(
-    repo: Path, batching: str | None, extra: dict[str, str] | None = None
+    repo: Path, batching: str | None, extra: dict[str, str] | None = None, label: str = ""
 ) -> tuple[subprocess.Popen[str], int]:
     """Start ``python -m services.encoder``; ``batching`` None keeps the server's default."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAJLAB_ENCODER_")}
@@ -167,7 +177,7 @@ def start_server(
         m = re.search(r"encoder on port (\d+): .*intra-op threads (\d+)", line)
         if m:
             port = int(m.group(1))
-            SERVER_INTRA_OP_THREADS.add(int(m.group(2)))
+            SERVER_INTRA_OP_THREADS[label] = int(m.group(2))
             break
     if port is None:
         raise RuntimeError("encoder did not start")
@@ -395,23 +405,37 @@ def main() -> None:
     clients.sort()
     ctx = mp.get_context("spawn")
     here, there = ctx.Pipe()
-    worker = ctx.Process(target=direct_worker, args=(there, str(version_dir), cores, (T, H, W, C)), daemon=True)
+    worker = ctx.Process(
+        target=direct_worker, args=(there, str(version_dir), cores, (T, H, W, C)), daemon=True
+    )
     worker.start()
     res["session"] = here.recv()
     # The encoder's code without gRPC (see in_process_worker): splits the serving overhead.
     here_ip, there_ip = ctx.Pipe()
-    in_process = ctx.Process(target=in_process_worker, args=(there_ip, str(repo), cores, (T, H, W, C)), daemon=True)
+    in_process = ctx.Process(
+        target=in_process_worker, args=(there_ip, str(repo), cores, (T, H, W, C)), daemon=True
+    )
     in_process.start()
     assert here_ip.recv() == "ready"
     workers = {"direct": (worker, here), "in-process": (in_process, here_ip)}
     res["load_average_start"] = os.getloadavg()
     servers = {
-        m: start_server(repo, None, variants[m]) if m in variants else start_server(repo, None if m == "default" else m)
+        m: start_server(repo, None, variants[m], m)
+        if m in variants
+        else start_server(repo, None if m == "default" else m, label=m)
         for m in modes
     }
-    if {cores} != SERVER_INTRA_OP_THREADS:
+    # A variant may set its own thread layout (TRAJLAB_ENCODER_INTRA_OP_THREADS); every other
+    # server must use direct's, or the comparison is not like for like.
+    own_layout = {m for m, env in variants.items() if "TRAJLAB_ENCODER_INTRA_OP_THREADS" in env}
+    wrong = {
+        m: SERVER_INTRA_OP_THREADS[m]
+        for m in modes
+        if m not in own_layout and SERVER_INTRA_OP_THREADS[m] != cores
+    }
+    if wrong:
         raise SystemExit(
-            f"the servers use {sorted(SERVER_INTRA_OP_THREADS)} intra-op threads, direct uses {cores}: "
+            f"servers {wrong} report other intra-op thread counts than direct's {cores}: "
             "not a like-for-like comparison"
         )
     configs = [("direct", 1), ("in-process", 1)] + [(m, n) for m in modes for n in clients]
@@ -513,7 +537,9 @@ def main() -> None:
     print(f"failed calls: {res['errors']}")
     print()
     print("Ratios to direct onnxruntime, every server configuration (same run):")
-    print("| server | p50 gRPC / direct, 1 client | clips/s at 8 / direct | p99/p50 at 8 | CPU per clip / direct, 1 / 8 |")
+    print(
+        "| server | p50 gRPC / direct, 1 client | clips/s at 8 / direct | p99/p50 at 8 | CPU per clip / direct, 1 / 8 |"
+    )
     print("|---|---:|---:|---:|---:|")
     ratios: dict[str, dict[str, float]] = {}
     for m in modes:

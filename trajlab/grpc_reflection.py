@@ -11,11 +11,9 @@ added to the descriptor pool so ``file_containing_symbol`` finds the v1 service 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
-from grpc_reflection.v1alpha import _async as reflection_async
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 V1_SERVICE_NAME = "grpc.reflection.v1.ServerReflection"
@@ -45,16 +43,12 @@ def _add_v1_descriptor(pool: descriptor_pool.DescriptorPool) -> None:
     pool.Add(fdp)
 
 
-def enable_reflection(service_names: Iterable[str], server: Any, *, asyncio_server: bool = False) -> None:
-    """Serve reflection for ``service_names`` (plus both reflection services) on ``server``.
-
-    ``asyncio_server``: ``server`` is a ``grpc.aio.Server`` (the servicer's handler is async).
-    """
+def enable_reflection(service_names: Iterable[str], server: grpc.Server) -> None:
+    """Serve reflection for ``service_names`` (plus both reflection services) on ``server``."""
     pool = descriptor_pool.Default()
     _add_v1_descriptor(pool)
     names = [*service_names, V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME]
-    cls = reflection_async.ReflectionServicer if asyncio_server else reflection.ReflectionServicer
-    servicer = cls(names, pool=pool)
+    servicer = reflection.ReflectionServicer(names, pool=pool)
     for service in (V1ALPHA_SERVICE_NAME, V1_SERVICE_NAME):
         handler = grpc.stream_stream_rpc_method_handler(
             servicer.ServerReflectionInfo,

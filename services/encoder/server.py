@@ -32,9 +32,7 @@ class EncoderServer:
 
     def __init__(self, settings: EncoderSettings) -> None:
         self.settings = settings
-        # The asyncio server's health lives on its event loop: made in start().
-        self.health: Any = health.HealthServicer(experimental_non_blocking=True)
-        self._loop: Any = None
+        self.health = health.HealthServicer(experimental_non_blocking=True)
         store_options: dict[str, Any] = dict(
             session_config=SessionConfig(
                 providers=tuple(settings.providers),
@@ -60,7 +58,7 @@ class EncoderServer:
             self.store: ModelStore = BucketModelStore(self.bucket, settings.model_cache_dir, **store_options)
         else:
             self.store = ModelStore(Path(settings.model_repo), **store_options)
-        self.server: Any = None  # a grpc.Server, or an AioServer that stops like one
+        self.server: grpc.Server | None = None
         self.port: int | None = None
 
     def _on_models_changed(self, has_models: bool) -> None:
@@ -73,34 +71,7 @@ class EncoderServer:
         if self.bucket is not None:
             self.bucket.check()  # wrong credentials or a missing bucket: one clear StoreError now
         servicer = EncoderServicer(Encoder(self.store))
-        start = self._start_asyncio if s.grpc_server == "asyncio" else self._start_threads
-        self.server, self.port = start(servicer)
-        log.info(
-            "encoder on port %d: repository %s (poll %.1f s, keep %d), batching %s, providers %s, "
-            "gRPC server %s, intra-op threads %d",
-            self.port,
-            s.model_repo,
-            s.poll_seconds,
-            s.keep_versions,
-            {
-                "off": "off",
-                "adaptive": f"adaptive (max {s.max_batch_size} clips, when a queue forms)",
-                "window": f"window (max {s.max_batch_size} clips, {s.max_queue_delay_ms} ms)",
-            }[s.batching],
-            s.providers,
-            s.grpc_server if s.grpc_server == "threads" else f"asyncio (inference on {s.asyncio_inference})",
-            s.intra_op_threads or cpu_count(),
-        )
-        if self.bucket is None and not Path(s.model_repo).is_dir():
-            log.warning(
-                "model repository %s does not exist yet; waiting for a trainer to publish", s.model_repo
-            )
-        self.store.start(s.poll_seconds)
-        return self.port
-
-    def _start_threads(self, servicer: EncoderServicer) -> tuple[grpc.Server, int]:
-        s = self.settings
-        return create_server(
+        self.server, self.port = create_server(
             f"{s.host}:{s.port}",
             registrations=[lambda srv: encoder_pb2_grpc.add_EncoderServiceServicer_to_server(servicer, srv)],
             service_names=[SERVICE_NAME],
@@ -113,27 +84,27 @@ class EncoderServer:
             max_connection_age_seconds=s.max_connection_age_seconds,
             max_connection_age_grace_seconds=s.max_connection_age_grace_seconds,
         )
-
-    def _start_asyncio(self, servicer: EncoderServicer) -> tuple[Any, int]:
-        from services.encoder.aio_server import EventLoopThread, LoopHealth, create_aio_server
-
-        s = self.settings
-        self._loop = EventLoopThread("encoder-grpc")
-        self.health = LoopHealth(self._loop)
-        return create_aio_server(
-            f"{s.host}:{s.port}",
-            servicer,
-            runner=self._loop,
-            health_servicer=self.health,
-            serving=False,
-            max_workers=s.max_workers,
-            max_concurrent_rpcs=s.max_concurrent_rpcs,
-            max_message_bytes=s.max_message_bytes,
-            inference=s.asyncio_inference,
-            tls=s.tls,
-            max_connection_age_seconds=s.max_connection_age_seconds,
-            max_connection_age_grace_seconds=s.max_connection_age_grace_seconds,
+        log.info(
+            "encoder on port %d: repository %s (poll %.1f s, keep %d), batching %s, providers %s, "
+            "intra-op threads %d",
+            self.port,
+            s.model_repo,
+            s.poll_seconds,
+            s.keep_versions,
+            {
+                "off": "off",
+                "adaptive": f"adaptive (max {s.max_batch_size} clips, when a queue forms)",
+                "window": f"window (max {s.max_batch_size} clips, {s.max_queue_delay_ms} ms)",
+            }[s.batching],
+            s.providers,
+            s.intra_op_threads or cpu_count(),
         )
+        if self.bucket is None and not Path(s.model_repo).is_dir():
+            log.warning(
+                "model repository %s does not exist yet; waiting for a trainer to publish", s.model_repo
+            )
+        self.store.start(s.poll_seconds)
+        return self.port
 
     def stop(self, grace_seconds: float | None = None) -> None:
         """Refuse new calls, let in-flight ones finish (up to the grace period), unload models."""

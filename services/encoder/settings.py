@@ -51,11 +51,6 @@ class EncoderSettings(ServerSettings):
     max_queue_delay_ms: float = Field(2.0, ge=0.0, le=10_000.0)  # milliseconds a request may wait (window)
     max_queue_size: int = Field(256, ge=1)  # queued requests per model; beyond: RESOURCE_EXHAUSTED
     warmup_runs: int = Field(2, ge=0, le=100)  # inference runs on zeros before a version serves
-    # gRPC server: "threads" (grpcio's thread-pool server, as every service) or "asyncio"
-    # (grpc.aio: calls received and answered on an event loop, inference on max_workers threads,
-    # or on the loop itself with asyncio_inference "loop"). Why the default: docs/ARCHITECTURE.md.
-    grpc_server: Literal["threads", "asyncio"] = "threads"
-    asyncio_inference: Literal["thread", "loop"] = "thread"
 
     @field_validator("batching", mode="before")
     @classmethod
