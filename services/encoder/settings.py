@@ -51,6 +51,11 @@ class EncoderSettings(ServerSettings):
     max_queue_delay_ms: float = Field(2.0, ge=0.0, le=10_000.0)  # milliseconds a request may wait (window)
     max_queue_size: int = Field(256, ge=1)  # queued requests per model; beyond: RESOURCE_EXHAUSTED
     warmup_runs: int = Field(2, ge=0, le=100)  # inference runs on zeros before a version serves
+    # How runs share the cores (services.encoder.layout):
+    # - wide (default): every run uses intra_op_threads threads, inference_concurrency runs at once;
+    # - hybrid: a run alone uses intra_op_threads threads; up to intra_op_threads runs at once, a run
+    #   that starts beside another uses a second, one-thread session of the version (twice the memory).
+    intra_op_layout: Literal["wide", "hybrid"] = "wide"
 
     @field_validator("batching", mode="before")
     @classmethod
