@@ -197,6 +197,21 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
         proc.kill()
 
 
+SETTLE_SECONDS = 0.5  # between configurations: the previous one's threads wind down first
+
+
+def round_order(configs: list[tuple[str, int]], rnd: int) -> list[tuple[str, int]]:
+    """The configurations of round ``rnd``: fewest clients first, each client count's servers in an
+    order rotated by one every round, so no configuration always follows a heavy one (a server
+    measured right after an 8-client phase ran slower than one measured after a 1-client phase)."""
+    out = []
+    for n in sorted({c for _m, c in configs}):
+        group = [c for c in configs if c[1] == n]
+        k = rnd % len(group)
+        out += group[k:] + group[:k]
+    return out
+
+
 def parse_servers(spec: str) -> dict[str, dict[str, str]]:
     """'label:KEY=V+KEY=V,...' -> {label: {TRAJLAB_ENCODER_KEY: V}} (server variants to compare)."""
     out: dict[str, dict[str, str]] = {}
@@ -451,8 +466,9 @@ def main() -> None:
     res["p99_over_p50_per_round"] = tails
     res["errors"] = 0
     try:
-        for _ in range(args.rounds):
-            for mode, n in configs:
+        for rnd in range(args.rounds):
+            for mode, n in round_order(configs, rnd):
+                time.sleep(SETTLE_SECONDS)
                 pid = workers[mode][0].pid if mode in workers else servers[mode][0].pid
                 assert pid is not None
                 cpu0, core0 = cpu_seconds(pid), grpc_core_cpu_seconds(pid)

@@ -382,7 +382,8 @@ class ModelStore:
             )
             return None
         narrow = None
-        if self._in_flight is not None:
+        # The one-thread session is for CPU cores only; a GPU version runs as it is.
+        if self._in_flight is not None and loaded.provider == "CPUExecutionProvider":
             try:
                 narrow = load_session(
                     vdir, dataclasses.replace(self._session_cfg, intra_op_threads=1), root=self.root
