@@ -12,8 +12,15 @@ them all. Measurements: bench/RESULTS.md (issue 25, helper "aio-encoder").
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+
+from services.encoder.runtime import LoadedSession, ModelLoadError, SessionConfig, load_session
+
+log = logging.getLogger(__name__)
 
 
 class RunsInFlight:
@@ -34,3 +41,17 @@ class RunsInFlight:
         finally:
             with self._lock:
                 self._n -= 1
+
+
+def one_thread_session(
+    version_dir: Path, cfg: SessionConfig, loaded: LoadedSession, root: Path | None
+) -> LoadedSession | None:
+    """The version's one-thread session for runs beside another; None on a GPU (intra-op threads
+    are the CPU's) or if it cannot be loaded (the version then runs every call on ``loaded``)."""
+    if loaded.provider != "CPUExecutionProvider" or (cfg.intra_op_threads or 0) == 1:
+        return None
+    try:
+        return load_session(version_dir, dataclasses.replace(cfg, intra_op_threads=1), root=root)
+    except (ModelLoadError, OSError) as exc:
+        log.warning("%s: no one-thread session, every run uses all intra-op threads (%s)", version_dir, exc)
+        return None

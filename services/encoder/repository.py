@@ -38,7 +38,7 @@ from services.encoder import metrics
 from services.encoder.adaptive import AdaptiveBatcher
 from services.encoder.batcher import DynamicBatcher
 from services.encoder.errors import Cancelled, DeadlineExceeded
-from services.encoder.layout import RunsInFlight
+from services.encoder.layout import RunsInFlight, one_thread_session
 from services.encoder.runtime import LoadedSession, ModelLoadError, SessionConfig, load_session
 from trajlab.errors import FailedPrecondition, InvalidArgument, ModelNotFound, Unavailable, quoted
 from trajlab.modelrepo import METADATA_FILE, MODEL_FILE, list_branches, scan_versions, utc_now
@@ -75,8 +75,7 @@ class ServedModel:
         narrow: LoadedSession | None = None,
         in_flight: RunsInFlight | None = None,
     ) -> None:
-        """``narrow``: the same model with one intra-op thread, run when ``in_flight`` says
-        another run is in flight (the hybrid layout, ``services.encoder.layout``)."""
+        # narrow: the model on one intra-op thread, for runs beside another (services.encoder.layout)
         self.branch = branch
         self.version = version
         self.directory = directory
@@ -221,8 +220,7 @@ class ModelStore:
         hybrid_layout: bool = False,
         on_change: Callable[[bool], None] | None = None,
     ) -> None:
-        """``hybrid_layout``: each version also gets a one-thread session for runs that start
-        beside another (``services.encoder.layout``)."""
+        # hybrid_layout: a one-thread session per version for runs beside another (layout.py)
         self.root = Path(root)
         self._session_cfg = session_config or SessionConfig()
         # A version's adaptive batcher runs as many batches at once as the store allows runs.
@@ -381,15 +379,11 @@ class ModelStore:
                 extra={"branch": branch},
             )
             return None
-        narrow = None
-        # The one-thread session is for CPU cores only; a GPU version runs as it is.
-        if self._in_flight is not None and loaded.provider == "CPUExecutionProvider":
-            try:
-                narrow = load_session(
-                    vdir, dataclasses.replace(self._session_cfg, intra_op_threads=1), root=self.root
-                )
-            except (ModelLoadError, OSError) as exc:  # served as it is, with every run on all threads
-                log.warning("model %s v%d: no one-thread session (%s)", branch, version, exc)
+        narrow = (
+            None
+            if self._in_flight is None
+            else one_thread_session(vdir, self._session_cfg, loaded, self.root)
+        )
         model = ServedModel(
             branch, version, vdir, loaded, self._batching, self._run_slots, narrow, self._in_flight
         )
