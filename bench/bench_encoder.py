@@ -575,7 +575,8 @@ def main() -> None:
     print("p50 ms per round (noise check):", json.dumps(rounds))
     print("p99/p50 per round:", json.dumps({k: [round(v, 2) for v in vs] for k, vs in tails.items()}))
     print()
-    print(f"Targets, default settings (batching {default_mode}):")
+    layout = EncoderSettings.model_fields["intra_op_layout"].default
+    print(f"Targets, default settings (batching {default_mode}, {layout} layout):")
     targets = [
         (
             "Classify p50 over gRPC / direct onnxruntime, 1 client",
