@@ -405,5 +405,5 @@ def test_the_default_layout_answers_concurrent_callers_as_onnxruntime_does(
             answers = list(pool.map(lambda c: enc.analyze(c, branch="b1"), list(clips) * 3))
     for i, a in enumerate(answers):
         np.testing.assert_allclose(a.embedding, ref_e[i % len(clips)], rtol=1e-5, atol=1e-5)
-        probs = np.array(list(a.probabilities.values()))
+        probs = np.array(list(a.classification.probabilities.values()))
         np.testing.assert_allclose(probs, ref_p[i % len(clips)], rtol=1e-5, atol=1e-6)
