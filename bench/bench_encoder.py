@@ -66,16 +66,12 @@ def build_model(which: str) -> tuple[Any, str]:
 
         model = ExportWrapper(create_b1(frames=T, height=H, width=W)).eval()
         return model, "services.trainer create_b1 (I3D-like 16/32/64 + compression)"
-    if which.startswith(
-        "zoo:"
-    ):  # a standard backbone of the zoo in a plain branch (no track, no enhancement)
+    if which.startswith("zoo:"):  # a standard backbone of the zoo in a plain branch (no track, no enhancement)
         from services.trainer.branch import ExportWrapper, create_branch_model
         from services.trainer.model_args import ModelArgs
 
         name = which.split(":", 1)[1]
-        args = ModelArgs(
-            encoder=name, enhancement="none", track=False, frames=T, height=H, width=W, horizon=4
-        )
+        args = ModelArgs(encoder=name, enhancement="none", track=False, frames=T, height=H, width=W, horizon=4)
         return ExportWrapper(create_branch_model(args)).eval(), f"zoo encoder {name} + heads (no track)"
 
     class StandIn(nn.Module):  # three conv3d blocks 16/32/64, like the trainer's I3D
