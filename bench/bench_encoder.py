@@ -13,6 +13,12 @@ without gRPC, which splits the serving overhead into the encoder's code and gRPC
 (``bench/encoder_baselines.py``).
 
     .venv/bin/python bench/bench_encoder.py [--seconds 6 --rounds 3] [--model b1|small] [--json out.json]
+        [--servers 'label:KEY=VALUE+KEY=VALUE,...']
+
+``--servers`` serves variants of the server's settings (``TRAJLAB_ENCODER_<KEY>``) beside the
+default in the same rounds, and prints every configuration's ratios to direct onnxruntime: how a
+change of layout is judged against the current default in one run. A variant may set its own
+``INTRA_OP_THREADS``; every other server must use direct's thread count.
 
 Prints every figure, the load average, and the ratios issue 25 sets targets for, each
 with whether it is met, for the server started with its default settings: Classify p50
@@ -137,11 +143,11 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.array(xs), q))
 
 
-SERVER_INTRA_OP_THREADS: set[int] = set()  # what each started server says it uses (its start line)
+SERVER_INTRA_OP_THREADS: dict[str, int] = {}  # what each started server says it uses (its start line)
 
 
 def start_server(
-    repo: Path, batching: str | None, extra: dict[str, str] | None = None
+    repo: Path, batching: str | None, extra: dict[str, str] | None = None, label: str = ""
 ) -> tuple[subprocess.Popen[str], int]:
     """Start ``python -m services.encoder``; ``batching`` None keeps the server's default."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAJLAB_ENCODER_")}
@@ -167,7 +173,7 @@ def start_server(
         m = re.search(r"encoder on port (\d+): .*intra-op threads (\d+)", line)
         if m:
             port = int(m.group(1))
-            SERVER_INTRA_OP_THREADS.add(int(m.group(2)))
+            SERVER_INTRA_OP_THREADS[label] = int(m.group(2))
             break
     if port is None:
         raise RuntimeError("encoder did not start")
@@ -185,6 +191,38 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
         proc.wait(30)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+SETTLE_SECONDS = 0.5  # between configurations: the previous one's threads wind down first
+
+
+def round_order(configs: list[tuple[str, int]], rnd: int) -> list[tuple[str, int]]:
+    """The configurations of round ``rnd``: fewest clients first, each client count's servers in an
+    order rotated by one every round, so no configuration always follows a heavy one (a server
+    measured right after an 8-client phase ran slower than one measured after a 1-client phase)."""
+    out = []
+    for n in sorted({c for _m, c in configs}):
+        group = [c for c in configs if c[1] == n]
+        k = rnd % len(group)
+        out += group[k:] + group[:k]
+    return out
+
+
+def parse_servers(spec: str) -> dict[str, dict[str, str]]:
+    """'label:KEY=V+KEY=V,...' -> {label: {TRAJLAB_ENCODER_KEY: V}} (server variants to compare)."""
+    out: dict[str, dict[str, str]] = {}
+    for item in filter(None, spec.split(",")):
+        label, _, pairs = item.partition(":")
+        env = {}
+        for pair in filter(None, pairs.split("+")):
+            key, eq, value = pair.partition("=")
+            if not eq or not key:
+                raise SystemExit(f"--servers: expected label:KEY=VALUE+KEY=VALUE, got {item!r}")
+            env[f"TRAJLAB_ENCODER_{key.upper()}"] = value
+        if not label or label in ("default", "direct", "in-process"):
+            raise SystemExit(f"--servers: {item!r} needs a label of its own")
+        out[label] = env
+    return out
 
 
 def load_test(port: int, clips: np.ndarray, concurrency: int, seconds: float) -> dict[str, Any]:
@@ -277,6 +315,13 @@ def main() -> None:
         default="off,window,adaptive",
         help="batching modes to serve besides the default (comma-separated)",
     )
+    ap.add_argument(
+        "--servers",
+        default="",
+        help="server variants to serve beside the default, with the default batching: comma-separated "
+        "label:KEY=VALUE+KEY=VALUE, keys of TRAJLAB_ENCODER_* without the prefix, e.g. "
+        "'asyncio:GRPC_SERVER=asyncio,threads:GRPC_SERVER=threads'",
+    )
     ap.add_argument("--clients", default="1,4,8", help="client counts (1 and 8 are always measured)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--torch-phase", type=Path, default=None, help=argparse.SUPPRESS)
@@ -362,6 +407,8 @@ def main() -> None:
 
     default_mode = str(EncoderSettings.model_fields["batching"].default)
     modes = ["default", *(m for m in args.modes.split(",") if m and m != default_mode)]
+    variants = parse_servers(args.servers)
+    modes += list(variants)
     clients = [int(n) for n in args.clients.split(",")]
     for need in (1, 8):
         if need not in clients:
@@ -369,20 +416,37 @@ def main() -> None:
     clients.sort()
     ctx = mp.get_context("spawn")
     here, there = ctx.Pipe()
-    worker = ctx.Process(target=direct_worker, args=(there, str(version_dir), cores, (T, H, W, C)), daemon=True)
+    worker = ctx.Process(
+        target=direct_worker, args=(there, str(version_dir), cores, (T, H, W, C)), daemon=True
+    )
     worker.start()
     res["session"] = here.recv()
     # The encoder's code without gRPC (see in_process_worker): splits the serving overhead.
     here_ip, there_ip = ctx.Pipe()
-    in_process = ctx.Process(target=in_process_worker, args=(there_ip, str(repo), cores, (T, H, W, C)), daemon=True)
+    in_process = ctx.Process(
+        target=in_process_worker, args=(there_ip, str(repo), cores, (T, H, W, C)), daemon=True
+    )
     in_process.start()
     assert here_ip.recv() == "ready"
     workers = {"direct": (worker, here), "in-process": (in_process, here_ip)}
     res["load_average_start"] = os.getloadavg()
-    servers = {m: start_server(repo, None if m == "default" else m) for m in modes}
-    if {cores} != SERVER_INTRA_OP_THREADS:
+    servers = {
+        m: start_server(repo, None, variants[m], m)
+        if m in variants
+        else start_server(repo, None if m == "default" else m, label=m)
+        for m in modes
+    }
+    # A variant may set its own thread layout (TRAJLAB_ENCODER_INTRA_OP_THREADS); every other
+    # server must use direct's, or the comparison is not like for like.
+    own_layout = {m for m, env in variants.items() if "TRAJLAB_ENCODER_INTRA_OP_THREADS" in env}
+    wrong = {
+        m: SERVER_INTRA_OP_THREADS[m]
+        for m in modes
+        if m not in own_layout and SERVER_INTRA_OP_THREADS[m] != cores
+    }
+    if wrong:
         raise SystemExit(
-            f"the servers use {sorted(SERVER_INTRA_OP_THREADS)} intra-op threads, direct uses {cores}: "
+            f"servers {wrong} report other intra-op thread counts than direct's {cores}: "
             "not a like-for-like comparison"
         )
     configs = [("direct", 1), ("in-process", 1)] + [(m, n) for m in modes for n in clients]
@@ -398,8 +462,9 @@ def main() -> None:
     res["p99_over_p50_per_round"] = tails
     res["errors"] = 0
     try:
-        for _ in range(args.rounds):
-            for mode, n in configs:
+        for rnd in range(args.rounds):
+            for mode, n in round_order(configs, rnd):
+                time.sleep(SETTLE_SECONDS)
                 pid = workers[mode][0].pid if mode in workers else servers[mode][0].pid
                 assert pid is not None
                 cpu0, core0 = cpu_seconds(pid), grpc_core_cpu_seconds(pid)
@@ -469,7 +534,7 @@ def main() -> None:
     )
     print()
     print(
-        "| batching | clients | clips/s | vs direct | p50 ms | p99 ms | p99/p50 | server CPU-ms per clip "
+        "| server (batching or variant) | clients | clips/s | vs direct | p50 ms | p99 ms | p99/p50 | server CPU-ms per clip "
         "| of which gRPC core threads |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -482,10 +547,32 @@ def main() -> None:
             f"| {r['grpc_core_cpu_ms_per_clip']:.1f} |"
         )
     print(f"failed calls: {res['errors']}")
+    print()
+    print("Ratios to direct onnxruntime, every server configuration (same run):")
+    print(
+        "| server | p50 gRPC / direct, 1 client | clips/s at 8 / direct | p99/p50 at 8 | CPU per clip / direct, 1 / 8 |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    ratios: dict[str, dict[str, float]] = {}
+    for m in modes:
+        a, b = summary[f"{m}@1"], summary[f"{m}@8"]
+        ratios[m] = r = {
+            "p50_1": a["p50_ms"] / d["p50_ms"],
+            "tput_8": b["throughput"] / d["throughput"],
+            "tail_8": b["p99_ms"] / b["p50_ms"],
+            "cpu_1": a["cpu_ms_per_clip"] / d["cpu_ms_per_clip"],
+            "cpu_8": b["cpu_ms_per_clip"] / d["cpu_ms_per_clip"],
+        }
+        label = f"{default_mode} (default)" if m == "default" else m
+        print(
+            f"| {label} | {r['p50_1']:.3f}x | {r['tput_8']:.1%} | {r['tail_8']:.2f} | {r['cpu_1']:.2f}x / {r['cpu_8']:.2f}x |"
+        )
+    res["ratios_by_server"] = ratios
     print("p50 ms per round (noise check):", json.dumps(rounds))
     print("p99/p50 per round:", json.dumps({k: [round(v, 2) for v in vs] for k, vs in tails.items()}))
     print()
-    print(f"Targets, default settings (batching {default_mode}):")
+    layout = EncoderSettings.model_fields["intra_op_layout"].default
+    print(f"Targets, default settings (batching {default_mode}, {layout} layout):")
     targets = [
         (
             "Classify p50 over gRPC / direct onnxruntime, 1 client",

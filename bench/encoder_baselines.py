@@ -109,6 +109,7 @@ def in_process_worker(conn: Any, repo: str, cores: int, shape: tuple[int, int, i
             max_queue_size=defaults["max_queue_size"],
         ),
         inference_concurrency=defaults["inference_concurrency"],
+        hybrid_layout=defaults["intra_op_layout"] == "hybrid",
     )
     store.scan()
     servicer = EncoderServicer(Encoder(store))

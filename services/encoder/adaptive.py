@@ -164,7 +164,12 @@ class AdaptiveBatcher:
     def _take_batch(self, first: _Request) -> list[_Request]:
         batch, rows = [first], first.x.shape[0]
         with self._lock:
-            while self._queue and rows + self._queue[0].x.shape[0] <= self._max_batch:
+            # With several runs at once, a leader takes its share of the queue (rounded up) and
+            # leaves the rest to the next run that frees up: batches of equal size, so no caller
+            # waits behind a run that took the whole queue while another run got one clip.
+            share = -(-(len(self._queue) + 1) // self._concurrency)
+            limit = min(self._max_batch, max(share, rows))
+            while self._queue and rows + self._queue[0].x.shape[0] <= limit:
                 nxt = self._queue.popleft()
                 batch.append(nxt)
                 rows += nxt.x.shape[0]

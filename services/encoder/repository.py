@@ -38,6 +38,7 @@ from services.encoder import metrics
 from services.encoder.adaptive import AdaptiveBatcher
 from services.encoder.batcher import DynamicBatcher
 from services.encoder.errors import Cancelled, DeadlineExceeded
+from services.encoder.layout import RunsInFlight, one_thread_session
 from services.encoder.runtime import LoadedSession, ModelLoadError, SessionConfig, load_session
 from trajlab.errors import FailedPrecondition, InvalidArgument, ModelNotFound, Unavailable, quoted
 from trajlab.modelrepo import METADATA_FILE, MODEL_FILE, list_branches, scan_versions, utc_now
@@ -71,7 +72,10 @@ class ServedModel:
         loaded: LoadedSession,
         batching: BatchingConfig,
         run_slots: threading.Semaphore,
+        narrow: LoadedSession | None = None,
+        in_flight: RunsInFlight | None = None,
     ) -> None:
+        # narrow: the model on one intra-op thread, for runs beside another (services.encoder.layout)
         self.branch = branch
         self.version = version
         self.directory = directory
@@ -81,6 +85,8 @@ class ServedModel:
         self.provider = loaded.provider
         self.loaded_at = utc_now()
         self._loaded: LoadedSession | None = loaded
+        self._narrow = narrow
+        self._in_flight = in_flight
         self._run_slots = run_slots
         self.leases = 0  # guarded by the store's lock
         self.retired = False  # guarded by the store's lock
@@ -119,7 +125,12 @@ class ServedModel:
         loaded = self._loaded
         if loaded is None:  # cannot happen while a lease is held; kept as a clear error
             raise Unavailable(f"model {self.branch} v{self.version} was unloaded")
-        return loaded.session.run(list(loaded.output_names), {loaded.input_name: x})
+        narrow, in_flight = self._narrow, self._in_flight
+        if narrow is None or in_flight is None:
+            return loaded.session.run(list(loaded.output_names), {loaded.input_name: x})
+        with in_flight.run() as alone:
+            chosen = loaded if alone else narrow
+            return chosen.session.run(list(chosen.output_names), {chosen.input_name: x})
 
     def run(
         self,
@@ -173,6 +184,7 @@ class ServedModel:
         if self._adaptive is not None:
             self._adaptive.close()
         self._loaded = None
+        self._narrow = None
         log.info("unloaded model %s v%d", self.branch, self.version, extra={"branch": self.branch})
 
 
@@ -205,14 +217,17 @@ class ModelStore:
         batching: BatchingConfig | None = None,
         keep_versions: int = 2,
         inference_concurrency: int = 1,
+        hybrid_layout: bool = False,
         on_change: Callable[[bool], None] | None = None,
     ) -> None:
+        # hybrid_layout: a one-thread session per version for runs beside another (layout.py)
         self.root = Path(root)
         self._session_cfg = session_config or SessionConfig()
         # A version's adaptive batcher runs as many batches at once as the store allows runs.
         self._batching = dataclasses.replace(batching or BatchingConfig(), concurrency=inference_concurrency)
         self._keep = keep_versions
         self._run_slots = threading.Semaphore(inference_concurrency)
+        self._in_flight = RunsInFlight() if hybrid_layout else None
         self._on_change = on_change
         self._lock = threading.Lock()
         self._scan_lock = threading.Lock()  # one scan at a time (watcher vs. tests)
@@ -364,7 +379,14 @@ class ModelStore:
                 extra={"branch": branch},
             )
             return None
-        model = ServedModel(branch, version, vdir, loaded, self._batching, self._run_slots)
+        narrow = (
+            None
+            if self._in_flight is None
+            else one_thread_session(vdir, self._session_cfg, loaded, self.root)
+        )
+        model = ServedModel(
+            branch, version, vdir, loaded, self._batching, self._run_slots, narrow, self._in_flight
+        )
         metrics.MODEL_LOADS.labels(branch).inc()
         with self._lock:
             self._failures.pop((branch, version), None)

@@ -27,6 +27,13 @@ from trajlab.store import Store, is_store_url, open_store
 log = logging.getLogger(__name__)
 
 
+def _runs_at_once(s: EncoderSettings) -> int:
+    # hybrid: one run per intra-op thread can be in flight (each beyond the first on one thread).
+    if s.intra_op_layout == "hybrid":
+        return max(s.inference_concurrency, s.intra_op_threads or cpu_count())
+    return s.inference_concurrency
+
+
 class EncoderServer:
     """The running encoder: ``start()`` returns the bound port, ``stop(grace)`` drains."""
 
@@ -46,7 +53,8 @@ class EncoderServer:
                 max_queue_size=settings.max_queue_size,
             ),
             keep_versions=settings.keep_versions,
-            inference_concurrency=settings.inference_concurrency,
+            inference_concurrency=_runs_at_once(settings),
+            hybrid_layout=settings.intra_op_layout == "hybrid",
             on_change=self._on_models_changed,
         )
         self.bucket: Store | None = None
@@ -86,7 +94,7 @@ class EncoderServer:
         )
         log.info(
             "encoder on port %d: repository %s (poll %.1f s, keep %d), batching %s, providers %s, "
-            "intra-op threads %d",
+            "intra-op threads %d (%s layout)",
             self.port,
             s.model_repo,
             s.poll_seconds,
@@ -98,6 +106,7 @@ class EncoderServer:
             }[s.batching],
             s.providers,
             s.intra_op_threads or cpu_count(),
+            s.intra_op_layout,
         )
         if self.bucket is None and not Path(s.model_repo).is_dir():
             log.warning(

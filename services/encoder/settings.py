@@ -38,19 +38,26 @@ class EncoderSettings(ServerSettings):
     intra_op_threads: int = Field(0, ge=0, le=256)
     # Sessions run concurrently at most this many at once (off and adaptive batching; an
     # adaptive run may carry a batch). 1 avoids oversubscribing the intra-op pools on a
-    # small CPU; raise it on a GPU.
+    # small CPU; raise it on a GPU. The hybrid layout raises it to intra_op_threads on CPU.
     inference_concurrency: int = Field(1, ge=1, le=256)
     # Batching of requests for the same model version into one run of at most max_batch_size clips:
-    # - adaptive (default): a request runs at once when the version is idle; requests that queue
-    #   while it runs go together into its next run (no timer, no extra thread);
-    # - window: a batcher thread gathers requests for up to max_queue_delay_ms ("true" = window);
-    # - off: every request runs alone ("false" = off).
-    # Why adaptive is the default: docs/ARCHITECTURE.md (encoder) and bench/RESULTS.md.
-    batching: Literal["off", "adaptive", "window"] = "adaptive"
+    # - off (default): every request runs alone ("false" = off); with the hybrid layout, requests
+    #   that arrive together run side by side, one core each;
+    # - adaptive: a request runs at once when the version is idle; requests that queue while it
+    #   runs go together into its next run (no timer, no extra thread);
+    # - window: a batcher thread gathers requests for up to max_queue_delay_ms ("true" = window).
+    # Why off (with the hybrid layout) is the default on CPU: docs/SERVING.md and bench/RESULTS.md.
+    batching: Literal["off", "adaptive", "window"] = "off"
     max_batch_size: int = Field(8, ge=1, le=1024)  # clips per batch
     max_queue_delay_ms: float = Field(2.0, ge=0.0, le=10_000.0)  # milliseconds a request may wait (window)
     max_queue_size: int = Field(256, ge=1)  # queued requests per model; beyond: RESOURCE_EXHAUSTED
     warmup_runs: int = Field(2, ge=0, le=100)  # inference runs on zeros before a version serves
+    # How runs share the cores (services.encoder.layout):
+    # - hybrid (default): a run alone uses intra_op_threads threads; up to intra_op_threads runs at
+    #   once, a run that starts beside another uses a second, one-thread session of the version
+    #   (CPU only; twice a version's memory when intra_op_threads > 1);
+    # - wide: every run uses intra_op_threads threads, inference_concurrency runs at once.
+    intra_op_layout: Literal["wide", "hybrid"] = "hybrid"
 
     @field_validator("batching", mode="before")
     @classmethod

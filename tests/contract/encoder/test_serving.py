@@ -388,3 +388,22 @@ def test_deadlines_are_honoured_and_expired_work_is_skipped(start_server, repo, 
         time.sleep(1.2)  # past the batching window: the expired request must not have been run
         assert metric("trajlab_encoder_batch_size_count", branch="b1") == runs_before
         assert enc.classify(clip, branch="b1", timeout=10).version == 1
+
+
+def test_the_default_layout_answers_concurrent_callers_as_onnxruntime_does(
+    start_server, repo, onnx_models
+) -> None:
+    # Two intra-op threads and the default hybrid layout: calls that arrive together run side by
+    # side, one of them on the version's one-thread session; every answer is still onnxruntime's.
+    kit.publish(repo, "b1", onnx_models["a"])
+    srv = start_server(intra_op_threads=2)
+    clips = kit.random_clips(12, seed=7)
+    ref_p, _ref_f, ref_e = direct(onnx_models["a"], clips)
+    with EncoderClient(f"127.0.0.1:{srv.port}", timeout=10) as enc:
+        enc.wait_until_serving(10)
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda c: enc.analyze(c, branch="b1"), list(clips) * 3))
+    for i, a in enumerate(answers):
+        np.testing.assert_allclose(a.embedding, ref_e[i % len(clips)], rtol=1e-5, atol=1e-5)
+        probs = np.array(list(a.classification.probabilities.values()))
+        np.testing.assert_allclose(probs, ref_p[i % len(clips)], rtol=1e-5, atol=1e-6)

@@ -171,6 +171,27 @@ def test_concurrency_two_runs_two_callers_at_once_without_batching_them() -> Non
     assert model.sizes == [1, 1]
 
 
+def test_with_two_runs_at_once_the_queue_is_shared_between_them_not_taken_by_one() -> None:
+    # One run taking the whole queue while the other gets a clip would leave half the callers
+    # waiting for the long run: the tail the hybrid layout would otherwise show.
+    model = Model()
+    b = AdaptiveBatcher(model, max_batch_size=8, max_queue_size=16, concurrency=2)
+    with ThreadPoolExecutor(10) as pool:
+        first = _hold(model, b, pool)
+        model.entered.clear()
+        second = pool.submit(b.run, _x(50))
+        assert model.entered.wait(5)
+        futs = [pool.submit(b.run, _x(i)) for i in range(6)]
+        _wait_queued(b, 6)
+        model.gate.set()
+        outs = [f.result(5) for f in futs]
+        first.result(5)
+        second.result(5)
+    assert [float(o[0][0, 0, 0]) for o in outs] == [2 * i for i in range(6)]
+    assert sum(model.sizes) == 8  # the two held runs and the six queued, each run once
+    assert max(model.sizes) <= 3  # each next run took its half of the six (rounded up), not all six
+
+
 def test_a_shared_slot_is_waited_for_within_the_deadline() -> None:
     slots = threading.Semaphore(1)
     slots.acquire()  # another model version holds the only slot

@@ -85,8 +85,8 @@ def test_settings_from_env_and_bad_values_name_the_field(monkeypatch) -> None:
         load_settings(EncoderSettings)
 
 
-def test_batching_defaults_to_adaptive_and_names_the_modes_it_takes(monkeypatch) -> None:
-    assert load_settings(EncoderSettings).batching == "adaptive"
+def test_batching_defaults_to_off_and_names_the_modes_it_takes(monkeypatch) -> None:
+    assert load_settings(EncoderSettings).batching == "off"
     for value, mode in [("false", "off"), ("adaptive", "adaptive"), ("window", "window"), ("off", "off")]:
         monkeypatch.setenv("TRAJLAB_ENCODER_BATCHING", value)
         assert load_settings(EncoderSettings).batching == mode

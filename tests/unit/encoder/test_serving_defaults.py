@@ -12,14 +12,26 @@ from trajlab.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 # Settings that decide serving speed; their defaults are what bench/bench_encoder.py measures.
-SERVING_KNOBS = ("BATCHING", "INTRA_OP_THREADS", "INFERENCE_CONCURRENCY", "MAX_BATCH_SIZE", "MAX_WORKERS")
+SERVING_KNOBS = (
+    "BATCHING",
+    "INTRA_OP_THREADS",
+    "INTRA_OP_LAYOUT",
+    "INFERENCE_CONCURRENCY",
+    "MAX_BATCH_SIZE",
+    "MAX_WORKERS",
+)
 
 
-def test_the_default_is_adaptive_batching_with_one_run_at_a_time_on_all_cpus(monkeypatch) -> None:
+def test_the_default_is_the_hybrid_layout_without_batching_on_all_cpus(monkeypatch) -> None:
     for k in [k for k in os.environ if k.startswith("TRAJLAB_ENCODER_") or k == "TRAJLAB_CONFIG"]:
         monkeypatch.delenv(k)
     s = load_settings(EncoderSettings)
-    assert (s.batching, s.inference_concurrency, s.intra_op_threads) == ("adaptive", 1, 0)
+    assert (s.batching, s.intra_op_layout, s.inference_concurrency, s.intra_op_threads) == (
+        "off",
+        "hybrid",
+        1,
+        0,
+    )
 
 
 def test_cpu_compose_and_make_run_leave_the_serving_knobs_at_their_defaults() -> None:
