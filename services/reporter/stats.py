@@ -340,9 +340,8 @@ def decide(
     what = "accuracy" if metric == "accuracy" else "forecast MAE"
     if len(per_branch) == 1:
         only = next(iter(per_branch))
-        return Verdict(
-            metric, alpha, "", [], f"{only} is the only branch with finished runs: nothing to compare it with."
-        )
+        why = f"{only} is the only branch with finished runs: nothing to compare it with."
+        return Verdict(metric, alpha, "", [], why)
     lead = _leader(per_branch, metric)
     beaten: list[str] = []
     tied: list[tuple[str, float]] = []  # (branch, Holm-adjusted p against the leader)
