@@ -142,7 +142,15 @@ class SphereFit(nn.Module):
             limit = p * self.lim_mul + self.lim_add
             return i + 1, p + torch.maximum(torch.minimum(_solve3(a, g, self.nxt, self.aft), limit), -limit)
 
-        _, p = torch.while_loop(more, step, (torch.zeros((), dtype=torch.int64, device=p.device), p))
+        i = torch.zeros((), dtype=torch.int64, device=p.device)
+        if torch.compiler.is_exporting() or torch.compiler.is_compiling():
+            _, p = torch.while_loop(more, step, (i, p))
+            return p
+        # Eager (training, evaluation, FLOP counting): the same steps as a Python loop, which is
+        # what torch.while_loop runs in eager mode anyway; torch's dispatch modes (FlopCounterMode)
+        # cannot trace the while_loop operator itself.
+        for _ in range(steps):
+            i, p = step(i, p)
         return p
 
     def forward(

@@ -80,3 +80,23 @@ def test_metadata_written_before_the_cost_field_still_loads(tmp_path: Path) -> N
     assert ModelMetadata.model_validate(raw).cost is None
     with pytest.raises(ValueError, match="flops_per_clip"):
         ModelMetadata.model_validate({**raw, "cost": {"parameters": 1}})
+
+
+def test_flops_are_counted_for_a_model_with_the_sphere_fit() -> None:
+    # The seed profile's perception fits a sphere per frame with Gauss-Newton steps; counting its
+    # FLOPs must not fail (the report said "not measured" for every perception branch), and the
+    # sphere fit's own matrix products add to the count.
+    from services.trainer.branch import create_branch_model
+    from services.trainer.model_args import ModelArgs
+
+    def model(sphere_fit: bool) -> nn.Module:
+        torch.manual_seed(0)
+        return create_branch_model(ModelArgs(
+            encoder="i3d", enhancement="compression", frames=8, height=32, width=32, horizon=4,
+            encoder_args={"channels": [4, 8, 8]}, track=True, sphere_fit=sphere_fit, focal_px=27.7,
+            object_radius=0.45,
+        ))
+
+    clip = torch.zeros(1, 3, 8, 32, 32)
+    with_fit, without = flops_per_clip(model(True), clip), flops_per_clip(model(False), clip)
+    assert with_fit > without > 0
