@@ -29,9 +29,9 @@ class SphereFit(nn.Module):
     is a hard threshold (PyTorch and ONNX Runtime must agree to 1e-4). Its accuracy is measured
     by bench/bench_sphere_fit.py (bench/RESULTS.md).
 
-    The steps are a ``torch.while_loop`` (two: the Huber steps, then the Cauchy ones), one ONNX
-    ``Loop`` each in the export: unrolled, their ten copies made the dynamo export several times
-    slower (bench/bench_sphere_fit.py).
+    When exported, the steps are a ``torch.while_loop`` (two: the Huber steps, then the Cauchy
+    ones), one ONNX ``Loop`` each: unrolled, their ten copies made the dynamo export several
+    times slower (bench/bench_sphere_fit.py). In eager mode they are a plain Python loop.
 
     Each frame's confidence (in [0, 1]) says how much of the disc the fit explains (the
     Cauchy weights' share of the disc: a sphere hidden behind a distractor explains little)
