@@ -9,13 +9,6 @@ given, as prometheus-operator gives them, to the real Prometheus binary scraping
 
 from __future__ import annotations
 
-import contextlib
-import json
-import socket
-import subprocess
-import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,16 +17,13 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from tests.prometheus_process import LocalPrometheus
+
 ROOT = Path(__file__).resolve().parents[2]
 MONITORS = ROOT / "deploy" / "k8s" / "components" / "servicemonitor" / "monitors.yaml"
 pytestmark = pytest.mark.prometheus
 OPERATOR_FIELDS = {"sourceLabels": "source_labels", "targetLabel": "target_label"}  # the rest: same name
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def podmonitor_relabelings() -> list[dict[str, Any]]:
@@ -57,18 +47,10 @@ def trainer_like() -> Iterator[int]:
     thread.join(timeout=5)
 
 
-def _query(port: int, expr: str) -> list[dict[str, Any]]:
-    url = f"http://127.0.0.1:{port}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        body = json.loads(resp.read())
-    assert body["status"] == "success", body
-    return body["data"]["result"]
-
 
 def test_each_runs_series_get_run_seed_and_base_branch(
     prometheus_bin: str, trainer_like: int, tmp_path: Path
 ) -> None:
-    port = _free_port()
     cfg = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
         "scrape_configs": [
@@ -79,33 +61,11 @@ def test_each_runs_series_get_run_seed_and_base_branch(
             }
         ],
     }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(cfg))
-    log = (tmp_path / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            prometheus_bin,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        result: list[dict[str, Any]] = []
-        while time.monotonic() < deadline and len(result) < 2:
-            with contextlib.suppress(OSError):
-                result = _query(port, "trajlab_trainer_epoch")
-            time.sleep(0.5)
-        labels = {r["metric"]["branch"]: r["metric"] for r in result}
-        assert set(labels) == {"b1-noperc@s12", "b2"}, (tmp_path / "prometheus.log").read_text()[-2000:]
+    with LocalPrometheus(prometheus_bin, cfg, tmp_path) as prom:
+        labels = {r["metric"]["branch"]: r["metric"] for r in prom.wait_for("trajlab_trainer_epoch", 2, 60)}
+        assert set(labels) == {"b1-noperc@s12", "b2"}, prom.log_path.read_text()[-2000:]
         seeded = labels["b1-noperc@s12"]
         assert (seeded["run"], seeded["seed"], seeded["base_branch"]) == ("b1-noperc@s12", "12", "b1-noperc")
         assert not {"run", "seed", "base_branch"} & set(labels["b2"])  # no seed in the name: untouched
-        (rpcs,) = _query(port, "trajlab_grpc_requests_total")
+        (rpcs,) = prom.query("trajlab_grpc_requests_total")
         assert not {"run", "seed", "base_branch"} & set(rpcs["metric"])
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()

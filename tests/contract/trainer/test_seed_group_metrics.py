@@ -14,17 +14,16 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.prometheus_process import LocalPrometheus
 from tests.unit.trainer import kit
 from trajlab.clients.trainer import TrainerClient
 from trajlab.runs import run_name, training_seeds
@@ -154,68 +153,22 @@ def test_the_groups_metrics_port_shows_every_seed_labelled_with_its_run_and_seed
     assert up == dict.fromkeys(group.runs, 1.0)
 
 
-class Prometheus:
+def compose_prometheus(binary: str, group: Group, work: Path) -> LocalPrometheus:
     """The real Prometheus binary with the shipped config's trainer job pointed at the group."""
-
-    def __init__(self, binary: str, group: Group, work: Path) -> None:
-        cfg = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
-        # Above the group's 2 s per-child timeout, as compose's 5 s is.
-        cfg["global"].update({"scrape_interval": "3s", "scrape_timeout": "3s"})
-        (job,) = [j for j in cfg["scrape_configs"] if j["job_name"] == "trainer"]
-        job["static_configs"] = [{"targets": [f"127.0.0.1:{group.metrics_port}"], "labels": {"branch": "b4"}}]
-        cfg["scrape_configs"] = [job]
-        (work / "prometheus.yml").write_text(yaml.safe_dump(cfg))
-        self.port = _free_run(1)
-        self._log = (work / "prometheus.log").open("wb")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={work / 'prometheus.yml'}",
-                f"--storage.tsdb.path={work / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def api(self, path: str, **params: str) -> Any:
-        url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            body = json.loads(resp.read())
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def wait_for(self, query: str, count: int, timeout: float = 90.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        result: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            try:
-                result = self.api("query", query=query)["result"]
-            except OSError:
-                result = []
-            if len(result) >= count:
-                return result
-            time.sleep(0.5)
-        raise AssertionError(
-            f"{query}: {len(result)} series, expected {count}; targets: {self.api('targets')}"
-        )
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
+    cfg = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    # Above the group's 2 s per-child timeout, as compose's 5 s is.
+    cfg["global"].update({"scrape_interval": "3s", "scrape_timeout": "3s"})
+    (job,) = [j for j in cfg["scrape_configs"] if j["job_name"] == "trainer"]
+    job["static_configs"] = [{"targets": [f"127.0.0.1:{group.metrics_port}"], "labels": {"branch": "b4"}}]
+    cfg["scrape_configs"] = [job]
+    return LocalPrometheus(binary, cfg, work)
 
 
 @pytest.mark.prometheus
 def test_prometheus_with_the_compose_config_gets_every_seed_with_its_seed_label(
     group: Group, prometheus_bin: str, tmp_path: Path
 ) -> None:
-    prom = Prometheus(prometheus_bin, group, tmp_path)
-    try:
+    with compose_prometheus(prometheus_bin, group, tmp_path) as prom:
         result = prom.wait_for("trajlab_trainer_val_accuracy", 2)
         got = {(r["metric"]["run"], r["metric"]["seed"], r["metric"]["branch"]) for r in result}
         assert got == {(run, run.rpartition("@s")[2], run) for run in group.runs}
@@ -230,5 +183,3 @@ def test_prometheus_with_the_compose_config_gets_every_seed_with_its_seed_label(
         dash = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "training.json").read_text())
         metric = dash["templating"]["list"][0]["definition"].removeprefix("label_values(").split(",")[0]
         assert set(group.runs) <= set(prom.api("label/branch/values", **{"match[]": metric}))
-    finally:
-        prom.stop()
