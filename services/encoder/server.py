@@ -27,9 +27,15 @@ from trajlab.store import Store, is_store_url, open_store
 log = logging.getLogger(__name__)
 
 
-def _runs_at_once(s: EncoderSettings) -> int:
-    # hybrid: one run per intra-op thread can be in flight (each beyond the first on one thread).
-    if s.intra_op_layout == "hybrid":
+def hybrid_layout(s: EncoderSettings) -> bool:
+    """The hybrid layout applies to CPU sessions only: intra-op threads are the CPU's."""
+    return s.intra_op_layout == "hybrid" and s.providers[:1] == ["CPUExecutionProvider"]
+
+
+def runs_at_once(s: EncoderSettings) -> int:
+    """Runs in flight at once: with the hybrid layout one per intra-op thread (each beyond the
+    first on one thread), else ``inference_concurrency`` (a GPU's setting is kept as given)."""
+    if hybrid_layout(s):
         return max(s.inference_concurrency, s.intra_op_threads or cpu_count())
     return s.inference_concurrency
 
@@ -53,8 +59,8 @@ class EncoderServer:
                 max_queue_size=settings.max_queue_size,
             ),
             keep_versions=settings.keep_versions,
-            inference_concurrency=_runs_at_once(settings),
-            hybrid_layout=settings.intra_op_layout == "hybrid",
+            inference_concurrency=runs_at_once(settings),
+            hybrid_layout=hybrid_layout(settings),
             on_change=self._on_models_changed,
         )
         self.bucket: Store | None = None

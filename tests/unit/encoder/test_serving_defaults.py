@@ -40,3 +40,17 @@ def test_cpu_compose_and_make_run_leave_the_serving_knobs_at_their_defaults() ->
     assert overridden == [], f"compose.yaml overrides {overridden}: the benchmarked defaults would not apply"
     runner = (ROOT / "trajlab_cli" / "runner.py").read_text()
     assert not [k for k in SERVING_KNOBS if f'"{k}"' in runner or f"ENCODER_{k}" in runner]
+
+
+def test_the_hybrid_layout_is_for_cpu_sessions_a_gpus_concurrency_is_kept(monkeypatch) -> None:
+    from services.encoder.server import hybrid_layout, runs_at_once
+
+    for k in [k for k in os.environ if k.startswith("TRAJLAB_ENCODER_") or k == "TRAJLAB_CONFIG"]:
+        monkeypatch.delenv(k)
+    cpu = load_settings(EncoderSettings, intra_op_threads=2)
+    assert hybrid_layout(cpu) and runs_at_once(cpu) == 2
+    gpu = load_settings(EncoderSettings, intra_op_threads=2, inference_concurrency=3,
+                        providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert not hybrid_layout(gpu) and runs_at_once(gpu) == 3
+    wide = load_settings(EncoderSettings, intra_op_threads=2, intra_op_layout="wide")
+    assert not hybrid_layout(wide) and runs_at_once(wide) == 1
