@@ -20,7 +20,9 @@ ABLATIONS = {"perception": "-noperc"}
 
 
 def ablated_branch(branch: str, ablation: str) -> str:
-    """``("b1", "perception")`` -> ``"b1-noperc"``."""
+    """``("b1", "perception")`` -> ``"b1-noperc"``; ``("b1", "")`` (no ablation) -> ``"b1"``."""
+    if not ablation:
+        return branch
     if ablation not in ABLATIONS:
         raise ValueError(f"ablate: unknown ablation {ablation!r}; known: {', '.join(sorted(ABLATIONS))}")
     return branch + ABLATIONS[ablation]

@@ -70,7 +70,7 @@ def resolve_run(settings: Any) -> Any:
     if seed is None:
         return settings
     base = settings.run_dir if settings.run_dir is not None else Path("./runs")
-    trained = ablated_branch(branch, settings.ablate) if settings.ablate else branch
+    trained = ablated_branch(branch, settings.ablate)
     run_dir = run_dir_of(base, trained, seed)
     return settings.model_copy(update={"branch": branch, "seed": seed, "run_dir": run_dir})
 

@@ -46,7 +46,7 @@ def child_envs(settings: Any, base_seed: int) -> dict[str, dict[str, str]]:
         )
     out: dict[str, dict[str, str]] = {}
     # With ``ablate`` set the children train ``<branch>-noperc@s<seed>`` (services/trainer/seeds.py).
-    trained = ablated_branch(settings.branch, settings.ablate) if settings.ablate else settings.branch
+    trained = ablated_branch(settings.branch, settings.ablate)
     seeds = training_seeds(base_seed, settings.seeds)
     metrics_ports = child_metrics_ports(settings.metrics_port, len(seeds))
     for k, (seed, metrics) in enumerate(zip(seeds, metrics_ports, strict=True)):

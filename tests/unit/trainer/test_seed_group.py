@@ -107,3 +107,12 @@ def test_a_group_whose_metrics_port_is_taken_exits_naming_the_setting(
         monkeypatch.setattr(seed_group, "run_group", lambda envs: pytest.fail("children started"))
         assert seed_group.main() == 2  # EXIT_BAD_CONFIG, before any child starts
     assert "metrics_port: cannot serve the seed group's metrics" in caplog.text
+
+
+def test_an_ablated_name_is_the_branch_itself_when_nothing_is_turned_off() -> None:
+    from trajlab.runs import ablated_branch
+
+    assert ablated_branch("b1", "perception") == "b1-noperc"
+    assert ablated_branch("b1", "") == "b1"
+    with pytest.raises(ValueError, match="unknown ablation 'encoder'"):
+        ablated_branch("b1", "encoder")
