@@ -114,12 +114,26 @@ class TrainingConfig(_Strict):
     # test sample; the validation and test splits stay as stored and are never trained on.
     # Left out of the config's dump at 0, so existing runs keep their fingerprints.
     fresh_clips_per_epoch: int = Field(0, ge=0, le=100_000)
+    # With fresh clips: each chunk of an epoch's clips is rendered with its own camera jitter,
+    # drawn uniformly between the dataset's and this (std, pixels), so the model meets shakier
+    # cameras than the dataset's; 0 = the dataset's jitter. Left out of the dump at 0.
+    augment_camera_jitter: float = Field(0.0, ge=0.0, le=4.0)
+
+    @model_validator(mode="after")
+    def _jitter_augmentation_needs_fresh_clips(self) -> TrainingConfig:
+        if self.augment_camera_jitter > 0 and self.fresh_clips_per_epoch == 0:
+            raise ValueError(
+                "training.augment_camera_jitter needs training.fresh_clips_per_epoch > 0 "
+                "(the shakier clips are rendered fresh; the stored train split is not re-rendered)"
+            )
+        return self
 
     @model_serializer(mode="wrap")
     def _dump_without_defaults_added_later(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         out = handler(self)
-        if self.fresh_clips_per_epoch == 0:
-            out.pop("fresh_clips_per_epoch", None)
+        for name in ("fresh_clips_per_epoch", "augment_camera_jitter"):
+            if not getattr(self, name):
+                out.pop(name, None)
         return out
 
 
@@ -180,11 +194,15 @@ class Profile(_Strict):
 
     @model_validator(mode="after")
     def _camera_shift_covers_the_jitter(self) -> Profile:
-        margin = math.ceil(3.0 * self.dataset.camera_jitter)  # the renderer's largest shift
+        # The largest jitter the model trains on: the dataset's, or the augmentation's.
+        jitter, field = self.dataset.camera_jitter, "dataset.camera_jitter"
+        if self.training.augment_camera_jitter > jitter:
+            jitter, field = self.training.augment_camera_jitter, "training.augment_camera_jitter"
+        margin = math.ceil(3.0 * jitter)  # the renderer's largest shift
         if self.model.track and 0 < self.model.camera_shift < margin:
             raise ValueError(
                 f"model.camera_shift must be 0 (leave the shift on the track) or at least {margin}, "
-                f"the largest shift of dataset.camera_jitter {self.dataset.camera_jitter} "
+                f"the largest shift of {field} {jitter} "
                 f"(ceil(3 x jitter) pixels); got {self.model.camera_shift}"
             )
         return self

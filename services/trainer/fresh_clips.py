@@ -14,6 +14,12 @@ test splits' included, and neither split is ever read to make training data. The
 epoch depend on (dataset config, training seed, epoch) only, so a run resumed from a
 checkpoint renders the same clips as an uninterrupted one and reaches the same weights.
 Clip j has class j % 4 (balanced); the step loop's per-epoch permutation shuffles them.
+
+Camera-jitter augmentation (``training.augment_camera_jitter`` J above the dataset's jitter
+j0): each chunk of clips rendered together gets its own jitter, drawn uniformly in [j0, J]
+from ``spawn_key=(FRESH_STREAM, training seed, e, first clip of the chunk, JITTER_DRAW)`` (five
+long, so apart from every clip's key). The renderer's margin follows the jitter, as in a
+dataset rendered with it.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from trajlab.profiles import CLASS_NAMES, DatasetConfig
 # First element of a fresh clip's spawn key. The dataset's keys start with 0 (samples) and 1
 # (the split plan); this one is 2 and four long, so no fresh key equals a dataset's key.
 FRESH_STREAM = 2
-_CHUNK = 64  # clips rendered per render_batch call
+_CHUNK = 64  # clips rendered per render_batch call, and per jitter draw
+JITTER_DRAW = 0  # last element of a chunk's jitter-draw spawn key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +56,22 @@ def fresh_spawn_key(training_seed: int, epoch: int, j: int) -> tuple[int, int, i
     return (FRESH_STREAM, int(training_seed), int(epoch), int(j))
 
 
-def fresh_clips(config: DatasetConfig, training_seed: int, epoch: int, n: int) -> FreshClips:
-    """The ``n`` fresh training clips of ``epoch``: same config, seeds and epoch = same bytes."""
+def chunk_jitter(config: DatasetConfig, training_seed: int, epoch: int, start: int, max_jitter: float) -> float:
+    """The camera jitter of the chunk of fresh clips starting at clip ``start``: uniform in
+    [dataset's, ``max_jitter``]; the dataset's when ``max_jitter`` is not above it."""
+    low = config.camera_jitter
+    if max_jitter <= low:
+        return low
+    key = (FRESH_STREAM, int(training_seed), int(epoch), int(start), JITTER_DRAW)
+    u = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=key)).random()
+    return float(low + (max_jitter - low) * u)
+
+
+def fresh_clips(
+    config: DatasetConfig, training_seed: int, epoch: int, n: int, max_jitter: float = 0.0
+) -> FreshClips:
+    """The ``n`` fresh training clips of ``epoch``: same config, seeds, epoch and ``max_jitter``
+    (the camera-jitter augmentation's ceiling; 0 = none) = same bytes."""
     if n < 1:
         raise ValueError(f"fresh clips per epoch must be at least 1, got {n}")
     clips = np.empty((n, config.frames, config.height, config.width, 3), np.uint8)
@@ -64,7 +85,9 @@ def fresh_clips(config: DatasetConfig, training_seed: int, epoch: int, n: int) -
             )
             for j in js
         ]
-        trajs = render_samples(config, labels[start : start + len(js)], rngs, clips[start : start + len(js)])
+        jitter = chunk_jitter(config, training_seed, epoch, start, max_jitter)
+        cfg = config if jitter == config.camera_jitter else config.model_copy(update={"camera_jitter": jitter})
+        trajs = render_samples(cfg, labels[start : start + len(js)], rngs, clips[start : start + len(js)])
         positions[start : start + len(js)] = np.stack([t.positions for t in trajs])
     return FreshClips(clips=clips, labels=labels, positions=positions)
 
@@ -87,4 +110,9 @@ def training_data(dataset: DatasetConfig, training: Any, stored_train_clips: int
             "disjoint from the dataset's train/val/test samples"
         ),
         "stored_train_clips_used_for": "forecast and track normalisation statistics only",
+        **(
+            {"camera_jitter": f"per chunk of {_CHUNK} clips, uniform in [{dataset.camera_jitter:g}, {aug:g}] px"}
+            if (aug := getattr(training, "augment_camera_jitter", 0.0)) > dataset.camera_jitter
+            else {}
+        ),
     }

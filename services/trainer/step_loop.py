@@ -35,7 +35,9 @@ class StepLoop:
         started = time.monotonic()
         cpu_started = time.process_time()  # this process's CPU time (services/trainer/cost.py)
         if t.fresh_clips_per_epoch > 0:  # this epoch's own clips, from (dataset, seed, epoch) only
-            train = fresh_clips(self.cfg.profile.dataset, t.seed, epoch, t.fresh_clips_per_epoch)
+            train = fresh_clips(
+                self.cfg.profile.dataset, t.seed, epoch, t.fresh_clips_per_epoch, t.augment_camera_jitter
+            )
         n = len(train.labels)
         # The data order and every random draw of epoch e depend on (seed, e) only.
         gen = torch.Generator().manual_seed(t.seed * 100_003 + epoch)

@@ -63,6 +63,35 @@ def test_fresh_clips_depend_on_the_config_training_seed_and_epoch_only() -> None
     assert np.array_equal(a.clips, fresh_clips(WITH_TEST, training_seed=0, epoch=2, n=12).clips[:8])
 
 
+def _camera_shifts(clips: np.ndarray, max_shift: int) -> np.ndarray:
+    """Each frame's camera shift as the model reads it off the background: (N, T, 2) pixels."""
+    from services.trainer.perception.camera_shift import CameraShift
+
+    x = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float() / 255.0  # (N, C, T, H, W)
+    with torch.no_grad():
+        return CameraShift(max_shift)(x).numpy()
+
+
+def test_jitter_augmentation_shakes_the_camera_of_fresh_clips_within_its_range() -> None:
+    still = WITH_TEST.model_copy(update={"camera_jitter": 0.0, "height": 32, "width": 32})
+    plain = fresh_clips(still, training_seed=0, epoch=1, n=128)
+    shaken = fresh_clips(still, training_seed=0, epoch=1, n=128, max_jitter=1.5)
+    assert np.array_equal(shaken.labels, plain.labels)
+    assert np.abs(_camera_shifts(plain.clips, 4)).max() < 0.5  # the dataset's camera does not move
+    moved = np.abs(_camera_shifts(shaken.clips, 5)).round()
+    assert moved.max() >= 2 and moved.max() <= 5  # ceil(3 x 1.5) pixels at most
+    assert (moved > 0).mean() > 0.2
+    # Each chunk has its own jitter in [dataset's, ceiling], drawn from (seed, epoch) only.
+    from services.trainer.fresh_clips import chunk_jitter
+
+    draws = [chunk_jitter(still, 0, e, start, 1.5) for e in range(1, 6) for start in (0, 64)]
+    assert all(0.0 <= j <= 1.5 for j in draws) and len(set(draws)) == len(draws)
+    assert chunk_jitter(still, 0, 1, 0, 1.5) == draws[0]
+    assert chunk_jitter(still, 0, 1, 0, 0.0) == 0.0  # no augmentation: the dataset's jitter
+    again = fresh_clips(still, training_seed=0, epoch=1, n=128, max_jitter=1.5)
+    assert np.array_equal(again.clips, shaken.clips)
+
+
 def test_resume_with_fresh_clips_reaches_bit_identical_weights(tmp_path: Path, tiny_data: Path) -> None:
     fresh = {"fresh_clips_per_epoch": 16}
     straight = Trainer(kit.run_config(tmp_path, tiny_data, "b1", run="straight", **fresh))

@@ -54,6 +54,15 @@ def test_a_camera_shift_smaller_than_the_jitter_is_refused_naming_the_field(tmp_
     p.write_text("name: x\ndataset:\n  camera_jitter: 0.7\nmodel:\n  camera_shift: 1\n")
     with pytest.raises(ConfigError, match=r"model\.camera_shift must be 0 .* at least 3"):
         load_profile(p)
+    # A shakier training camera (the augmentation) needs a wider shift too, and fresh clips.
+    p.write_text(
+        "name: x\ntraining:\n  fresh_clips_per_epoch: 64\n  augment_camera_jitter: 1.3\nmodel:\n  camera_shift: 1\n"
+    )
+    with pytest.raises(ConfigError, match=r"at least 4, the largest shift of training\.augment_camera_jitter 1\.3"):
+        load_profile(p)
+    p.write_text("name: x\ntraining:\n  augment_camera_jitter: 1.3\n")
+    with pytest.raises(ConfigError, match=r"augment_camera_jitter needs training\.fresh_clips_per_epoch"):
+        load_profile(p)
     p.write_text("name: x\nmodel:\n  sphere_radius: 1.0\n")  # the dataset's key is not the model's
     with pytest.raises(ConfigError, match=r"model\.sphere_radius"):
         load_profile(p)
