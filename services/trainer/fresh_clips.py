@@ -56,7 +56,9 @@ def fresh_spawn_key(training_seed: int, epoch: int, j: int) -> tuple[int, int, i
     return (FRESH_STREAM, int(training_seed), int(epoch), int(j))
 
 
-def chunk_jitter(config: DatasetConfig, training_seed: int, epoch: int, start: int, max_jitter: float) -> float:
+def chunk_jitter(
+    config: DatasetConfig, training_seed: int, epoch: int, start: int, max_jitter: float
+) -> float:
     """The camera jitter of the chunk of fresh clips starting at clip ``start``: uniform in
     [dataset's, ``max_jitter``]; the dataset's when ``max_jitter`` is not above it."""
     low = config.camera_jitter
@@ -65,6 +67,10 @@ def chunk_jitter(config: DatasetConfig, training_seed: int, epoch: int, start: i
     key = (FRESH_STREAM, int(training_seed), int(epoch), int(start), JITTER_DRAW)
     u = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=key)).random()
     return float(low + (max_jitter - low) * u)
+
+
+def _with_jitter(config: DatasetConfig, jitter: float) -> DatasetConfig:
+    return config.model_copy(update={"camera_jitter": jitter})
 
 
 def fresh_clips(
@@ -86,7 +92,7 @@ def fresh_clips(
             for j in js
         ]
         jitter = chunk_jitter(config, training_seed, epoch, start, max_jitter)
-        cfg = config if jitter == config.camera_jitter else config.model_copy(update={"camera_jitter": jitter})
+        cfg = config if jitter == config.camera_jitter else _with_jitter(config, jitter)
         trajs = render_samples(cfg, labels[start : start + len(js)], rngs, clips[start : start + len(js)])
         positions[start : start + len(js)] = np.stack([t.positions for t in trajs])
     return FreshClips(clips=clips, labels=labels, positions=positions)
@@ -111,7 +117,7 @@ def training_data(dataset: DatasetConfig, training: Any, stored_train_clips: int
         ),
         "stored_train_clips_used_for": "forecast and track normalisation statistics only",
         **(
-            {"camera_jitter": f"per chunk of {_CHUNK} clips, uniform in [{dataset.camera_jitter:g}, {aug:g}] px"}
+            {"camera_jitter": f"per {_CHUNK} clips, uniform in [{dataset.camera_jitter:g}, {aug:g}] px"}
             if (aug := getattr(training, "augment_camera_jitter", 0.0)) > dataset.camera_jitter
             else {}
         ),
