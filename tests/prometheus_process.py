@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -23,9 +23,11 @@ def _free_port() -> int:
 class LocalPrometheus:
     """``prometheus`` started with ``config`` (written to ``workdir``), its TSDB and log there too."""
 
-    def __init__(self, binary: str, config: dict[str, Any], workdir: Path) -> None:
+    def __init__(self, binary: str, config: dict[str, Any], workdir: Path, port: int | None = None) -> None:
+        # ``port``: one picked before the config was written (a config scraping Prometheus itself).
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.port = _free_port()
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "prometheus.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -40,7 +42,7 @@ class LocalPrometheus:
         )
 
     def api(self, path: str, **params: str) -> Any:
-        url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
         with urllib.request.urlopen(url, timeout=10) as resp:
             body = json.loads(resp.read())
         assert body["status"] == "success", body
@@ -64,6 +66,33 @@ class LocalPrometheus:
         raise AssertionError(
             f"{expr}: {len(result)} series, expected {count}; log: {self.log_path.read_text()[-2000:]}"
         )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until /-/ready answers 200; AssertionError (with the log's end) at the timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"Prometheus not ready in {timeout} s; log: {self.log_path.read_text()[-2000:]}")
+
+    def wait_targets_up(self, count: int, timeout: float = 60.0) -> None:
+        """Until exactly ``count`` targets are scraped and all are up."""
+        deadline = time.monotonic() + timeout
+        active: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            try:
+                active = self.api("targets")["activeTargets"]
+                if len(active) == count and all(t["health"] == "up" for t in active):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"targets not all up: {active}")
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -10,16 +10,14 @@ would ("All" branches, a rate window), must return at least one series with a nu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,8 @@ import grpc
 import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.prometheus_process import LocalPrometheus, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
@@ -58,12 +58,6 @@ TINY_PROFILE = {
         "threads": 1,
     },
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def panel_queries() -> list[tuple[str, str, str]]:
@@ -135,70 +129,34 @@ class Service:
         self._logf.close()
 
 
-class Prometheus:
-    """The real Prometheus binary on a free loopback port, with the project's config rewritten."""
+def prometheus_config(targets: dict[str, list[str]], port: int) -> dict[str, Any]:
+    """The project's Prometheus config, scraping this test's processes every second."""
+    cfg = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    cfg["global"].update({"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"})
+    kept = []
+    for job in cfg["scrape_configs"]:
+        name = job["job_name"]
+        if name == "prometheus":
+            job["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
+        elif name in targets:
+            # Keep the shipped labels (branch per trainer), point at this test's processes.
+            sc = job["static_configs"][: len(targets[name])]
+            for entry, target in zip(sc, targets[name], strict=True):
+                entry["targets"] = [target]
+            job["static_configs"] = sc
+        else:
+            continue  # a service this test does not start
+        kept.append(job)
+    cfg["scrape_configs"] = kept
+    return cfg
 
-    def __init__(self, binary: str, targets: dict[str, list[str]], workdir: Path) -> None:
-        cfg = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
-        cfg["global"].update({"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"})
-        self.port = free_port()
-        kept = []
-        for job in cfg["scrape_configs"]:
-            name = job["job_name"]
-            if name == "prometheus":
-                job["static_configs"] = [{"targets": [f"127.0.0.1:{self.port}"]}]
-            elif name in targets:
-                # Keep the shipped labels (branch per trainer), point at this test's processes.
-                sc = job["static_configs"][: len(targets[name])]
-                for entry, target in zip(sc, targets[name], strict=True):
-                    entry["targets"] = [target]
-                job["static_configs"] = sc
-            else:
-                continue  # a service this test does not start
-            kept.append(job)
-        cfg["scrape_configs"] = kept
-        (workdir / "prometheus.yml").write_text(yaml.safe_dump(cfg))
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.eval_time = 0.0  # seconds since the epoch at which the panel queries are evaluated
-        self._logf = (workdir / "prometheus.log").open("wb")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self._logf,
-            stderr=subprocess.STDOUT,
-        )
 
-    def api(self, path: str, **params: str) -> Any:
-        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            body = json.loads(resp.read())
-        assert body["status"] == "success", body
-        return body["data"]
+@dataclasses.dataclass
+class Stack:
+    """Prometheus scraping the services, and the instant at which the panel queries are evaluated."""
 
-    def wait_targets_up(self, count: int, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                active = self.api("targets")["activeTargets"]
-                if len(active) == count and all(t["health"] == "up" for t in active):
-                    return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"targets not all up: {self.api('targets')['activeTargets']}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self._logf.close()
+    prom: LocalPrometheus
+    eval_time: float  # seconds since the epoch
 
 
 def drive_traffic(encoder: Service, describer: Service, trainer: Service) -> None:
@@ -234,7 +192,7 @@ def drive_traffic(encoder: Service, describer: Service, trainer: Service) -> Non
 
 
 @pytest.fixture(scope="module")
-def stack(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+def stack(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from tests.contract.encoder import kit
 
     work = tmp_path_factory.mktemp("dash")
@@ -242,7 +200,7 @@ def stack(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     kit.publish(work / "models", "b1", kit.export_tiny_model(work / "tiny.onnx", seed=0))
     (work / "dash.yaml").write_text(yaml.safe_dump(TINY_PROFILE))
     services: list[Service] = []
-    prom: Prometheus | None = None
+    prom: LocalPrometheus | None = None
     try:
         trainer = Service(
             "trainer",
@@ -270,15 +228,13 @@ def stack(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         services.append(describer)
         for s in services:
             s.wait_serving()
-        prom = Prometheus(
-            prometheus_bin,
-            {
-                "trainer": [f"127.0.0.1:{trainer.metrics_port}"],
-                "encoder": [f"127.0.0.1:{encoder.metrics_port}"],
-                "describer": [f"127.0.0.1:{describer.metrics_port}"],
-            },
-            work,
-        )
+        targets = {
+            "trainer": [f"127.0.0.1:{trainer.metrics_port}"],
+            "encoder": [f"127.0.0.1:{encoder.metrics_port}"],
+            "describer": [f"127.0.0.1:{describer.metrics_port}"],
+        }
+        port = free_port()
+        prom = LocalPrometheus(prometheus_bin, prometheus_config(targets, port), work, port=port)
         prom.wait_targets_up(4)
         # Two rounds of traffic, each seen by Prometheus before the next: labelled series
         # appear at their first call, and rate() needs an increase between two samples.
@@ -292,8 +248,7 @@ def stack(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         wait_scraped(prom, "sum(trajlab_encoder_requests_total)", 30)
         wait_scraped(prom, "sum(trajlab_describer_requests_total)", 6)
         time.sleep(2.5)
-        prom.eval_time = time.time()
-        yield prom
+        yield Stack(prom, time.time())
     finally:
         if prom is not None:
             prom.stop()
@@ -302,21 +257,21 @@ def stack(prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         shutil.rmtree(work, ignore_errors=True)
 
 
-def wait_scraped(prom: Prometheus, query: str, at_least: float, timeout: float = 60.0) -> None:
+def wait_scraped(prom: LocalPrometheus, query: str, at_least: float, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = prom.api("query", query=query)["result"]
+        result = prom.query(query)
         if result and float(result[0]["value"][1]) >= at_least:
             return
         time.sleep(0.5)
     raise AssertionError(f"Prometheus did not scrape {query} >= {at_least} in {timeout} s")
 
 
-def wait_trained(prom: Prometheus, timeout: float = 300.0) -> None:
+def wait_trained(prom: LocalPrometheus, timeout: float = 300.0) -> None:
     """Until the trainer has finished an epoch (validation metrics exist) and Prometheus has them."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if prom.api("query", query='trajlab_trainer_epoch{branch="b1"} >= 1')["result"]:
+        if prom.query('trajlab_trainer_epoch{branch="b1"} >= 1'):
             return
         time.sleep(1)
     raise AssertionError("the trainer reported no finished epoch")
@@ -338,15 +293,15 @@ def test_dashboards_are_generated_from_their_source() -> None:
 
 
 @pytest.mark.parametrize(("dashboard", "title", "expr"), QUERIES, ids=[f"{d}:{t}:{e[:24]}" for d, t, e in QUERIES])
-def test_every_panel_query_returns_series(stack: Prometheus, dashboard: str, title: str, expr: str) -> None:
-    result = stack.api("query", query=grafana_expand(expr), time=f"{stack.eval_time:.3f}")["result"]
+def test_every_panel_query_returns_series(stack: Stack, dashboard: str, title: str, expr: str) -> None:
+    result = stack.prom.api("query", query=grafana_expand(expr), time=f"{stack.eval_time:.3f}")["result"]
     assert result, f"{dashboard} / {title}: no series for {grafana_expand(expr)}"
     values = [float(r["value"][1]) for r in result]
     assert any(math.isfinite(v) for v in values), f"{dashboard} / {title}: only NaN/Inf ({values})"
 
 
-def test_the_branch_variable_lists_the_trained_branch(stack: Prometheus) -> None:
+def test_the_branch_variable_lists_the_trained_branch(stack: Stack) -> None:
     for f in DASHBOARDS.glob("*.json"):
         var = json.loads(f.read_text())["templating"]["list"][0]
         metric = var["definition"].removeprefix("label_values(").split(",")[0]
-        assert "b1" in stack.api("label/branch/values", **{"match[]": metric}), f.name
+        assert "b1" in stack.prom.api("label/branch/values", **{"match[]": metric}), f.name

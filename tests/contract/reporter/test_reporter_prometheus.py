@@ -9,12 +9,10 @@ back must equal what was exposed, and the report must take them from Prometheus.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
 
@@ -22,6 +20,7 @@ from services.reporter.build import build_report
 from services.reporter.settings import ReporterSettings
 from services.reporter.sources.prometheus import PrometheusClient, PrometheusSource
 from tests.contract.reporter import kit
+from tests.prometheus_process import LocalPrometheus
 from trajlab.config import load_settings
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
@@ -40,43 +39,13 @@ def prometheus(
     prometheus_bin: str, exporter: tuple[int, CollectorRegistry], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     port, _ = exporter
-    d = tmp_path_factory.mktemp("prometheus")
-    cfg = d / "prometheus.yml"
-    cfg.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        f"scrape_configs:\n  - job_name: trajlab\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-    )
-    web = kit.free_port()
-    log = (d / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            prometheus_bin,
-            f"--config.file={cfg}",
-            f"--storage.tsdb.path={d / 'data'}",
-            f"--web.listen-address=127.0.0.1:{web}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{web}"
-    try:
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        assert kit.wait_until(ready, 30), (d / "prometheus.log").read_text()[-2000:]
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "trajlab", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}],
+    }
+    with LocalPrometheus(prometheus_bin, config, tmp_path_factory.mktemp("prometheus")) as prom:
+        prom.wait_ready()
+        yield prom.url
 
 
 def _scraped(client: PrometheusClient, expr: str, value: float) -> bool:
