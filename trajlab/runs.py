@@ -62,13 +62,14 @@ def default_run(names: Iterable[str], branch: str) -> str | None:
     return min(seeds)[1] if seeds else None
 
 
-def seed_group_targets(branch: str, target: str, seeds: list[int]) -> dict[str, str]:
+def seed_group_targets(branch: str, target: str, seeds: list[int], port_step: int = 1) -> dict[str, str]:
     """The runs of a seed group (one trainer container training several seeds of ``branch``,
-    services/trainer/seed_group.py): seed k's run listens on the group's port + k.
+    services/trainer/seed_group.py): seed k's run listens on the group's port + k, reached at
+    ``port + k * port_step`` (compose publishes seed k of trainer-bN on the host at 5006N + 10 k).
 
     ``("b1", "trainer-b1:50052", [0, 1])`` -> ``{"b1@s0": "trainer-b1:50052", "b1@s1": "trainer-b1:50053"}``.
     """
     host, sep, port = target.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ValueError(f"expected a trainer target 'host:port' for {branch}, got {target!r}")
-    return {run_name(branch, seed): f"{host}:{int(port) + k}" for k, seed in enumerate(seeds)}
+    return {run_name(branch, seed): f"{host}:{int(port) + k * port_step}" for k, seed in enumerate(seeds)}

@@ -205,6 +205,25 @@ def monitor_command(
     once: bool = typer.Option(False, "--once", help="Print one snapshot and exit (for scripts)."),
     interval: float = typer.Option(1.0, "--interval", min=0.1, help="Least seconds between status updates."),
     keep: bool = typer.Option(False, "--keep", help="Keep watching after every trainer finished."),
+    seeds: int = typer.Option(
+        0,
+        "--seeds",
+        min=0,
+        max=16,
+        help="Each trainer is a seed group of this many seeds (compose's TRAJLAB_SEEDS): one row per run "
+        "b1@s0, b1@s1, ..., seed k at the target's port + k x --seed-port-step. Default: "
+        "TRAJLAB_REPORTER_TRAINER_SEEDS, else 0 (one run per target).",
+    ),
+    seed_port_step: int = typer.Option(
+        1,
+        "--seed-port-step",
+        min=1,
+        help="Port distance between a group's seeds: 1 inside compose's network or a cluster, "
+        "10 for the ports compose publishes on the host (b1: 50061, 50071, ...).",
+    ),
+    profile: str = typer.Option(
+        "quick", "--profile", "-p", help="The trainers' profile (its training.seed is a group's first seed)."
+    ),
     runs_dir: str | None = typer.Option(
         None,
         "--runs-dir",
@@ -228,6 +247,9 @@ def monitor_command(
         raise typer.BadParameter(str(exc), param_hint="--trainers") from None
     if not targets:
         raise typer.BadParameter('give --trainers "b1=host:port,..."', param_hint="--trainers")
+    seeds = seeds or int(os.environ.get("TRAJLAB_REPORTER_TRAINER_SEEDS", "0") or 0)
+    if seeds:
+        targets = _seed_runs(targets, seeds, seed_port_step, profile)
     console = Console()
     if once:
         console.print(render_table(poll_once(targets)))
@@ -238,6 +260,19 @@ def monitor_command(
         run_live(mon, console=console, exit_when_finished=not keep)
     finally:
         mon.stop()
+
+
+def _seed_runs(targets: dict[str, str], seeds: int, port_step: int, profile: str) -> dict[str, str]:
+    """{run: target} of every seed of every seed-group target (trajlab.runs.seed_group_targets)."""
+    from trajlab.profiles import load_profile
+    from trajlab.runs import seed_group_targets, training_seeds
+
+    group = training_seeds(load_profile(profile).training.seed, seeds)
+    try:
+        runs = [seed_group_targets(b, tgt, group, port_step) for b, tgt in targets.items()]
+        return {run: t for each in runs for run, t in each.items()}
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--trainers") from None
 
 
 def _monitor_stored(runs_dir: str, *, once: bool, interval: float, keep: bool) -> None:

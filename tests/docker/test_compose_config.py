@@ -255,6 +255,14 @@ def test_trajlab_seeds_reaches_every_trainer_and_the_reporter_asks_each_seed_run
     }
     # The trainers' healthcheck reads the same variable, so "healthy" means every seed serves.
     assert all(svcs[t]["healthcheck"]["test"][-1] == "trainer" for t in TRAINERS)
+    # Each seed's trainer is published on the host where `trajlab monitor --seeds N
+    # --seed-port-step 10` looks for it: seed k of trainer-b<i> at 5006<i> + 10 k.
+    from trajlab.runs import seed_group_targets
+
+    for i, t in enumerate(TRAINERS, start=1):
+        published = {int(p["published"]): int(p["target"]) for p in svcs[t]["ports"] if p["target"] != 9100}
+        on_host = seed_group_targets(f"b{i}", f"127.0.0.1:{50060 + i}", list(range(4)), port_step=10)
+        assert {int(h.rsplit(":", 1)[1]): 50052 + k for k, h in enumerate(on_host.values())} == published, t
 
 
 def test_stress_sets_reach_the_reporter_and_are_built_outside_the_read_only_dataset() -> None:

@@ -76,3 +76,53 @@ def test_table_from_statuses_polled_elsewhere(world: kit.FakeWorld) -> None:
     Console(file=buf, width=160).print(render_table(views))
     out = buf.getvalue()
     assert "b2" in out and "done" in out and "b7" in out and "unreachable" in out
+
+
+def _serve_at(port: int, spec: kit.BranchSpec, world: kit.FakeWorld):  # type: ignore[no-untyped-def]
+    """A fake trainer on a given port (a seed group's seed k listens at a fixed offset); None if taken."""
+    from concurrent import futures
+
+    import grpc
+
+    from trajlab.trainer.v1 import trainer_pb2_grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trainer_pb2_grpc.add_TrainerServiceServicer_to_server(kit.FakeTrainer(spec, world.val), server)
+    try:
+        if server.add_insecure_port(f"127.0.0.1:{port}") != port:
+            return None
+    except RuntimeError:
+        return None
+    server.start()
+    return server
+
+
+def test_monitor_shows_every_seed_of_a_seed_group_at_its_published_port(world: kit.FakeWorld) -> None:
+    # Compose's TRAJLAB_SEEDS=2 publishes trainer-b1's seeds on the host 10 ports apart.
+    done, failed = kit.default_specs()[0], kit.default_specs()[3]
+    for _ in range(20):
+        base = kit.free_port()
+        first = _serve_at(base, done, world)
+        second = _serve_at(base + 10, failed, world) if first else None
+        if second:
+            break
+        if first:
+            first.stop(0)
+    else:
+        raise AssertionError("no two free ports 10 apart")
+    try:
+        res = CliRunner().invoke(
+            app,
+            ["monitor", "--once", "--trainers", f"b1=127.0.0.1:{base}", "--seeds", "3", "--seed-port-step", "10"],
+            env={"COLUMNS": "200"},
+        )
+    finally:
+        first.stop(0)
+        second.stop(0)
+    assert res.exit_code == 0, res.output
+    lines = {ln.split("│")[1].strip(): ln for ln in res.output.splitlines() if ln.count("│") > 5}
+    lines.pop("", None)  # a note folded onto a second line
+    assert set(lines) == {"b1@s0", "b1@s1", "b1@s2"}
+    assert "done" in lines["b1@s0"] and "87.5 %" in lines["b1@s0"]
+    assert "failed" in lines["b1@s1"]  # seed 1 answered from base + 10
+    assert "unreachable" in lines["b1@s2"] and f"127.0.0.1:{base + 20}" in res.output
