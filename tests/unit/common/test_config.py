@@ -71,7 +71,7 @@ def test_an_unknown_forecast_prior_is_refused_naming_the_field_and_the_choices(t
     assert load_profile(p).model.forecast_prior == "affine"
     assert load_profile("seed").model.forecast_prior == "parametric"
     assert load_profile("seed").training.track_classifier_noise is True  # on by default
-    assert load_profile("seed").model.camera_shift == 1  # the seed's jitter margin
+    assert load_profile("seed").model.camera_shift == 4  # the trained jitter's margin, ceil(3 x 1.3)
     assert load_profile("seed").model.sphere_fit is True
     assert load_profile("quick").model.sphere_fit is False  # its cost on thin models: seed profile only
     p.write_text("name: x\nmodel:\n  sphere_fit: sometimes\n")
