@@ -314,6 +314,9 @@ def test_ctrl_c_in_a_real_process_is_130_and_one_line(files: dict[str, str]) -> 
             stderr=subprocess.PIPE,
             text=True,
             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+            # As from a terminal: a suite started as a background job (`make test &`) hands its
+            # children SIGINT ignored (POSIX), and Python then never turns Ctrl-C into an exception.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             conn, _ = listener.accept()  # the command is now waiting for the server
