@@ -73,3 +73,9 @@ def seed_group_targets(branch: str, target: str, seeds: list[int], port_step: in
     if not sep or not host or not port.isdigit():
         raise ValueError(f"expected a trainer target 'host:port' for {branch}, got {target!r}")
     return {run_name(branch, seed): f"{host}:{int(port) + k * port_step}" for k, seed in enumerate(seeds)}
+
+
+def expand_seed_groups(targets: dict[str, str], seeds: list[int], port_step: int = 1) -> dict[str, str]:
+    """``{branch: group target}`` -> ``{run: target}`` of every seed of every group (seed_group_targets)."""
+    groups = [seed_group_targets(b, tgt, seeds, port_step) for b, tgt in targets.items()]
+    return {run: t for group in groups for run, t in group.items()}

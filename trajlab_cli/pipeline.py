@@ -210,9 +210,9 @@ def monitor_command(
         "--seeds",
         min=0,
         max=16,
+        envvar="TRAJLAB_REPORTER_TRAINER_SEEDS",
         help="Each trainer is a seed group of this many seeds (compose's TRAJLAB_SEEDS): one row per run "
-        "b1@s0, b1@s1, ..., seed k at the target's port + k x --seed-port-step. Default: "
-        "TRAJLAB_REPORTER_TRAINER_SEEDS, else 0 (one run per target).",
+        "b1@s0, b1@s1, ..., seed k at the target's port + k x --seed-port-step. 0: one run per target.",
     ),
     seed_port_step: int = typer.Option(
         1,
@@ -222,7 +222,11 @@ def monitor_command(
         "10 for the ports compose publishes on the host (b1: 50061, 50071, ...).",
     ),
     profile: str = typer.Option(
-        "quick", "--profile", "-p", help="The trainers' profile (its training.seed is a group's first seed)."
+        "quick",
+        "--profile",
+        "-p",
+        envvar="TRAJLAB_REPORTER_PROFILE",
+        help="The trainers' profile (its training.seed is a group's first seed).",
     ),
     runs_dir: str | None = typer.Option(
         None,
@@ -247,7 +251,6 @@ def monitor_command(
         raise typer.BadParameter(str(exc), param_hint="--trainers") from None
     if not targets:
         raise typer.BadParameter('give --trainers "b1=host:port,..."', param_hint="--trainers")
-    seeds = seeds or int(os.environ.get("TRAJLAB_REPORTER_TRAINER_SEEDS", "0") or 0)
     if seeds:
         targets = _seed_runs(targets, seeds, seed_port_step, profile)
     console = Console()
@@ -265,12 +268,11 @@ def monitor_command(
 def _seed_runs(targets: dict[str, str], seeds: int, port_step: int, profile: str) -> dict[str, str]:
     """{run: target} of every seed of every seed-group target (trajlab.runs.seed_group_targets)."""
     from trajlab.profiles import load_profile
-    from trajlab.runs import seed_group_targets, training_seeds
+    from trajlab.runs import expand_seed_groups, training_seeds
 
     group = training_seeds(load_profile(profile).training.seed, seeds)
     try:
-        runs = [seed_group_targets(b, tgt, group, port_step) for b, tgt in targets.items()]
-        return {run: t for each in runs for run, t in each.items()}
+        return expand_seed_groups(targets, group, port_step)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--trainers") from None
 

@@ -185,10 +185,10 @@ class ReporterSettings(ServerSettings):
         if not self.trainer_seeds:
             return targets
         from trajlab.profiles import load_profile
-        from trajlab.runs import seed_group_targets, training_seeds
+        from trajlab.runs import expand_seed_groups, training_seeds
 
         seeds = training_seeds(load_profile(self.profile).training.seed, self.trainer_seeds)
-        return {run: t for b, tgt in targets.items() for run, t in seed_group_targets(b, tgt, seeds).items()}
+        return expand_seed_groups(targets, seeds)
 
     def validation_dir(self) -> Path | StoreUrl:
         """Where the dataset holding the validation clips is."""
