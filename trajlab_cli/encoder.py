@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
@@ -91,36 +91,26 @@ def _prepare(
     return adapted.clip, adapted.fps, adapted.notes
 
 
-class _ClipCall:
-    """One clip sent to one served model, as ``classify`` and ``forecast`` do it: the file
-    loaded, the clip fitted to the model (or sent as it is with ``strict``), the call made,
-    and with ``as_json`` the one JSON object printed."""
+def _send_clip(
+    method: Literal["classify", "forecast"], clip: Path, target: str | None, branch: str, version: int,
+    as_json: bool, timeout: float, key: str | None, index: int, fps: float, strict: bool,
+) -> tuple[Any, Any] | None:  # fmt: skip
+    """``classify`` and ``forecast``'s one path: the file loaded, the clip fitted to the model (or
+    sent as it is with ``strict``), ``EncoderClient.<method>`` called. With ``as_json`` prints the
+    one JSON object and returns None; else (the clip sent, the answer) for the caller's table."""
+    source, rate = _load(clip, key, index, fps)
 
-    def __init__(
-        self, clip: Path, target: str | None, branch: str, version: int, as_json: bool, timeout: float,
-        key: str | None, index: int, fps: float, strict: bool,
-    ) -> None:  # fmt: skip
-        self.clip, self.target, self.branch, self.version = clip, target, branch, version
-        self.as_json, self.timeout, self.strict = as_json, timeout, strict
-        self.source, self.rate = _load(clip, key, index, fps)
+    def run(c: Any) -> Any:
+        sent, sent_fps, notes = _prepare(c, clip, source, rate, branch, version, strict, not as_json)
+        answer = getattr(c, method)(sent, branch=branch, version=version, fps=sent_fps, timeout=timeout)
+        return sent, notes, answer
 
-    def send(self, method: str) -> tuple[Any, Any]:
-        """(the clip sent, the client's answer) of ``EncoderClient.<method>``."""
-
-        def run(c: Any) -> Any:
-            sent, sent_fps, notes = _prepare(
-                c, self.clip, self.source, self.rate, self.branch, self.version, self.strict, not self.as_json
-            )
-            answer = getattr(c, method)(
-                sent, branch=self.branch, version=self.version, fps=sent_fps, timeout=self.timeout
-            )
-            return sent, notes, answer
-
-        arr, notes, res = _call(_target(self.target), run)
-        if self.as_json:
-            doc = {"clip": str(self.clip), "source_shape": list(self.source.shape), "shape": list(arr.shape)}
-            typer.echo(json.dumps({**doc, "adapted": notes, **res.to_dict()}))
-        return arr, res
+    arr, notes, res = _call(_target(target), run)
+    if as_json:
+        doc = {"clip": str(clip), "source_shape": list(source.shape), "shape": list(arr.shape)}
+        typer.echo(json.dumps({**doc, "adapted": notes, **res.to_dict()}))
+        return None
+    return arr, res
 
 
 def classify(
@@ -136,10 +126,10 @@ def classify(
     strict: bool = _STRICT,
 ) -> None:
     """Classify the motion in CLIP (linear, circular, helical, parabolic)."""
-    call = _ClipCall(clip, target, branch, version, as_json, timeout, key, index, fps, strict)
-    arr, res = call.send("classify")
-    if as_json:
+    sent = _send_clip("classify", clip, target, branch, version, as_json, timeout, key, index, fps, strict)
+    if sent is None:  # --json: printed
         return
+    arr, res = sent
     from rich.console import Console
     from rich.table import Table
 
@@ -167,10 +157,10 @@ def forecast(
     strict: bool = _STRICT,
 ) -> None:
     """Forecast the object's 3D positions (world units) in the frames after CLIP."""
-    call = _ClipCall(clip, target, branch, version, as_json, timeout, key, index, fps, strict)
-    arr, res = call.send("forecast")
-    if as_json:
+    sent = _send_clip("forecast", clip, target, branch, version, as_json, timeout, key, index, fps, strict)
+    if sent is None:  # --json: printed
         return
+    arr, res = sent
     from rich.console import Console
     from rich.table import Table
 
