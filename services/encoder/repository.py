@@ -431,15 +431,20 @@ class ModelStore:
         with self._lock:
             return any(self._branches.values())
 
+    def _run_of_locked(self, branch: str) -> str:
+        """The run a name addresses: itself when loaded, else a plain branch name's default seed
+        run (the lowest seed; trajlab.runs), else the name unchanged."""
+        if branch in self._branches:
+            return branch
+        return default_run((b for b, t in self._branches.items() if t), branch) or branch
+
     def _resolve_locked(self, branch: str, version: int) -> ServedModel:
         if not branch:
             loaded = sorted(b for b, t in self._branches.items() if t)
             raise InvalidArgument(
                 f"model.branch is required (loaded branches: {', '.join(loaded) or 'none'})"
             )
-        if branch not in self._branches:
-            # A plain branch name serves its default seed run (the lowest seed; trajlab.runs).
-            branch = default_run((b for b, t in self._branches.items() if t), branch) or branch
+        branch = self._run_of_locked(branch)
         table = self._branches.get(branch) or {}
         failures = sorted(
             ((v, f) for (b, v), f in self._failures.items() if b == branch), key=lambda p: p[0], reverse=True
@@ -488,9 +493,11 @@ class ModelStore:
                 model.close()
 
     def models(self, branch: str = "") -> list[tuple[ServedModel, bool]]:
-        """Loaded versions (by branch, then version) with whether each is its branch's default."""
+        """Loaded versions (by branch, then version) with whether each is its branch's default;
+        ``branch`` as a request names it (a plain branch name: its default seed run)."""
         with self._lock:
             out: list[tuple[ServedModel, bool]] = []
+            branch = self._run_of_locked(branch) if branch else branch
             for b in sorted(self._branches):
                 if branch and b != branch:
                     continue

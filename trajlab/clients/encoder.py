@@ -253,10 +253,11 @@ class EncoderClient:
         """The loaded model that a request for ``branch``/``version`` (0 = default) would use."""
         from trajlab.errors import NotFound
 
-        infos = [m for m in self.list_models(branch, timeout=timeout) if m.branch == branch]
+        # The server lists the run the name addresses (a plain branch name: its default seed run).
+        infos = self.list_models(branch, timeout=timeout)
         chosen = [m for m in infos if (m.version == version if version else m.is_default)]
         if not chosen:
-            wanted = f"version {version}" if version else "a default version"
+            wanted = f"version {version}" if version else "default version"
             raise NotFound(f"the encoder serves no {wanted} of branch {branch[:80]!r}")
         return chosen[0]
 

@@ -140,3 +140,28 @@ def test_clips_that_cannot_be_used_get_one_clear_line_naming_the_file(
     assert res.exit_code == 2
     message = res.output + str(res.exception)
     assert expected in message and path.name in message
+
+
+def test_a_plain_branch_name_classifies_a_clip_of_another_size_with_its_default_seed_run(
+    start_server, repo: Path, onnx_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """After a seeded run only b1@s0 and b1@s1 are served: ``--branch b1`` (the README's default
+    run) fits a clip of another size to b1@s0 and answers from it, as a request for b1 would."""
+    kit.publish(repo, "b1@s0", onnx_models["a"])
+    kit.publish(repo, "b1@s1", onnx_models["b"])
+    srv = start_server()
+    from trajlab.clients.encoder import EncoderClient
+
+    target = f"127.0.0.1:{srv.port}"
+    with EncoderClient(target) as enc:
+        enc.wait_until_serving(10)
+    t, h, w, c = kit.FRAMES, kit.HEIGHT, kit.WIDTH, kit.CHANNELS
+    path = tmp_path / "big.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 256, (t, h * 2, w + 8, c), dtype=np.uint8))
+    code, out = _run("classify", str(path), "--target", target, "--branch", "b1", "--json")
+    assert code == 0, out
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert doc["branch"] == "b1@s0" and doc["shape"] == [t, h, w, c]
+    code, out = _run("models", "--target", target, "--branch", "b1", "--json")
+    assert code == 0, out
+    assert [m["branch"] for m in json.loads(out)] == ["b1@s0"]

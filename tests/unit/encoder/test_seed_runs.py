@@ -29,6 +29,10 @@ def test_seed_runs_are_addressable_and_the_branch_name_serves_the_lowest_seed(
             assert m.branch == "b1@s0"  # the default run of b1: its lowest seed
         with store.lease("b2") as m:
             assert m.branch == "b2@s3"
+        # Listing by a plain branch name lists the run a request for it would use.
+        assert {m.branch for m, _ in store.models("b1")} == {"b1@s0"}
+        assert {m.branch for m, _ in store.models("b1@s1")} == {"b1@s1"}
+        assert store.models("b3") == []
         with pytest.raises(ModelNotFound, match="unknown branch 'b3'"), store.lease("b3"):
             pass
     finally:
