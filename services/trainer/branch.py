@@ -51,6 +51,7 @@ class BranchOutput(NamedTuple):
     track: Track | None = None  # the observed track, with the track perception only
     track_logits: torch.Tensor | None = None  # (N, K) the track classifier's share of ``logits``
     reversed_track_logits: torch.Tensor | None = None  # (N, K) on the time-reversed track; training only
+    positions: torch.Tensor | None = None  # (N, T, 3) the position head's reading, normalised; training only
 
 
 class BranchModel(nn.Module):
@@ -70,6 +71,7 @@ class BranchModel(nn.Module):
         heads: nn.ModuleDict,
         forecast_prior: nn.Module | None,
         track_classifier: TrackClassifier | None,
+        position: nn.Linear | None = None,
     ) -> None:
         super().__init__()
         self.args = args
@@ -88,6 +90,8 @@ class BranchModel(nn.Module):
         self.register_buffer("forecast_std", torch.ones(args.horizon, 3))
         self.extrapolate = forecast_prior
         self.track_classifier = track_classifier
+        # Training only: the observed positions read off the features (losses.position_target).
+        self.position = position
 
     def set_forecast_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.forecast_mean.copy_(mean.reshape(self.args.horizon, 3))
@@ -118,6 +122,9 @@ class BranchModel(nn.Module):
             enhanced = self.enhancement.enhance(features)
         logits = self.heads["classify"](enhanced.head_in)
         forecast = self.heads["forecast"](enhanced.head_in).reshape(-1, self.args.horizon, 3)
+        positions = None
+        if self.position is not None:
+            positions = self.position(features).reshape(-1, self.args.frames, 3)
         track_logits = reversed_logits = None
         if track is not None:
             world = self.track_world(track)
@@ -132,7 +139,7 @@ class BranchModel(nn.Module):
                 forecast = forecast + (prior - self.forecast_mean) / self.forecast_std
         return BranchOutput(
             logits, forecast, enhanced.embedding, features, enhanced.reconstruction, enhanced.text_logits,
-            track, track_logits, reversed_track_logits=reversed_logits,
+            track, track_logits, reversed_track_logits=reversed_logits, positions=positions,
         )
 
     def to_world(self, forecast_normalised: torch.Tensor) -> torch.Tensor:
@@ -265,9 +272,12 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
         )
         if args.track_classifier:
             classifier = TrackClassifier(frames=args.frames, num_classes=args.num_classes)
+    position = None
+    if args.position_head and not args.track:
+        position = nn.Linear(args.feature_dim, args.frames * 3)
     return BranchModel(
         args, stem=stem, encoder=encoder, perception=perception, proj=proj, enhancement=enhancement,
-        heads=heads, forecast_prior=prior, track_classifier=classifier,
+        heads=heads, forecast_prior=prior, track_classifier=classifier, position=position,
     )
 
 

@@ -2,14 +2,17 @@
 
 ``total = CE(logits, labels) + forecast_weight * SmoothL1(forecast, target) + aux_weight * aux
           + CE(track_logits, labels)
-          + track_weight * (L1(track, observed) + BCE(mask, disc) + Dice(mask, disc))``,
+          + track_weight * (L1(track, observed) + BCE(mask, disc) + Dice(mask, disc))
+          + track_weight * L1(positions, observed)``,
 where ``aux`` is the autoencoder's reconstruction MSE (compression) or CLIP's InfoNCE
 toward the class descriptions (text alignment), and the track terms (models with the
 track readout only) supervise the per-frame 3D points with the observed positions and
 the per-frame object mask with the disc the sphere covers in the image. ``CE(track_logits)``
 is the track classifier's own cross-entropy (in training the mean over the track and its time
 reversal, and, with ``track_classifier_noise``, averaged with the same on the true positions
-carrying another clip's track error), with the track classifier only.
+carrying another clip's track error), with the track classifier only. ``positions`` is the
+position head's reading of the observed track (models without the track perception that have
+one, ``model.position_head``).
 Forecast and track targets are normalised by the training split's statistics, so
 those terms are unit-free and comparable across datasets.
 """
@@ -87,6 +90,14 @@ def track_target(
     return TrackTarget(readout.normalise(observed), masks)
 
 
+def position_target(model: BranchModel, observed: torch.Tensor) -> torch.Tensor | None:
+    """The position head's target for observed world positions (N, T, 3), normalised per axis by
+    the forecast's first-step statistics; None for a model without the head."""
+    if model.position is None:
+        return None
+    return (observed - model.forecast_mean[0]) / model.forecast_std[0]
+
+
 def track_classifier_noise(
     model: BranchModel, out: BranchOutput, observed: torch.Tensor
 ) -> torch.Tensor | None:
@@ -113,11 +124,13 @@ def combined_loss(
     track: TrackTarget | None = None,
     track_weight: float = 1.0,
     noisy_track_logits: torch.Tensor | None = None,
+    positions: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Returns (total, parts); parts holds the unweighted terms (detached) for logging.
 
     ``noisy_track_logits`` (2N, K), training only: the track classifier on the true positions
-    with another clip's track error (:func:`track_classifier_noise`).
+    with another clip's track error (:func:`track_classifier_noise`); ``positions`` (N, T, 3), the
+    position head's target (:func:`position_target`).
     """
     ce = F.cross_entropy(out.logits, labels)
     forecast = F.smooth_l1_loss(out.forecast, forecast_target)
@@ -162,4 +175,8 @@ def combined_loss(
         total = total + track_weight * (points + mask)
         parts["track"] = points.detach()
         parts["mask"] = mask.detach()
+    if out.positions is not None and positions is not None:
+        position = F.l1_loss(out.positions, positions)
+        total = total + track_weight * position
+        parts["position"] = position.detach()
     return total, parts

@@ -17,7 +17,7 @@ from services.trainer.evaluation import (
     per_class_metrics,
     track_error,
 )
-from services.trainer.losses import combined_loss, track_target
+from services.trainer.losses import combined_loss, position_target, track_target
 from services.trainer.run_io import utc_stamp
 from trajlab.profiles import CLASS_NAMES
 
@@ -80,6 +80,7 @@ class Scoring:
                             o.track.shift if o.track is not None else None,
                         ),
                         track_weight=t.track_weight,
+                        positions=position_target(model, torch.from_numpy(pos[:, :frames])),
                     )
                     loss_sum += float(loss) * len(x)
         res: dict[str, Any] = {k: np.concatenate(v) for k, v in outs.items() if v}

@@ -16,7 +16,7 @@ import torch
 
 from services.trainer.branch import BranchModel
 from services.trainer.fresh_clips import fresh_clips
-from services.trainer.losses import combined_loss, track_classifier_noise, track_target
+from services.trainer.losses import combined_loss, position_target, track_classifier_noise, track_target
 from services.trainer.run_io import TrainingFailed, TrainingStopped, write_json_atomic
 from trajlab.preprocess import to_model_input
 
@@ -113,6 +113,7 @@ class StepLoop:
             noisy_track_logits=(
                 track_classifier_noise(model, out, observed) if t.track_classifier_noise else None
             ),
+            positions=position_target(model, observed),
         )
         if not torch.isfinite(loss):
             raise TrainingFailed(

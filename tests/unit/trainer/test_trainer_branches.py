@@ -116,7 +116,7 @@ def test_a_branches_file_is_validated_against_the_registered_parts(tmp_path: Pat
     with pytest.raises(ConfigError, match=r"branches\[1\] \(two\)\.enhancement: unknown 'magic'; registered: compression, none, text_alignment"):
         load_branches(p, known=known)
     p = write_branches(tmp_path / "b.yaml", {**base, "encoder_args": {"alpha": 2}})
-    with pytest.raises(ConfigError, match=r"encoder_args: i3d takes channels, pool_grid; unknown alpha"):
+    with pytest.raises(ConfigError, match=r"encoder_args: i3d takes channels, keypoints, pool_grid; unknown alpha"):
         load_branches(p, known=known)
     p = write_branches(tmp_path / "b.yaml", {**base, "weights": "missing.pt"})
     with pytest.raises(ConfigError, match=rf"weights: no such file {tmp_path / 'missing.pt'}"):

@@ -1,0 +1,47 @@
+"""The position head: a branch without the track perception learns where the object is, in training only."""
+
+from __future__ import annotations
+
+import torch
+
+from services.trainer.branch import ExportWrapper, create_branch_model
+from services.trainer.losses import combined_loss, position_target
+from services.trainer.model_args import ModelArgs
+
+
+def _args(**kw) -> ModelArgs:  # type: ignore[no-untyped-def]
+    return ModelArgs(encoder="i3d", enhancement="none", frames=8, height=32, width=32, horizon=2,
+                     encoder_args={"channels": (4, 8, 8)}, **kw)
+
+
+def test_the_head_is_built_only_without_the_track_perception_and_only_when_asked() -> None:
+    assert create_branch_model(_args(track=False)).position is None
+    assert create_branch_model(_args(track=False, position_head=True)).position is not None
+    assert create_branch_model(
+        _args(track=True, position_head=True, focal_px=27.7, object_radius=0.45)
+    ).position is None
+
+
+def test_the_true_positions_train_the_encoder_through_the_head_and_the_loss_names_the_term() -> None:
+    torch.manual_seed(0)
+    model = create_branch_model(_args(track=False, position_head=True))
+    model.set_forecast_stats(torch.tensor([0.0, 0.0, 5.0]).repeat(2, 1), torch.tensor([1.0, 1.0, 2.0]).repeat(2, 1))
+    observed = torch.tensor([0.5, -1.0, 7.0]).repeat(2, 8, 1)  # (N, T, 3) world units
+    target = position_target(model, observed)
+    assert torch.allclose(target[0, 0], torch.tensor([0.5, -1.0, 1.0]))
+    out = model(torch.randn(2, 3, 8, 32, 32))
+    assert out.positions is not None and out.positions.shape == (2, 8, 3)
+    with_head, parts = combined_loss(out, torch.tensor([0, 1]), torch.zeros(2, 2, 3), forecast_weight=1.0,
+                                     aux_weight=0.1, track_weight=5.0, positions=target)
+    without, _ = combined_loss(out, torch.tensor([0, 1]), torch.zeros(2, 2, 3), forecast_weight=1.0,
+                               aux_weight=0.1, track_weight=5.0)
+    assert torch.isclose(with_head - without, 5.0 * parts["position"])
+    with_head.backward()
+    assert model.encoder.blocks[0][0].weight.grad.abs().sum() > 0
+
+
+def test_what_is_exported_does_not_change_with_the_head() -> None:
+    """The served outputs are the same three with or without the head (it is training-only)."""
+    model = create_branch_model(_args(track=False, position_head=True)).eval()
+    served = ExportWrapper(model)(torch.randn(1, 3, 8, 32, 32))
+    assert len(served) == 3
