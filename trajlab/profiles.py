@@ -169,9 +169,9 @@ class ModelConfig(_Strict):
     camera_shift: int = Field(0, ge=0, le=8)
     # Each frame's sphere fitted to its pixels by render and compare; the heads read the fit.
     sphere_fit: bool = False
-    # Without the track perception only: a training-time head reading each observed frame's 3D
-    # position off the features, supervised by the true positions (training.track_weight), so
-    # the encoder learns where the object is; not exported, nothing served changes.
+    # Without the track perception only: a head reading each observed frame's 3D position off
+    # the features, supervised by the true positions in training (training.track_weight), so the
+    # encoder learns where the object is; the forecast prior (forecast_prior) reads that track.
     position_head: bool = False
 
 

@@ -13,6 +13,8 @@ Input everywhere: ``clip`` float32 (N, 3, T, H, W) from :func:`trajlab.preproces
       -> Linear(P [+ S] -> 512) -> LayerNorm = features (N, 512)
       -> enhancement -> head input, embedding -> heads: logits (N, K), forecast (N, horizon, 3)
       [+ track classifier's logits; forecast + the prior read off the track]
+      [track off, position head: Linear(512 -> T x 3) = the observed positions; forecast + the prior
+       read off them]
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class BranchOutput(NamedTuple):
     track: Track | None = None  # the observed track, with the track perception only
     track_logits: torch.Tensor | None = None  # (N, K) the track classifier's share of ``logits``
     reversed_track_logits: torch.Tensor | None = None  # (N, K) on the time-reversed track; training only
-    positions: torch.Tensor | None = None  # (N, T, 3) the position head's reading, normalised; training only
+    positions: torch.Tensor | None = None  # (N, T, 3) the position head's reading, normalised
 
 
 class BranchModel(nn.Module):
@@ -90,7 +92,8 @@ class BranchModel(nn.Module):
         self.register_buffer("forecast_std", torch.ones(args.horizon, 3))
         self.extrapolate = forecast_prior
         self.track_classifier = track_classifier
-        # Training only: the observed positions read off the features (losses.position_target).
+        # Track off: the observed positions read off the features, supervised in training
+        # (losses.position_target); the forecast prior reads them.
         self.position = position
 
     def set_forecast_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -126,6 +129,12 @@ class BranchModel(nn.Module):
         if self.position is not None:
             positions = self.position(features).reshape(-1, self.args.frames, 3)
         track_logits = reversed_logits = None
+        if positions is not None and self.extrapolate is not None:
+            # Without the perception, the prior reads the position head's track as it would the
+            # perception's: the forecast head corrects an extrapolation of the track.
+            world = positions * self.forecast_std[0] + self.forecast_mean[0]
+            prior = self.extrapolate(world, torch.softmax(logits.detach(), dim=-1))
+            forecast = forecast + (prior - self.forecast_mean) / self.forecast_std
         if track is not None:
             world = self.track_world(track)
             if self.track_classifier is not None:
@@ -262,7 +271,10 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
     head_dim = args.feature_dim if enhancement is None else enhancement.head_dim
     heads = build_part(HEADS, HEAD, dict(in_dim=head_dim, num_classes=args.num_classes, horizon=args.horizon))
     prior = classifier = None
-    if args.track:
+    position = None
+    if args.position_head and not args.track:
+        position = nn.Linear(args.feature_dim, args.frames * 3)
+    if args.track or position is not None:
         # With a track the forecast head predicts a correction to a prior read straight off the
         # track, mixed by the class probabilities.
         prior = build_part(
@@ -270,11 +282,8 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
             dict(frames=args.frames, horizon=args.horizon, num_classes=args.num_classes,
                  prior_refits=args.prior_refits),
         )
-        if args.track_classifier:
+        if args.track_classifier and args.track:
             classifier = TrackClassifier(frames=args.frames, num_classes=args.num_classes)
-    position = None
-    if args.position_head and not args.track:
-        position = nn.Linear(args.feature_dim, args.frames * 3)
     return BranchModel(
         args, stem=stem, encoder=encoder, perception=perception, proj=proj, enhancement=enhancement,
         heads=heads, forecast_prior=prior, track_classifier=classifier, position=position,

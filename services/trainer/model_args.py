@@ -63,8 +63,8 @@ class ModelArgs:
     # Each frame's sphere fitted to its pixels (SphereFit, render and compare) from the
     # readout's estimate, and what the heads read.
     sphere_fit: bool = False
-    # Track off only: a training-time head reading the observed positions (N, T, 3) off the
-    # features, supervised by the true ones; not exported (BranchModel.position).
+    # Track off only: a head reading the observed positions (N, T, 3) off the features,
+    # supervised by the true ones in training; the forecast prior reads them (BranchModel.position).
     position_head: bool = False
     focal_px: float = 0.0  # camera focal length, pixels (from the dataset's camera)
     object_radius: float = 0.0  # the moving sphere's radius, world units (from the dataset)

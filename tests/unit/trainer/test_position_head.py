@@ -1,4 +1,4 @@
-"""The position head: a branch without the track perception learns where the object is, in training only."""
+"""The position head: a branch without the track perception learns where the object is, and forecasts from it."""
 
 from __future__ import annotations
 
@@ -40,8 +40,27 @@ def test_the_true_positions_train_the_encoder_through_the_head_and_the_loss_name
     assert model.encoder.blocks[0][0].weight.grad.abs().sum() > 0
 
 
-def test_what_is_exported_does_not_change_with_the_head() -> None:
-    """The served outputs are the same three with or without the head (it is training-only)."""
+def test_the_forecast_is_the_heads_correction_of_an_extrapolation_of_the_read_track() -> None:
+    """A model whose position head reads a straight track at constant speed forecasts that line
+    further (the prior), before any training of its forecast head."""
+    torch.manual_seed(0)
+    model = create_branch_model(_args(track=False, position_head=True, forecast_prior="affine")).eval()
+    assert model.extrapolate is not None and model.track_classifier is None
+    with torch.no_grad():  # the head reads x = t (frames 0..7), y = z = 0, whatever the clip
+        model.position.weight.zero_()
+        model.position.bias.copy_(torch.stack([torch.arange(8.0), torch.zeros(8), torch.zeros(8)], 1).reshape(-1))
+        for p in model.heads["forecast"].parameters():
+            p.zero_()
+        out = model(torch.randn(2, 3, 8, 32, 32))
+    forecast = model.to_world(out.forecast)
+    assert torch.allclose(forecast[0, :, 0], torch.tensor([8.0, 9.0]), atol=1e-4)
+
+
+def test_the_served_outputs_are_the_three_of_a_model_without_a_track_and_onnx_agrees(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from services.trainer.export import check_parity, export_onnx
+
     model = create_branch_model(_args(track=False, position_head=True)).eval()
-    served = ExportWrapper(model)(torch.randn(1, 3, 8, 32, 32))
-    assert len(served) == 3
+    clips = torch.randn(3, 3, 8, 32, 32)
+    assert len(ExportWrapper(model)(clips[:1])) == 3
+    path = export_onnx(model, tmp_path / "model.onnx", clips[:2])
+    assert check_parity(model, path, clips.numpy()) < 1e-4
