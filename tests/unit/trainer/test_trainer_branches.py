@@ -49,6 +49,19 @@ def test_the_profile_model_section_is_what_the_checkpoint_stores() -> None:
     assert load_profile("quick").model.sphere_fit is False
 
 
+def test_the_seed_profiles_perception_off_runs_get_the_position_head_and_its_perception_runs_do_not() -> None:
+    from services.trainer.branch import create_branch_model
+    from services.trainer.seeds import ablated
+
+    b1, seed = load_branches()["b1"], load_profile("seed")
+    for ablation, has_head in (("", False), ("perception", True)):
+        branch, profile = ablated(b1, seed, ablation)
+        cfg = RunConfig(branch=branch, profile=profile, data_dir=Path("d"), run_dir=Path("r"), model_repo=Path("m"))
+        model = create_branch_model(model_args_for(cfg))
+        assert (model.position is not None) is has_head, branch.name
+        assert model.extrapolate is not None  # the forecast prior: off the perception's track or the head's
+
+
 def test_a_camera_shift_smaller_than_the_jitter_is_refused_naming_the_field(tmp_path: Path) -> None:
     p = tmp_path / "p.yaml"
     p.write_text("name: x\ndataset:\n  camera_jitter: 0.7\nmodel:\n  camera_shift: 1\n")
