@@ -125,16 +125,13 @@ class BranchModel(nn.Module):
             enhanced = self.enhancement.enhance(features)
         logits = self.heads["classify"](enhanced.head_in)
         forecast = self.heads["forecast"](enhanced.head_in).reshape(-1, self.args.horizon, 3)
-        positions = None
+        # The observed track in world units the forecast prior extrapolates: the perception's, or
+        # without it the position head's; the forecast head corrects the extrapolation.
+        positions = world = None
         if self.position is not None:
             positions = self.position(features).reshape(-1, self.args.frames, 3)
-        track_logits = reversed_logits = None
-        if positions is not None and self.extrapolate is not None:
-            # Without the perception, the prior reads the position head's track as it would the
-            # perception's: the forecast head corrects an extrapolation of the track.
             world = positions * self.forecast_std[0] + self.forecast_mean[0]
-            prior = self.extrapolate(world, torch.softmax(logits.detach(), dim=-1))
-            forecast = forecast + (prior - self.forecast_mean) / self.forecast_std
+        track_logits = reversed_logits = None
         if track is not None:
             world = self.track_world(track)
             if self.track_classifier is not None:
@@ -143,9 +140,9 @@ class BranchModel(nn.Module):
                 logits = logits + track_logits
                 if self.training:
                     reversed_logits = self.track_classifier(self.perception.motion_features(shape.flip(1)))
-            if self.extrapolate is not None:
-                prior = self.extrapolate(world, torch.softmax(logits.detach(), dim=-1))  # (N, horizon, 3)
-                forecast = forecast + (prior - self.forecast_mean) / self.forecast_std
+        if world is not None and self.extrapolate is not None:
+            prior = self.extrapolate(world, torch.softmax(logits.detach(), dim=-1))  # (N, horizon, 3)
+            forecast = forecast + (prior - self.forecast_mean) / self.forecast_std
         return BranchOutput(
             logits, forecast, enhanced.embedding, features, enhanced.reconstruction, enhanced.text_logits,
             track, track_logits, reversed_track_logits=reversed_logits, positions=positions,
