@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,9 +28,39 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A TCP port that is free right now on ``host``, for a child to listen on later.
+
+    Picked below the kernel's ephemeral range: a port the kernel hands out for ``bind(0)`` is
+    also a port it may give any outgoing connection (Prometheus scraping, a gRPC client) as its
+    source port between our pick and the child's bind, which then fails. Below that range only
+    another listener can take it. Never the same port twice in one process.
+    """
+    top = min(_ephemeral_start(), 65536)
+    low = max(1024, top - 12000)
+    for _ in range(200):
+        port = random.randrange(low, top)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # a crowded range: any free port
         s.bind((host, 0))
         return int(s.getsockname()[1])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from trajlab_cli.supervisor import ChildFailed, Supervisor
+from trajlab_cli.supervisor import ChildFailed, Supervisor, free_port
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 # A child that ignores SIGTERM and starts a grandchild: the worst case for cleanup.
@@ -106,3 +107,14 @@ def test_children_die_when_the_parent_is_killed(tmp_path: Path) -> None:
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     assert _gone(child_pid), "child outlived a SIGKILLed parent"
+
+
+def test_free_ports_are_outside_the_ephemeral_range_distinct_and_bindable() -> None:
+    # An ephemeral port can be taken as an outgoing connection's source port between the pick and
+    # the child's bind (a CI run lost a trainer that way); below the range only listeners compete.
+    start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(40)]
+    assert len(set(ports)) == len(ports)
+    assert all(1024 <= p < start for p in ports)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", ports[0]))
