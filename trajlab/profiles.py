@@ -159,6 +159,9 @@ class ModelConfig(_Strict):
     depth_cues: bool = True
     # Class logits from the track's shape alone, added to the classify head's.
     track_classifier: bool = True
+    # The track's spread along its 2nd and 3rd principal directions (over the 1st) among what the
+    # summary and the track classifier read: flat (a circle) against not (a helix) at once.
+    track_spreads: bool = True
     # The forecast head corrects a prior read off the track: "parametric" (each class's kind of
     # path fitted to the track) or "affine" (one learned affine map per class).
     forecast_prior: Literal["parametric", "affine"] = "parametric"

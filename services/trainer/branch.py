@@ -249,6 +249,7 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
         perception = create_track_perception(
             taps=encoder.taps, **size, focal_px=args.focal_px, depth_cues=args.depth_cues,
             camera_shift=args.camera_shift, sphere_fit=args.sphere_fit, object_radius=args.object_radius,
+            spreads=args.track_spreads,
         )
     extra = perception.out_features if perception is not None else 0
     proj = nn.Linear(encoder.out_dim + extra, args.feature_dim)
@@ -279,8 +280,8 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
             dict(frames=args.frames, horizon=args.horizon, num_classes=args.num_classes,
                  prior_refits=args.prior_refits),
         )
-        if args.track_classifier and args.track:
-            classifier = TrackClassifier(frames=args.frames, num_classes=args.num_classes)
+        if args.track_classifier and perception is not None:
+            classifier = TrackClassifier(in_dim=perception.motion_features_dim, num_classes=args.num_classes)
     return BranchModel(
         args, stem=stem, encoder=encoder, perception=perception, proj=proj, enhancement=enhancement,
         heads=heads, forecast_prior=prior, track_classifier=classifier, position=position,

@@ -53,6 +53,9 @@ class ModelArgs:
     track: bool = False
     depth_cues: bool = False  # the readout's depth from its mask's brightness and area (DepthCues)
     track_classifier: bool = False  # logits from the track's shape added to the head's (TrackClassifier)
+    # The track's principal spreads (motion.principal_spreads) among the motion features the
+    # perception's summary and the track classifier read.
+    track_spreads: bool = False
     # The forecast head's prior read off the track (FORECAST_PRIORS): "parametric" (each class's
     # kind of path fitted to the track) or "affine" (one learned map per class).
     forecast_prior: str = "affine"

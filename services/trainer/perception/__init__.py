@@ -25,6 +25,7 @@ def create_track_perception(
     camera_shift: int = 0,
     sphere_fit: bool = False,
     object_radius: float = 0.0,
+    spreads: bool = False,
 ) -> TrackReadout:
     """The track readout on an encoder's ``taps``.
     ::
@@ -42,4 +43,5 @@ def create_track_perception(
         depth_cues=depth_cues,
         camera_shift=camera_shift,
         object_radius=object_radius if sphere_fit else 0.0,
+        spreads=spreads,
     )

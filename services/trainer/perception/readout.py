@@ -88,9 +88,11 @@ class TrackReadout(nn.Module):
         depth_cues: bool = False,
         camera_shift: int = 0,
         object_radius: float = 0.0,
+        spreads: bool = False,
     ) -> None:
         """``taps`` is the encoder's (``VideoEncoder.taps``); ``object_radius`` > 0 (world units)
-        fits each frame's sphere to its pixels (SphereFit)."""
+        fits each frame's sphere to its pixels (SphereFit); ``spreads`` adds the track's principal
+        spreads to its motion features (what the summary and the track classifier read)."""
         super().__init__()
         if focal_px <= 0:
             raise ValueError(f"track readout needs focal_px > 0, got {focal_px}")
@@ -133,7 +135,8 @@ class TrackReadout(nn.Module):
         self.register_buffer("std", torch.ones(3))
         self.register_buffer("offset_scale", torch.ones(3))
         self.register_buffer("step_scale", torch.ones(3))
-        in_dim = motion_features_dim(frames)
+        self.spreads = bool(spreads)
+        in_dim = motion_features_dim(frames, self.spreads)
         self.summary = nn.Sequential(
             nn.Linear(in_dim, hidden_dim),
             nn.ReLU(inplace=True),
@@ -161,9 +164,14 @@ class TrackReadout(nn.Module):
         """``Track.points`` (..., 3) -> world positions."""
         return points * self.std + self.mean
 
+    @property
+    def motion_features_dim(self) -> int:
+        return int(self.summary[0].in_features)
+
     def motion_features(self, world: torch.Tensor) -> torch.Tensor:
-        """(N, T, 3) world track -> (N, 3 (3T - 3)): offsets from the last point, steps, step changes."""
-        return motion_features(world, self.offset_scale, self.step_scale)
+        """(N, T, 3) world track -> (N, motion_features_dim): offsets from the last point, steps,
+        step changes [, principal spreads]."""
+        return motion_features(world, self.offset_scale, self.step_scale, self.spreads)
 
     def forward(
         self, taps: dict[str, torch.Tensor], stem: torch.Tensor | None = None

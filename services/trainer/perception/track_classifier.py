@@ -7,8 +7,6 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from services.trainer.perception.motion import motion_features_dim
-
 
 class TrackClassifier(nn.Module):
     """Motion class from the shape of the track alone; its logits are added to the head's.
@@ -24,13 +22,13 @@ class TrackClassifier(nn.Module):
     circle, helix, or a parabola under the same gravity), which doubles what it sees.
     ::
 
-        motion features (N, 3 (3T - 3)) -> Linear -> ReLU -> Dropout
+        motion features (N, in_dim) -> Linear -> ReLU -> Dropout
           -> Linear -> ReLU -> Dropout -> Linear                  logits (N, K)
     """
 
-    def __init__(self, *, frames: int, num_classes: int, hidden_dim: int = 256, dropout: float = 0.3) -> None:
+    def __init__(self, *, in_dim: int, num_classes: int, hidden_dim: int = 256, dropout: float = 0.3) -> None:
+        """``in_dim``: the width of the motion features it reads (the perception's)."""
         super().__init__()
-        in_dim = motion_features_dim(frames)
         self.net = nn.Sequential(
             nn.Linear(in_dim, hidden_dim),
             nn.ReLU(inplace=True),

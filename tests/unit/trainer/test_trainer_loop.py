@@ -217,7 +217,7 @@ def test_on_jittered_clips_the_camera_shift_is_taken_off_the_track_and_exported(
     # Its ten Gauss-Newton steps are two ONNX Loops, not ten copies (unrolled, they made the export 4-9x slower).
     graph = onnx.load(str(vdir / "model.onnx")).graph
     assert sum(node.op_type == "Loop" for node in graph.node) == 2
-    assert len(graph.node) < 1000, len(graph.node)
+    assert len(graph.node) < 1200, len(graph.node)
     assert model_args_for(config("off", camera_shift=0)).camera_shift == 0  # type: ignore[arg-type]
     assert model_args_for(config("nofit", sphere_fit=False)).sphere_fit is False  # type: ignore[arg-type]
     assert model_args_for(kit.run_config(tmp_path, data, "b1")).camera_shift == 0  # no jitter in the tiny set

@@ -561,7 +561,7 @@ def test_a_borrowed_track_error_is_another_clips_error_scaled_to_this_clips_dept
 def test_the_track_classifier_tells_the_motions_apart_from_a_track_run_either_way() -> None:
     """Trained on true tracks (with their time reversals, as in training), it classifies held-out
     tracks forwards and backwards: every motion class run backwards is the same class."""
-    from services.trainer.perception.motion import motion_features
+    from services.trainer.perception.motion import motion_features, motion_features_dim
     from services.trainer.perception.track_classifier import TrackClassifier
 
     positions, y, _ = _paths(120)
@@ -573,7 +573,7 @@ def test_the_track_classifier_tells_the_motions_apart_from_a_track_run_either_wa
         return motion_features(w, offset_scale, step_scale)
 
     train, test = slice(0, 400), slice(400, None)
-    clf = TrackClassifier(frames=16, num_classes=4)
+    clf = TrackClassifier(in_dim=motion_features_dim(16), num_classes=4)
     opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
     x_train = torch.cat([feats(world[train]), feats(world[train].flip(1))])
     y_train = torch.cat([y[train], y[train]])
