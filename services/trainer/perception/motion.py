@@ -58,7 +58,10 @@ def principal_spreads(world: torch.Tensor) -> torch.Tensor:
     solution of its characteristic cubic), which exports to ONNX as plain arithmetic; in float64
     but for the angle, since float32's rounding alone lifts a line's second spread to ~0.01.
     """
-    x = world.double() - world.double().mean(dim=1, keepdim=True)
+    # No gradient through them: sqrt and acos have unbounded slopes at 0 and +-1, where flat and
+    # straight tracks sit; the features describe the track, the positions' own loss trains it.
+    w = world.detach().double()
+    x = w - w.mean(dim=1, keepdim=True)
     c = torch.einsum("nti,ntj->nij", x, x) / world.shape[1]  # (N, 3, 3)
     a, b, f = c[:, 0, 0], c[:, 1, 1], c[:, 2, 2]
     d, e, g = c[:, 0, 1], c[:, 0, 2], c[:, 1, 2]

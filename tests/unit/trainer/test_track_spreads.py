@@ -104,3 +104,15 @@ def test_a_model_with_them_reads_four_more_features_and_exports_with_parity(tmp_
     clips = torch.randn(3, 3, 8, 32, 32)
     path = export_onnx(model, tmp_path / "model.onnx", clips[:2])
     assert check_parity(model, path, clips.numpy()) < 1e-4
+
+
+def test_training_through_the_motion_features_keeps_finite_gradients_on_flat_and_straight_tracks() -> None:
+    """The summary reads the motion features of a track that has gradients; the spreads' square
+    roots and arc cosine must not send NaN back into it (a NaN there wrecked a first seed run)."""
+    t = torch.linspace(0, 1, 16)
+    line = torch.stack([t, 2 * t, 0 * t], 1)
+    circle = torch.stack([torch.cos(3 * t), torch.sin(3 * t), 0 * t], 1)
+    world = torch.stack([line, circle]).requires_grad_(True)
+    feats = motion_features(world, torch.ones(3), torch.ones(3), spreads=True)
+    feats.sum().backward()
+    assert world.grad is not None and torch.isfinite(world.grad).all()
