@@ -35,6 +35,7 @@ from services.trainer.encoders.weights import load_encoder_weights as load_weigh
 from services.trainer.enhancements import Enhanced
 from services.trainer.model_args import ModelArgs
 from services.trainer.perception import Track, TrackReadout, create_track_perception
+from services.trainer.perception.motion import TrackShape
 from services.trainer.perception.stem import create_stem
 from services.trainer.perception.track_classifier import TrackClassifier
 from services.trainer.registry import ENCODERS, ENHANCEMENTS, FORECAST_PRIORS, HEADS, Registry
@@ -74,6 +75,7 @@ class BranchModel(nn.Module):
         forecast_prior: nn.Module | None,
         track_classifier: TrackClassifier | None,
         position: nn.Linear | None = None,
+        position_shape: TrackShape | None = None,
     ) -> None:
         super().__init__()
         self.args = args
@@ -93,8 +95,10 @@ class BranchModel(nn.Module):
         self.extrapolate = forecast_prior
         self.track_classifier = track_classifier
         # Track off: the observed positions read off the features, supervised in training
-        # (losses.position_target); the forecast prior reads them.
+        # (losses.position_target); the forecast prior reads them, and the track classifier reads
+        # their shape (position_shape) when there is one.
         self.position = position
+        self.position_shape = position_shape
 
     def set_forecast_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.forecast_mean.copy_(mean.reshape(self.args.horizon, 3))
@@ -104,12 +108,33 @@ class BranchModel(nn.Module):
         """Statistics of the training split's observed positions (N, T, 3) for the track perception."""
         if self.perception is not None:
             self.perception.set_stats(observed)
+        if self.position_shape is not None:
+            self.position_shape.set_stats(observed)
 
     def track_world(self, track: Track) -> torch.Tensor:
         """What the heads read of a track, in world units (N, T, 3): the fitted points when the
         sphere is fitted, else the readout's."""
         assert self.perception is not None
         return self.perception.to_world(track.points if track.fitted is None else track.fitted)
+
+    def observed_world(self, out: BranchOutput) -> torch.Tensor | None:
+        """The observed track (N, T, 3) in world units the prior and the track classifier read: the
+        perception's, or without it the position head's; None for a model with neither."""
+        return self._world(out.track, out.positions)
+
+    def _world(self, track: Track | None, positions: torch.Tensor | None) -> torch.Tensor | None:
+        if track is not None:
+            return self.track_world(track)
+        if positions is not None:
+            return positions * self.forecast_std[0] + self.forecast_mean[0]
+        return None
+
+    def motion_features(self, world: torch.Tensor) -> torch.Tensor:
+        """A world track (N, T, 3) -> what the track classifier reads of it."""
+        if self.perception is not None:
+            return self.perception.motion_features(world)
+        assert self.position_shape is not None
+        return self.position_shape(world)
 
     def forward(self, clip: torch.Tensor) -> BranchOutput:
         stem = self.stem(clip)
@@ -125,21 +150,19 @@ class BranchModel(nn.Module):
             enhanced = self.enhancement.enhance(features)
         logits = self.heads["classify"](enhanced.head_in)
         forecast = self.heads["forecast"](enhanced.head_in).reshape(-1, self.args.horizon, 3)
-        # The observed track in world units the forecast prior extrapolates: the perception's, or
-        # without it the position head's; the forecast head corrects the extrapolation.
-        positions = world = None
+        # The observed track in world units (observed_world) the track classifier reads and the
+        # forecast prior extrapolates; the forecast head corrects the extrapolation.
+        positions = None
         if self.position is not None:
             positions = self.position(features).reshape(-1, self.args.frames, 3)
-            world = positions * self.forecast_std[0] + self.forecast_mean[0]
+        world = self._world(track, positions)
         track_logits = reversed_logits = None
-        if track is not None:
-            world = self.track_world(track)
-            if self.track_classifier is not None:
-                shape = world.detach()
-                track_logits = self.track_classifier(self.perception.motion_features(shape))
-                logits = logits + track_logits
-                if self.training:
-                    reversed_logits = self.track_classifier(self.perception.motion_features(shape.flip(1)))
+        if world is not None and self.track_classifier is not None:
+            shape = world.detach()
+            track_logits = self.track_classifier(self.motion_features(shape))
+            logits = logits + track_logits
+            if self.training:
+                reversed_logits = self.track_classifier(self.motion_features(shape.flip(1)))
         if world is not None and self.extrapolate is not None:
             prior = self.extrapolate(world, torch.softmax(logits.detach(), dim=-1))  # (N, horizon, 3)
             forecast = forecast + (prior - self.forecast_mean) / self.forecast_std
@@ -269,7 +292,7 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
     head_dim = args.feature_dim if enhancement is None else enhancement.head_dim
     heads = build_part(HEADS, HEAD, dict(in_dim=head_dim, num_classes=args.num_classes, horizon=args.horizon))
     prior = classifier = None
-    position = None
+    position = position_shape = None
     if args.position_head and not args.track:
         position = nn.Linear(args.feature_dim, args.frames * 3)
     if args.track or position is not None:
@@ -280,11 +303,17 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
             dict(frames=args.frames, horizon=args.horizon, num_classes=args.num_classes,
                  prior_refits=args.prior_refits),
         )
-        if args.track_classifier and perception is not None:
-            classifier = TrackClassifier(in_dim=perception.motion_features_dim, num_classes=args.num_classes)
+        if args.track_classifier:
+            if perception is not None:
+                in_dim = perception.motion_features_dim
+            else:
+                position_shape = TrackShape(args.frames, spreads=args.track_spreads)
+                in_dim = position_shape.dim
+            classifier = TrackClassifier(in_dim=in_dim, num_classes=args.num_classes)
     return BranchModel(
         args, stem=stem, encoder=encoder, perception=perception, proj=proj, enhancement=enhancement,
         heads=heads, forecast_prior=prior, track_classifier=classifier, position=position,
+        position_shape=position_shape,
     )
 
 

@@ -107,11 +107,10 @@ def track_classifier_noise(
     What the track classifier meets on validation clips is the perception's track, whose error is
     larger there than on the training clips it fits; this shows it more noisy versions of each path.
     """
-    if out.track is None or model.track_classifier is None or model.perception is None:
+    world = model.observed_world(out)
+    if model.track_classifier is None or world is None:
         return None
-    return noisy_track_logits(
-        model.track_classifier, model.perception.motion_features, model.track_world(out.track), observed
-    )
+    return noisy_track_logits(model.track_classifier, model.motion_features, world, observed)
 
 
 def combined_loss(

@@ -19,7 +19,8 @@ from trajlab.profiles import CLASS_NAMES
 
 # The layout of the weights and the meaning of these fields; bumped when either changes.
 # 11: the model zoo (encoder, perception and projection as separate parts; encoder_args).
-MODEL_FORMAT = 11
+# 12: the track classifier also on the position head's track (track off), with its TrackShape.
+MODEL_FORMAT = 12
 
 
 class ModelFormatError(FailedPrecondition):
@@ -52,7 +53,9 @@ class ModelArgs:
     # features. Off = the plain encoder. The knobs below need it on.
     track: bool = False
     depth_cues: bool = False  # the readout's depth from its mask's brightness and area (DepthCues)
-    track_classifier: bool = False  # logits from the track's shape added to the head's (TrackClassifier)
+    # Logits from the track's shape added to the head's (TrackClassifier): the perception's track,
+    # or without it the position head's.
+    track_classifier: bool = False
     # The track's principal spreads (motion.principal_spreads) among the motion features the
     # perception's summary and the track classifier read.
     track_spreads: bool = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 # The spreads' width: principal_spreads (2) of the track and of the track smoothed over SMOOTHING frames.
 SPREADS = 4
@@ -37,6 +38,34 @@ def motion_features(
     if spreads:
         parts += [principal_spreads(world), principal_spreads(moving_average(world, SMOOTHING))]
     return torch.cat(parts, dim=1)
+
+
+def motion_scales(observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training split's observed positions (N, T, 3) -> (offset_scale, step_scale), each (3,):
+    the spreads of offsets from the last point and of steps that :func:`motion_features` divides by."""
+    offsets = (observed - observed[:, -1:]).reshape(-1, 3).std(0).clamp_min(1e-6)
+    steps = (observed[:, 1:] - observed[:, :-1]).reshape(-1, 3).std(0).clamp_min(1e-6)
+    return offsets, steps
+
+
+class TrackShape(nn.Module):
+    """:func:`motion_features` with the training split's scales (buffers, saved with the weights):
+    what a track classifier reads of a track that is not the perception's (the position head's)."""
+
+    def __init__(self, frames: int, spreads: bool = False) -> None:
+        super().__init__()
+        self.spreads = bool(spreads)
+        self.dim = motion_features_dim(frames, self.spreads)
+        self.register_buffer("offset_scale", torch.ones(3))
+        self.register_buffer("step_scale", torch.ones(3))
+
+    def set_stats(self, observed: torch.Tensor) -> None:
+        offsets, steps = motion_scales(observed.to(self.offset_scale.dtype))
+        self.offset_scale.copy_(offsets)
+        self.step_scale.copy_(steps)
+
+    def forward(self, world: torch.Tensor) -> torch.Tensor:
+        return motion_features(world, self.offset_scale, self.step_scale, self.spreads)
 
 
 def moving_average(world: torch.Tensor, window: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ from torch import nn
 from services.trainer.encoders.contract import TapSpec
 from services.trainer.perception.camera_shift import CameraShift
 from services.trainer.perception.depth_cues import DepthCues
-from services.trainer.perception.motion import motion_features, motion_features_dim
+from services.trainer.perception.motion import motion_features, motion_features_dim, motion_scales
 from services.trainer.perception.sphere_fit import SphereFit
 from services.trainer.perception.stem import frame_value
 from services.trainer.perception.taps import TapChoice, choose_taps
@@ -153,8 +153,9 @@ class TrackReadout(nn.Module):
         obs = observed.to(self.mean.dtype)
         self.mean.copy_(obs.reshape(-1, 3).mean(0))
         self.std.copy_(obs.reshape(-1, 3).std(0).clamp_min(1e-6))
-        self.offset_scale.copy_((obs - obs[:, -1:]).reshape(-1, 3).std(0).clamp_min(1e-6))
-        self.step_scale.copy_((obs[:, 1:] - obs[:, :-1]).reshape(-1, 3).std(0).clamp_min(1e-6))
+        offsets, steps = motion_scales(obs)
+        self.offset_scale.copy_(offsets)
+        self.step_scale.copy_(steps)
 
     def normalise(self, world: torch.Tensor) -> torch.Tensor:
         """(..., 3) world positions -> the units of ``Track.points``."""

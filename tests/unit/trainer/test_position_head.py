@@ -64,3 +64,30 @@ def test_the_served_outputs_are_the_three_of_a_model_without_a_track_and_onnx_ag
     assert len(ExportWrapper(model)(clips[:1])) == 3
     path = export_onnx(model, tmp_path / "model.onnx", clips[:2])
     assert check_parity(model, path, clips.numpy()) < 1e-4
+
+
+def test_the_track_classifier_reads_the_heads_track_trains_on_noisy_ones_and_exports(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Without the perception, the track classifier reads the shape of the position head's track
+    (with the training split's scales), its logits join the head's, and ONNX agrees."""
+    from services.trainer.export import check_parity, export_onnx
+    from services.trainer.losses import track_classifier_noise
+
+    torch.manual_seed(0)
+    model = create_branch_model(_args(track=False, position_head=True, track_classifier=True, track_spreads=True))
+    assert model.track_classifier is not None and model.position_shape is not None
+    observed = torch.randn(6, 8, 3) * torch.tensor([1.0, 1.0, 0.5]) + torch.tensor([0.0, 0.0, 6.0])
+    model.set_track_stats(observed)
+    assert not torch.equal(model.position_shape.offset_scale, torch.ones(3))  # set from the split
+    model.train()
+    out = model(torch.randn(2, 3, 8, 32, 32))
+    assert out.track_logits is not None and out.reversed_track_logits is not None
+    noisy = track_classifier_noise(model, out, observed[:2])
+    assert noisy is not None and noisy.shape == (4, 4)
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 8, 32, 32))
+        want = model.track_classifier(model.motion_features(model.observed_world(out)))
+    assert torch.allclose(out.track_logits, want, atol=1e-6)
+    clips = torch.randn(3, 3, 8, 32, 32)
+    path = export_onnx(model, tmp_path / "model.onnx", clips[:2])
+    assert check_parity(model, path, clips.numpy()) < 1e-4
