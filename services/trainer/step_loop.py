@@ -122,6 +122,15 @@ class StepLoop:
             )
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
+        bad = _non_finite_gradient(model)
+        if bad is not None:
+            # A finite loss can still send NaN back (an op's unbounded slope); one such step would
+            # turn every weight to NaN and the next forward into an obscure error, or a NaN model.
+            raise TrainingFailed(
+                f"the gradient of {bad} is not finite at epoch {epoch}, step {step + 1} "
+                f"(loss {loss.item():.4g}): stopping before the step; no model exported, the last "
+                "checkpoint is intact"
+            )
         optimiser.step()
         return float(loss.detach()), int((out.logits.argmax(1) == y).sum())
 
@@ -169,3 +178,15 @@ class StepLoop:
     def _normalised_target(model: BranchModel, future: np.ndarray) -> torch.Tensor:
         f = torch.from_numpy(np.asarray(future, np.float32))
         return (f - model.forecast_mean) / model.forecast_std
+
+
+def _non_finite_gradient(model: torch.nn.Module) -> str | None:
+    """The name of the first parameter whose gradient has a NaN or an infinity, or None."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads or bool(torch.isfinite(torch.stack([g.abs().sum() for g in grads])).all()):
+        return None
+    return next(
+        name
+        for name, p in model.named_parameters()
+        if p.grad is not None and not torch.isfinite(p.grad).all()
+    )

@@ -254,3 +254,27 @@ def test_checkpoint_of_another_architecture_is_skipped_not_fatal(
         t.run()
     assert "different model architecture" in caplog.text
     assert t.status.state == "done" and t.status.resumed_from_epoch == 0
+
+
+def test_a_non_finite_gradient_stops_the_run_before_the_step_naming_the_parameter(
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finite loss whose backward sends NaN into one weight: the run stops with that weight's
+    name, the weights are not stepped into NaN, and nothing is published."""
+    from services.trainer import step_loop
+
+    real = step_loop.combined_loss
+
+    def poisoned(out, *args, **kwargs):  # type: ignore[no-untyped-def]
+        total, parts = real(out, *args, **kwargs)
+        # sqrt at 0 has an infinite slope: finite value, NaN gradient into the classify head.
+        return total + torch.sqrt(out.logits * 0.0).sum(), parts
+
+    monkeypatch.setattr(step_loop, "combined_loss", poisoned)
+    cfg = kit.run_config(tmp_path, tiny_data, "b1", publish=True)
+    t = Trainer(cfg)
+    with pytest.raises(TrainingFailed, match=r"the gradient of \S+ is not finite at epoch 1, step 1"):
+        t.run()
+    assert "not finite" in t.status.error
+    assert all(torch.isfinite(p).all() for p in t.model.parameters())
+    assert list_versions(cfg.model_repo, "b1") == []
