@@ -7,7 +7,7 @@ Two questions behind the trainer's track readout (bench/RESULTS.md, session 3):
 2. Heads: given the TRUE observed 3D track (perfect perception, or with Gaussian noise of a
    few % of the extent), how well does an MLP classify the motion and forecast the next
    frames, on raw positions versus translation-invariant features (offsets from the last
-   point, steps, step changes, the model's TrackReadout.motion_features) with the model's
+   point, steps, step changes, the model's TrackShape) with the model's
    prior (ClassGatedExtrapolation: per-class linear forecasters mixed by the class
    probabilities, each starting as constant velocity)?
 
@@ -89,7 +89,7 @@ class _Heads(nn.Module):
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(obs)
         if self.invariant:
-            # The same features as the model's track readout (TrackReadout.motion_features).
+            # The same features as the model's track readout (its TrackShape).
             h = self.body(motion_features(obs, self.off, self.step))
             logits = self.classify(h)
             base = self.prior(obs, torch.softmax(logits.detach(), dim=-1))

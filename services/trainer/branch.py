@@ -131,10 +131,9 @@ class BranchModel(nn.Module):
 
     def motion_features(self, world: torch.Tensor) -> torch.Tensor:
         """A world track (N, T, 3) -> what the track classifier reads of it."""
-        if self.perception is not None:
-            return self.perception.motion_features(world)
-        assert self.position_shape is not None
-        return self.position_shape(world)
+        shape = self.perception.shape if self.perception is not None else self.position_shape
+        assert shape is not None
+        return shape(world)
 
     def forward(self, clip: torch.Tensor) -> BranchOutput:
         stem = self.stem(clip)
@@ -159,7 +158,11 @@ class BranchModel(nn.Module):
         track_logits = reversed_logits = None
         if world is not None and self.track_classifier is not None:
             shape = world.detach()
-            track_logits = self.track_classifier(self.motion_features(shape))
+            # The perception's features of this track are in hand (its summary read them).
+            motion = track.motion if track is not None else None
+            if motion is None:
+                motion = self.motion_features(shape)
+            track_logits = self.track_classifier(motion.detach())
             logits = logits + track_logits
             if self.training:
                 reversed_logits = self.track_classifier(self.motion_features(shape.flip(1)))
@@ -305,7 +308,7 @@ def create_branch_model(args: ModelArgs, *, class_text: torch.Tensor | None = No
         )
         if args.track_classifier:
             if perception is not None:
-                in_dim = perception.motion_features_dim
+                in_dim = perception.shape.dim
             else:
                 position_shape = TrackShape(args.frames, spreads=args.track_spreads)
                 in_dim = position_shape.dim

@@ -20,7 +20,8 @@ from trajlab.profiles import CLASS_NAMES
 # The layout of the weights and the meaning of these fields; bumped when either changes.
 # 11: the model zoo (encoder, perception and projection as separate parts; encoder_args).
 # 12: the track classifier also on the position head's track (track off), with its TrackShape.
-MODEL_FORMAT = 12
+# 13: the track readout's motion-feature scales in its own TrackShape (perception.shape.*).
+MODEL_FORMAT = 13
 
 
 class ModelFormatError(FailedPrecondition):

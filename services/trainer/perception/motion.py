@@ -50,7 +50,8 @@ def motion_scales(observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class TrackShape(nn.Module):
     """:func:`motion_features` with the training split's scales (buffers, saved with the weights):
-    what a track classifier reads of a track that is not the perception's (the position head's)."""
+    what the track readout's summary and a track classifier read of a track (the perception's, or
+    without it the position head's)."""
 
     def __init__(self, frames: int, spreads: bool = False) -> None:
         super().__init__()

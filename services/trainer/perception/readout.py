@@ -10,7 +10,7 @@ from torch import nn
 from services.trainer.encoders.contract import TapSpec
 from services.trainer.perception.camera_shift import CameraShift
 from services.trainer.perception.depth_cues import DepthCues
-from services.trainer.perception.motion import motion_features, motion_features_dim, motion_scales
+from services.trainer.perception.motion import TrackShape
 from services.trainer.perception.sphere_fit import SphereFit
 from services.trainer.perception.stem import frame_value
 from services.trainer.perception.taps import TapChoice, choose_taps
@@ -30,6 +30,9 @@ class Track(NamedTuple):
     # (N, T) in [0, 1]: how sure the readout is that it sees the object in each frame
     # (TrackReadout.confidence); what the export serves as ``track_confidence``.
     confidence: torch.Tensor | None = None
+    # (N, D) the motion features (TrackShape) of the track the heads read, world units: computed
+    # once, for the readout's summary and the branch's track classifier.
+    motion: torch.Tensor | None = None
 
 
 EMPTY_MASK_PRIOR = 0.5  # pixels of mask mass at the image centre (see TrackReadout.points_from)
@@ -129,16 +132,13 @@ class TrackReadout(nn.Module):
         ys = -(torch.arange(height, dtype=torch.float32) + 0.5 - height / 2) / f
         self.register_buffer("grid_x", xs.reshape(1, 1, 1, width), persistent=False)
         self.register_buffer("grid_y", ys.reshape(1, 1, height, 1), persistent=False)
-        # Normalisation of the points (per axis) and the scales of the motion features,
-        # set from the training split (set_stats) and saved with the weights.
+        # Normalisation of the points (per axis), set from the training split (set_stats) and
+        # saved with the weights; the shape holds the motion features' scales the same way.
         self.register_buffer("mean", torch.zeros(3))
         self.register_buffer("std", torch.ones(3))
-        self.register_buffer("offset_scale", torch.ones(3))
-        self.register_buffer("step_scale", torch.ones(3))
-        self.spreads = bool(spreads)
-        in_dim = motion_features_dim(frames, self.spreads)
+        self.shape = TrackShape(frames, spreads=spreads)
         self.summary = nn.Sequential(
-            nn.Linear(in_dim, hidden_dim),
+            nn.Linear(self.shape.dim, hidden_dim),
             nn.ReLU(inplace=True),
             nn.Linear(hidden_dim, hidden_dim),
             nn.ReLU(inplace=True),
@@ -153,9 +153,7 @@ class TrackReadout(nn.Module):
         obs = observed.to(self.mean.dtype)
         self.mean.copy_(obs.reshape(-1, 3).mean(0))
         self.std.copy_(obs.reshape(-1, 3).std(0).clamp_min(1e-6))
-        offsets, steps = motion_scales(obs)
-        self.offset_scale.copy_(offsets)
-        self.step_scale.copy_(steps)
+        self.shape.set_stats(obs)
 
     def normalise(self, world: torch.Tensor) -> torch.Tensor:
         """(..., 3) world positions -> the units of ``Track.points``."""
@@ -164,15 +162,6 @@ class TrackReadout(nn.Module):
     def to_world(self, points: torch.Tensor) -> torch.Tensor:
         """``Track.points`` (..., 3) -> world positions."""
         return points * self.std + self.mean
-
-    @property
-    def motion_features_dim(self) -> int:
-        return int(self.summary[0].in_features)
-
-    def motion_features(self, world: torch.Tensor) -> torch.Tensor:
-        """(N, T, 3) world track -> (N, motion_features_dim): offsets from the last point, steps,
-        step changes [, principal spreads]."""
-        return motion_features(world, self.offset_scale, self.step_scale, self.spreads)
 
     def forward(
         self, taps: dict[str, torch.Tensor], stem: torch.Tensor | None = None
@@ -209,8 +198,9 @@ class TrackReadout(nn.Module):
             read, fit_confidence = self.fit_with_confidence(world, brightness, shift)
             fitted = self.normalise(read)
             confidence = torch.maximum(confidence, fit_confidence)
-        track = Track(self.normalise(world), logits, shift, fitted, confidence)
-        return track, self.summary(self.motion_features(world if read is None else read))
+        motion = self.shape(world if read is None else read)
+        track = Track(self.normalise(world), logits, shift, fitted, confidence, motion)
+        return track, self.summary(motion)
 
     @staticmethod
     def confidence(m: torch.Tensor) -> torch.Tensor:
