@@ -133,12 +133,10 @@ def _describe_local(fields: dict[str, Any], backend: str, branch: str, timeout: 
     from trajlab.clients.describer import describe_request, response_to_described
     from trajlab.config import load_settings
     from trajlab.errors import ConfigError
-    from trajlab.profiles import load_branches
 
     settings = load_settings(DescriberSettings)
-    branches = {n: b.describer_backend for n, b in load_branches(settings.branches_file).items()}
     try:
-        branches = settings.branch_defaults(branches)
+        branches = settings.branch_defaults(settings.file_backends())
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     router = Router(BackendRegistry(settings, branches))
@@ -228,12 +226,9 @@ def backends(
         from services.describer.router import BackendRegistry
         from services.describer.settings import DescriberSettings
         from trajlab.config import load_settings
-        from trajlab.profiles import load_branches
 
         settings = load_settings(DescriberSettings)
-        reg = BackendRegistry(
-            settings, {n: b.describer_backend for n, b in load_branches(settings.branches_file).items()}
-        )
+        reg = BackendRegistry(settings, settings.file_backends())
         infos = [asdict(s) for s in reg.statuses()]
         defaults = reg.branch_defaults
     else:

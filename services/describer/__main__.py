@@ -22,12 +22,10 @@ def build(settings: DescriberSettings) -> RunningService:
     from services.describer.servicer import SERVICE_NAME, DescriberServicer
     from trajlab.describer.v1 import describer_pb2_grpc
     from trajlab.grpc_server import create_server
-    from trajlab.profiles import load_branches
 
     s = settings
-    branches = load_branches(s.branches_file)
     try:
-        defaults = s.branch_defaults({name: b.describer_backend for name, b in branches.items()})
+        defaults = s.branch_defaults(s.file_backends())
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     registry = BackendRegistry(s, defaults)

@@ -126,6 +126,17 @@ class DescriberSettings(ServerSettings):
                 raise ValueError(f"base URL of {name!r} must be an http(s):// URL, got {url!r}")
         return v
 
+    def file_backends(self) -> dict[str, str]:
+        """Each known branch's ``describer_backend``: the seed branches', then ``branches_file``'s
+        (a branch of the same name: the file's). The file extends the seed set instead of replacing
+        it, so a report comparing custom branches with seed ones is described in full."""
+        from trajlab.profiles import load_branches
+
+        found = {name: b.describer_backend for name, b in load_branches().items()}
+        if self.branches_file is not None:
+            found.update({name: b.describer_backend for name, b in load_branches(self.branches_file).items()})
+        return found
+
     def branch_defaults(self, from_branches: dict[str, str]) -> dict[str, str]:
         """Each branch's default backend: the branches file's, overridden by ``branch_backends``.
 

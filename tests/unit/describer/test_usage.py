@@ -137,3 +137,20 @@ def test_branch_backends_override_the_branches_file(trajectory) -> None:
         load_settings(DescriberSettings, branch_backends={"b9": "analytic"}).branch_defaults(
             {"b1": "analytic"}
         )
+
+
+def test_a_branches_file_adds_to_the_seed_branches_so_mixed_reports_are_described(tmp_path) -> None:
+    """A report comparing a custom branch with seed ones asks the describer for both."""
+    f = tmp_path / "branches.yaml"
+    f.write_text(
+        "branches:\n"
+        "  - {name: u, encoder: r3d, enhancement: none, describer_backend: analytic}\n"
+        "  - {name: b3, encoder: i3d, enhancement: none, describer_backend: analytic}\n"
+    )
+    s = load_settings(DescriberSettings, branches_file=f)
+    found = s.file_backends()
+    assert found["u"] == "analytic" and found["b3"] == "analytic"  # the file's, for its own and a seed name
+    assert found["b1"] == "openai:gpt-4" and found["b4"] == "tgi:phi-2"  # the seed branches stay known
+    router = Router(BackendRegistry(s, s.branch_defaults(found)))
+    assert router.registry.default_for("u") == "analytic"
+    assert router.registry.default_for("b2") == "openai:gpt-4"
