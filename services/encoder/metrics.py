@@ -9,29 +9,19 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-# Sub-millisecond to seconds: a 16x64x64 clip takes a few ms on a CPU.
-_LATENCY_BUCKETS = (
-    0.0005,
-    0.001,
-    0.002,
-    0.003,
-    0.005,
-    0.0075,
-    0.01,
-    0.015,
-    0.02,
-    0.03,
-    0.05,
-    0.075,
-    0.1,
-    0.15,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
+# Sub-millisecond to seconds. A 16x64x64 clip takes 5-50 ms on a CPU, where the buckets step
+# by at most 12.5 %: histogram_quantile interpolates inside a bucket, so a p50 is only as fine
+# as the bucket it falls in (with 20-30 ms as one bucket, any branch whose requests all took
+# 20-30 ms read exactly 25.0 ms, and the report's cost table could not tell branches apart).
+LATENCY_BUCKETS = tuple(
+    ms / 1000.0
+    for ms in (
+        0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5,
+        5, 5.5, 6, 6.5, 7, 7.5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18,
+        20, 22.5, 25, 27.5, 30, 32.5, 35, 37.5, 40, 45, 50,
+        60, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10000,
+    )
+)  # fmt: skip
 
 REQUESTS = Counter(
     "trajlab_encoder_requests_total",
@@ -42,13 +32,13 @@ REQUEST_SECONDS = Histogram(
     "trajlab_encoder_request_seconds",
     "Encoder RPC handler latency in seconds, by method and branch.",
     ["method", "branch"],
-    buckets=_LATENCY_BUCKETS,
+    buckets=LATENCY_BUCKETS,
 )
 INFERENCE_SECONDS = Histogram(
     "trajlab_encoder_inference_seconds",
     "Per-request model latency in seconds (batch queueing + onnxruntime run), by branch.",
     ["branch"],
-    buckets=_LATENCY_BUCKETS,
+    buckets=LATENCY_BUCKETS,
 )
 BATCH_SIZE = Histogram(
     "trajlab_encoder_batch_size",
