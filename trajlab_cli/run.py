@@ -35,10 +35,10 @@ def run(
         "perception off (runs b1-noperc@s0, ...), compared paired in the report.",
     ),
     stress: bool = typer.Option(
-        False,
-        "--stress",
+        True,
+        "--stress/--no-stress",
         help="Also score the served models on every stress set (trajlab stress) for the report's "
-        "robustness section ($TRAJLAB_REPORTER_STRESS_SETS picks the sets).",
+        "robustness section ($TRAJLAB_REPORTER_STRESS_SETS picks the sets); under a minute on quick.",
     ),
 ) -> None:
     """Train the branches, serve them, describe their trajectories and write the comparison report."""
@@ -50,10 +50,13 @@ def run(
     from trajlab_cli.supervisor import ChildFailed
 
     writable_dir(root, "--root")
-    if stress:  # the reporter child reads its settings from the environment it inherits
-        import os
+    # The reporter child reads its settings from the environment it inherits.
+    import os
 
+    if stress:
         os.environ.setdefault("TRAJLAB_REPORTER_STRESS_SETS", "all")
+    else:
+        os.environ["TRAJLAB_REPORTER_STRESS_SETS"] = ""
     console = Console(stderr=True)
     as_file = Path(branches) if branches.endswith((".yaml", ".yml")) or Path(branches).is_file() else None
     plan = make_plan(

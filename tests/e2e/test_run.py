@@ -99,12 +99,15 @@ def test_report_has_every_section_and_valid_figures(quick_run) -> None:
     rdir = _report_dir(root)
     md = (rdir / "PARALLEL_RESULTS_COMPARISON.md").read_text()
     for heading in ("## Summary", "## Statistics", "## Success criteria", "## Classification", "## Forecast",
-                    "## Baselines", "## Per-class figures", "## Training curves",
+                    "## Baselines", "## Per-class figures", "## Training curves", "## Robustness",
                     "## Cost beside quality", "## Equations from the describer", "## Missing"):
         assert heading in md, heading
     pngs = sorted(rdir.glob("*.png"))
     names = {p.name for p in pngs}
-    assert {f"confusion_{r}.png" for r in RUNS} <= names
+    assert {f"confusion_{r}.png" for r in RUNS} | {"robustness_heatmap.png", "cost_pareto.png"} <= names
+    for r in RUNS:  # every run scored on every stress set (`make run` turns them on)
+        for stress_set in ("clutter", "transients", "noise", "shake", "unseen_seed", "beyond_range"):
+            assert re.search(rf"^\| {re.escape(r)} \| {stress_set}\b", md, re.M), (r, stress_set)
     for p in pngs:
         assert p.read_bytes()[:8] == PNG_MAGIC and p.stat().st_size > 2000, p
     html = (rdir / "report.html").read_text()
