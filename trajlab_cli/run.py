@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -50,13 +51,8 @@ def run(
     from trajlab_cli.supervisor import ChildFailed
 
     writable_dir(root, "--root")
-    # The reporter child reads its settings from the environment it inherits.
-    import os
-
-    if stress:
-        os.environ.setdefault("TRAJLAB_REPORTER_STRESS_SETS", "all")
-    else:
-        os.environ["TRAJLAB_REPORTER_STRESS_SETS"] = ""
+    # The reporter's own setting picks the sets; --no-stress turns them off whatever it says.
+    stress_sets = os.environ.get("TRAJLAB_REPORTER_STRESS_SETS", "all") if stress else ""
     console = Console(stderr=True)
     as_file = Path(branches) if branches.endswith((".yaml", ".yml")) or Path(branches).is_file() else None
     plan = make_plan(
@@ -68,6 +64,7 @@ def run(
         threads_per_trainer=threads or None,
         seeds=seeds,
         ablations=[a.strip() for a in ablate.split(",") if a.strip()],
+        stress_sets=stress_sets,
     )
     console.print(
         f"[bold]trajlab run[/] profile={plan.profile.name} branches={','.join(plan.branches)} "

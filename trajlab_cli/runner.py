@@ -23,6 +23,7 @@ from services.reporter.monitor import BranchView, poll_once
 from services.trainer.run_matrix import run_dir_of
 from trajlab.clients.health import wait_until_serving as health_wait
 from trajlab.clients.reporter import Report, ReporterClient
+from trajlab.data.stress import parse_sets
 from trajlab.profiles import Profile, load_branches, load_profile
 from trajlab.runs import ABLATIONS, ablated_branch, run_name, split_ablation, split_run_name, training_seeds
 from trajlab.trainer.v1.trainer_pb2 import TRAINING_STATE_DONE
@@ -49,6 +50,7 @@ class RunPlan:
     threads_per_trainer: int
     branches_file: Path | None = None  # None = the seed branches (trajlab/configs/branches.yaml)
     ablations: list[str] = field(default_factory=list)  # each branch also trained with these off
+    stress_sets: str = ""  # the reporter's stress sets: "" none, "all", or "clutter,noise"
     ports: dict[str, int] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
 
@@ -86,6 +88,7 @@ def make_plan(
     branches_file: Path | None = None,
     seeds: int | None = None,
     ablations: list[str] | None = None,
+    stress_sets: str = "",
 ) -> RunPlan:
     """Plan a run. ``branches``: names from ``branches_file`` (default: the four seed branches);
     None = all of them. Bad input (an unknown or repeated branch, seeds < 1) is refused before
@@ -116,6 +119,9 @@ def make_plan(
         raise ConfigError(f"--ablate: unknown ablation(s) {bad}; known: {sorted(ABLATIONS)}")
     if len(set(ablate)) < len(ablate):
         raise ConfigError(f"--ablate: an ablation is listed twice: {ablate}")
+    if stress_sets:
+        # An unknown or repeated set name is refused before anything starts.
+        parse_sets(stress_sets, what="TRAJLAB_REPORTER_STRESS_SETS")
     workdir = root / "runs" / profile.name
     plan = RunPlan(
         profile=profile,
@@ -131,6 +137,7 @@ def make_plan(
         threads_per_trainer=threads_per_trainer or max(1, profile.training.threads),
         branches_file=branches_file,
         ablations=ablate,
+        stress_sets=stress_sets,
     )
     names = [*(f"trainer-{r}" for r in plan.runs), "encoder", "describer", "reporter"]
     for n in names:
@@ -229,6 +236,7 @@ def start_services(plan: RunPlan, sup: Supervisor, fresh: bool) -> None:
         TRAJLAB_REPORTER_REPORTS_DIR=str(plan.reports_dir),
         TRAJLAB_REPORTER_DATA_DIR=str(plan.data_dir),
         TRAJLAB_REPORTER_PROFILE=plan.profile_ref,
+        TRAJLAB_REPORTER_STRESS_SETS=plan.stress_sets,
         TRAJLAB_REPORTER_PROMETHEUS_URL=(
             f"http://127.0.0.1:{plan.ports['prometheus']}" if plan.use_prometheus else ""
         ),

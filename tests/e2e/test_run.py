@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from trajlab.data.stress import STRESS_SETS
 from trajlab.profiles import CLASS_NAMES, load_profile
 from trajlab.runs import run_name, split_run_name, training_seeds
 
@@ -106,7 +107,7 @@ def test_report_has_every_section_and_valid_figures(quick_run) -> None:
     names = {p.name for p in pngs}
     assert {f"confusion_{r}.png" for r in RUNS} | {"robustness_heatmap.png", "cost_pareto.png"} <= names
     for r in RUNS:  # every run scored on every stress set (`make run` turns them on)
-        for stress_set in ("clutter", "transients", "noise", "shake", "unseen_seed", "beyond_range"):
+        for stress_set in STRESS_SETS:
             assert re.search(rf"^\| {re.escape(r)} \| {stress_set}\b", md, re.M), (r, stress_set)
     for p in pngs:
         assert p.read_bytes()[:8] == PNG_MAGIC and p.stat().st_size > 2000, p

@@ -80,10 +80,11 @@ STRESS_SETS: dict[str, StressSet] = {
 }
 
 
-def parse_sets(spec: str | None) -> list[str]:
+def parse_sets(spec: str | None, what: str = "--sets") -> list[str]:
     """``"clutter,noise"`` (or None / "" / "all" for every set) -> the set names, in STRESS_SETS order.
 
-    Raises ConfigError naming the unknown set and the known ones.
+    Raises ConfigError naming ``what`` (the option or setting the spec came from), the unknown
+    set and the known ones.
     """
     if spec is None or spec.strip() in ("", "all"):
         return list(STRESS_SETS)
@@ -91,10 +92,10 @@ def parse_sets(spec: str | None) -> list[str]:
     unknown = [n for n in names if n not in STRESS_SETS]
     if unknown:
         bad = ", ".join(repr(n) for n in unknown)
-        raise ConfigError(f"--sets: unknown stress set {bad}; known: {', '.join(STRESS_SETS)}")
+        raise ConfigError(f"{what}: unknown stress set {bad}; known: {', '.join(STRESS_SETS)}")
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ConfigError(f"--sets: stress set {', '.join(dup)} given twice")
+        raise ConfigError(f"{what}: stress set {', '.join(dup)} given twice")
     return [n for n in STRESS_SETS if n in names]
 
 

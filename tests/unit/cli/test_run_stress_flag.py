@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from trajlab.errors import ConfigError
 from trajlab_cli import app
 
 
-def _run(tmp_path: Path, *flags: str) -> None:
-    # An unknown branch stops the run before anything starts; the flag has been read by then.
-    res = CliRunner().invoke(app, ["run", *flags, "--branches", "b9", "--root", str(tmp_path)])
-    assert res.exit_code == 2 and "unknown branch" in res.output
+def _planned_stress_sets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *flags: str) -> str:
+    """The stress sets `trajlab run` plans for its reporter; the run stops at its plan."""
+    import trajlab_cli.runner as runner
+
+    seen: dict[str, str] = {}
+    real = runner.make_plan
+
+    def capture(*args, **kwargs):  # type: ignore[no-untyped-def]
+        plan = real(*args, **kwargs)
+        seen["stress_sets"] = plan.stress_sets
+        raise ConfigError("stop after planning")
+
+    monkeypatch.setattr(runner, "make_plan", capture)
+    res = CliRunner().invoke(app, ["run", *flags, "--branches", "b1", "--root", str(tmp_path)])
+    assert res.exit_code == 2 and "stop after planning" in res.output, res.output
+    return seen["stress_sets"]
 
 
 def test_run_turns_on_the_reporters_stress_sets_by_default(
@@ -23,24 +35,27 @@ def test_run_turns_on_the_reporters_stress_sets_by_default(
     from services.reporter.settings import ReporterSettings
     from trajlab.config import load_settings
 
-    monkeypatch.setenv("TRAJLAB_REPORTER_STRESS_SETS", "")  # recorded, so the test leaves it as it was
-    monkeypatch.delenv("TRAJLAB_REPORTER_STRESS_SETS")
+    monkeypatch.delenv("TRAJLAB_REPORTER_STRESS_SETS", raising=False)
     assert load_settings(ReporterSettings).stress_sets == ""  # the reporter alone: off unless asked for
-    _run(tmp_path)
-    # The reporter child inherits this environment (trajlab_cli.supervisor).
-    assert os.environ["TRAJLAB_REPORTER_STRESS_SETS"] == "all"
-    assert load_settings(ReporterSettings).stress_sets == "all"
+    assert _planned_stress_sets(tmp_path, monkeypatch) == "all"
 
 
 def test_no_stress_turns_them_off_even_when_the_environment_asks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TRAJLAB_REPORTER_STRESS_SETS", "all")
-    _run(tmp_path, "--no-stress")
-    assert os.environ["TRAJLAB_REPORTER_STRESS_SETS"] == ""
+    assert _planned_stress_sets(tmp_path, monkeypatch, "--no-stress") == ""
 
 
 def test_a_chosen_set_list_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRAJLAB_REPORTER_STRESS_SETS", "noise")
-    _run(tmp_path, "--stress")
-    assert os.environ["TRAJLAB_REPORTER_STRESS_SETS"] == "noise"
+    assert _planned_stress_sets(tmp_path, monkeypatch, "--stress") == "noise"
+
+
+def test_an_unknown_stress_set_is_refused_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAJLAB_REPORTER_STRESS_SETS", "noise,fog")
+    res = CliRunner().invoke(app, ["run", "--branches", "b1", "--root", str(tmp_path)])
+    assert res.exit_code == 2 and "TRAJLAB_REPORTER_STRESS_SETS: unknown stress set 'fog'" in res.output, res.output
+    assert not (tmp_path / "runs").exists()
