@@ -134,7 +134,7 @@ class ReporterSettings(ServerSettings):
         from trajlab.data.stress import parse_sets
 
         if v.strip():
-            parse_sets(v)  # a ConfigError (a ValueError) naming the unknown set
+            parse_sets(v, what="TRAJLAB_REPORTER_STRESS_SETS")  # a ValueError naming the unknown set
         return v.strip()
 
     # Significance level of the statistics' paired tests (Holm-corrected over pairs), and the power
