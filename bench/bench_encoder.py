@@ -9,7 +9,9 @@ so client threads and server do not share a GIL; both share the machine's cores.
 differ only by the serving path; the bench prints those options and stops if a server
 reports another intra-op thread count. A third baseline runs the encoder's own code
 (``EncoderServicer.Classify`` with request parsing and response serialization) in-process
-without gRPC, which splits the serving overhead into the encoder's code and gRPC's
+without gRPC, which splits the serving overhead into the encoder's code and gRPC's; a fourth,
+grpcio's own server around the same session with none of the encoder's code (``bare-grpc``), is
+measured like the servers: the floor any Python gRPC server pays, under the encoder's figures
 (``bench/encoder_baselines.py``).
 
     .venv/bin/python bench/bench_encoder.py [--seconds 6 --rounds 3] [--model b1|small] [--json out.json]
@@ -49,7 +51,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from encoder_baselines import direct_worker, in_process_worker, timeit  # noqa: E402  (bench/ is on sys.path)
+from encoder_baselines import BARE_READY, direct_worker, in_process_worker, timeit  # noqa: E402  (bench/ is on sys.path)
 
 T, H, W, C = 16, 64, 64, 3  # clip shape (frames, height, width, channels)
 
@@ -185,6 +187,30 @@ def start_server(
     return proc, port
 
 
+BARE = "bare-grpc"  # grpcio alone around the same session (encoder_baselines.bare_grpc_server)
+
+
+def start_bare_server(version_dir: Path, cores: int) -> tuple[subprocess.Popen[str], int]:
+    """Start the bare grpcio baseline server in a process of its own; (process, port)."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "encoder_baselines.py"), BARE, str(version_dir), str(cores)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(BARE_READY):
+            port = int(line.split()[-1])
+            break
+    else:
+        raise RuntimeError("the bare gRPC baseline server did not start")
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # drain its log
+    SERVER_INTRA_OP_THREADS[BARE] = cores
+    return proc, port
+
+
 def stop_server(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -194,6 +220,12 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
 
 
 SETTLE_SECONDS = 0.5  # between configurations: the previous one's threads wind down first
+
+
+def server_label(mode: str, default_mode: str) -> str:
+    if mode == "default":
+        return f"{default_mode} (default)"
+    return f"{BARE} (grpcio alone, no encoder code)" if mode == BARE else mode
 
 
 def round_order(configs: list[tuple[str, int]], rnd: int) -> list[tuple[str, int]]:
@@ -219,7 +251,7 @@ def parse_servers(spec: str) -> dict[str, dict[str, str]]:
             if not eq or not key:
                 raise SystemExit(f"--servers: expected label:KEY=VALUE+KEY=VALUE, got {item!r}")
             env[f"TRAJLAB_ENCODER_{key.upper()}"] = value
-        if not label or label in ("default", "direct", "in-process"):
+        if not label or label in ("default", "direct", "in-process", BARE):
             raise SystemExit(f"--servers: {item!r} needs a label of its own")
         out[label] = env
     return out
@@ -436,6 +468,10 @@ def main() -> None:
         else start_server(repo, None if m == "default" else m, label=m)
         for m in modes
     }
+    # grpcio alone around the same session, measured like the servers: the floor under the
+    # encoder's served figures that any Python gRPC server pays.
+    servers[BARE] = start_bare_server(version_dir, cores)
+    modes.append(BARE)
     # A variant may set its own thread layout (TRAJLAB_ENCODER_INTRA_OP_THREADS); every other
     # server must use direct's, or the comparison is not like for like.
     own_layout = {m for m, env in variants.items() if "TRAJLAB_ENCODER_INTRA_OP_THREADS" in env}
@@ -540,7 +576,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m, n in configs[2:]:
         r = summary[f"{m}@{n}"]
-        label = f"{default_mode} (default)" if m == "default" else m
+        label = server_label(m, default_mode)
         print(
             f"| {label} | {n} | {r['throughput']:.1f} | {r['throughput'] / d['throughput']:.0%} | {r['p50_ms']:.1f} "
             f"| {r['p99_ms']:.1f} | {r['p99_ms'] / r['p50_ms']:.2f} | {r['cpu_ms_per_clip']:.1f} "
@@ -563,7 +599,7 @@ def main() -> None:
             "cpu_1": a["cpu_ms_per_clip"] / d["cpu_ms_per_clip"],
             "cpu_8": b["cpu_ms_per_clip"] / d["cpu_ms_per_clip"],
         }
-        label = f"{default_mode} (default)" if m == "default" else m
+        label = server_label(m, default_mode)
         print(
             f"| {label} | {r['p50_1']:.3f}x | {r['tput_8']:.1%} | {r['tail_8']:.2f} | {r['cpu_1']:.2f}x / {r['cpu_8']:.2f}x |"
         )
@@ -611,6 +647,14 @@ def main() -> None:
         f"the encoder's code path without gRPC (in-process Classify: parse, decode, preprocess, batching, run, "
         f"metrics, serialize), 1 caller: p50 {ip['p50_ms']:.2f} ms, {ip['cpu_ms_per_clip']:.1f} CPU-ms per clip, "
         f"{res['ratio_cpu_per_clip_in_process_vs_direct']:.3f}x direct; the rest of the served overhead is gRPC's"
+    )
+    bare = ratios[BARE]
+    res["ratio_p50_default_vs_bare_grpc"] = one["p50_ms"] / summary[f"{BARE}@1"]["p50_ms"]
+    res["ratio_tput8_default_vs_bare_grpc"] = eight["throughput"] / summary[f"{BARE}@8"]["throughput"]
+    print(
+        f"grpcio alone around the same session (no encoder code; {BARE}): p50 {bare['p50_1']:.3f}x direct at 1 "
+        f"client, {bare['tput_8']:.1%} of direct's clips/s at 8; the encoder's default against it: p50 "
+        f"{res['ratio_p50_default_vs_bare_grpc']:.3f}x at 1 client, clips/s {res['ratio_tput8_default_vs_bare_grpc']:.1%} at 8"
     )
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))

@@ -6,11 +6,15 @@ back-to-back calls for that long; None ends it. ``shape`` is the clip's (T, H, W
 
 - ``direct_worker``: onnxruntime called directly with the server's own session
   (``services.encoder.runtime.load_session``), preprocessing + run at batch 1;
-- ``in_process_worker``: the encoder's whole code path without gRPC.
+- ``in_process_worker``: the encoder's whole code path without gRPC;
+- ``bare_grpc_server``: the other way round, grpcio's own server around the same session with
+  none of the encoder's code (run as ``python bench/encoder_baselines.py bare-grpc VERSION_DIR
+  CORES``; it prints its port): what any Python gRPC server costs, the floor under the encoder's.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -132,3 +136,59 @@ def in_process_worker(conn: Any, repo: str, cores: int, shape: tuple[int, int, i
     conn.send("ready")
     while (secs := conn.recv()) is not None:
         conn.send(timeit(call, secs))
+
+
+BARE_READY = "bare gRPC server on port"
+
+
+def bare_grpc_server(version_dir: str, cores: int) -> None:
+    """Serve ``EncoderService.Classify`` with grpcio alone around the server's own session.
+
+    No interceptors, admission, model store, thread layout, metrics or health: a thread-pool
+    server of the encoder's default size calling preprocess + ``run`` on the one session loaded
+    by ``load_session``, as direct does. Against direct it measures what grpcio's server, the
+    transport and the client cost; against the encoder, what the encoder's code adds to that.
+    Runs until killed.
+    """
+    from concurrent import futures
+
+    import grpc
+
+    from services.encoder.runtime import SessionConfig, load_session
+    from services.encoder.settings import EncoderSettings
+    from trajlab.encoder.v1 import encoder_pb2, encoder_pb2_grpc
+    from trajlab.preprocess import to_model_input
+
+    loaded = load_session(Path(version_dir), SessionConfig(intra_op_threads=cores))
+    sess, names, inp = loaded.session, list(loaded.output_names), loaded.input_name
+    mean, std = loaded.metadata.input.mean, loaded.metadata.input.std
+    class_names = list(loaded.metadata.class_names)
+
+    class Bare(encoder_pb2_grpc.EncoderServiceServicer):
+        def Classify(self, request, context):  # type: ignore[no-untyped-def]
+            c = request.clip
+            clip = np.frombuffer(c.pixels, dtype=np.uint8).reshape(c.frames, c.height, c.width, c.channels)
+            probs = sess.run(names, {inp: to_model_input(clip, mean, std)})[0][0]
+            return encoder_pb2.ClassifyResponse(
+                class_name=class_names[int(np.argmax(probs))],
+                probabilities=[float(p) for p in probs],
+                class_names=class_names,
+            )
+
+    defaults = EncoderSettings.model_fields
+    size = int(defaults["max_message_bytes"].default)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(int(defaults["max_workers"].default)),
+        options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)],
+    )
+    encoder_pb2_grpc.add_EncoderServiceServicer_to_server(Bare(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(f"{BARE_READY} {port}", flush=True)
+    server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "bare-grpc":
+        raise SystemExit("usage: encoder_baselines.py bare-grpc VERSION_DIR CORES")
+    bare_grpc_server(sys.argv[2], int(sys.argv[3]))
