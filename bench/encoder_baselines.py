@@ -9,7 +9,10 @@ back-to-back calls for that long; None ends it. ``shape`` is the clip's (T, H, W
 - ``in_process_worker``: the encoder's whole code path without gRPC;
 - ``bare_grpc_server``: the other way round, grpcio's own server around the same session with
   none of the encoder's code (run as ``python bench/encoder_baselines.py bare-grpc VERSION_DIR
-  CORES``; it prints its port): what any Python gRPC server costs, the floor under the encoder's.
+  CORES``; it prints its port): what any Python gRPC server costs, the floor under the encoder's;
+- ``floor_grpc_server``: grpcio's server answering Classify with a canned answer, no inference,
+  at once or after holding the call idle for a while (``python bench/encoder_baselines.py
+  floor-grpc [HOLD_MS]``): the round trip alone (``bench_grpc_floor.py``).
 """
 
 from __future__ import annotations
@@ -139,6 +142,7 @@ def in_process_worker(conn: Any, repo: str, cores: int, shape: tuple[int, int, i
 
 
 BARE_READY = "bare gRPC server on port"
+HOLD_TAKES = "a hold takes (ms)"
 
 
 def bare_grpc_server(version_dir: str, cores: int) -> None:
@@ -150,12 +154,7 @@ def bare_grpc_server(version_dir: str, cores: int) -> None:
     transport and the client cost; against the encoder, what the encoder's code adds to that.
     Runs until killed.
     """
-    from concurrent import futures
-
-    import grpc
-
     from services.encoder.runtime import SessionConfig, load_session
-    from services.encoder.settings import EncoderSettings
     from trajlab.encoder.v1 import encoder_pb2, encoder_pb2_grpc
     from trajlab.preprocess import to_model_input
 
@@ -175,20 +174,64 @@ def bare_grpc_server(version_dir: str, cores: int) -> None:
                 class_names=class_names,
             )
 
+    _thread_pool_server(Bare()).wait_for_termination()
+
+
+def _thread_pool_server(servicer: Any) -> Any:
+    """grpcio's threaded server of the encoder's default size, with its message limits, serving
+    ``servicer`` as EncoderService on a free loopback port; started, its port printed."""
+    from concurrent import futures
+
+    import grpc
+
+    from services.encoder.settings import EncoderSettings
+    from trajlab.encoder.v1 import encoder_pb2_grpc
+
     defaults = EncoderSettings.model_fields
     size = int(defaults["max_message_bytes"].default)
     server = grpc.server(
         futures.ThreadPoolExecutor(int(defaults["max_workers"].default)),
         options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)],
     )
-    encoder_pb2_grpc.add_EncoderServiceServicer_to_server(Bare(), server)
+    encoder_pb2_grpc.add_EncoderServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(f"{BARE_READY} {port}", flush=True)
-    server.wait_for_termination()
+    return server
+
+
+def floor_grpc_server(hold_ms: float = 0.0) -> None:
+    """Serve ``EncoderService.Classify`` with a canned answer (the request is parsed, nothing run),
+    after sleeping ``hold_ms``: the round trip of a clip through grpcio with no work behind it, when
+    the answer comes at once or, like a model's, some milliseconds later. Runs until killed."""
+    from trajlab.encoder.v1 import encoder_pb2, encoder_pb2_grpc
+    from trajlab.profiles import CLASS_NAMES
+
+    answer = encoder_pb2.ClassifyResponse(
+        class_name=CLASS_NAMES[0], probabilities=[1.0 / len(CLASS_NAMES)] * len(CLASS_NAMES), class_names=CLASS_NAMES
+    )
+
+    if hold_ms > 0:  # what the hold really takes here (a sleep overshoots): printed before the port
+        took = []
+        for _ in range(100):
+            t0 = time.perf_counter()
+            time.sleep(hold_ms / 1000.0)
+            took.append(time.perf_counter() - t0)
+        print(f"{HOLD_TAKES} {float(np.median(took)) * 1e3:.4f}", flush=True)
+
+    class Floor(encoder_pb2_grpc.EncoderServiceServicer):
+        def Classify(self, request, context):  # type: ignore[no-untyped-def]
+            if hold_ms > 0:
+                time.sleep(hold_ms / 1000.0)
+            return answer
+
+    _thread_pool_server(Floor()).wait_for_termination()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] != "bare-grpc":
-        raise SystemExit("usage: encoder_baselines.py bare-grpc VERSION_DIR CORES")
-    bare_grpc_server(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) == 4 and sys.argv[1] == "bare-grpc":
+        bare_grpc_server(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) in (2, 3) and sys.argv[1] == "floor-grpc":
+        floor_grpc_server(float(sys.argv[2]) if len(sys.argv) == 3 else 0.0)
+    else:
+        raise SystemExit("usage: encoder_baselines.py bare-grpc VERSION_DIR CORES | floor-grpc [HOLD_MS]")
