@@ -51,7 +51,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from encoder_baselines import BARE_READY, direct_worker, in_process_worker, timeit  # noqa: E402  (bench/ is on sys.path)
+from encoder_baselines import direct_worker, in_process_worker, start_baseline_server, timeit  # noqa: E402  (bench/ is on sys.path)
 
 T, H, W, C = 16, 64, 64, 3  # clip shape (frames, height, width, channels)
 
@@ -192,21 +192,8 @@ BARE = "bare-grpc"  # grpcio alone around the same session (encoder_baselines.ba
 
 def start_bare_server(version_dir: Path, cores: int) -> tuple[subprocess.Popen[str], int]:
     """Start the bare grpcio baseline server in a process of its own; (process, port)."""
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "encoder_baselines.py"), BARE, str(version_dir), str(cores)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith(BARE_READY):
-            port = int(line.split()[-1])
-            break
-    else:
-        raise RuntimeError("the bare gRPC baseline server did not start")
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # drain its log
+    baseline = str(ROOT / "bench" / "encoder_baselines.py")
+    proc, port, _hold = start_baseline_server([sys.executable, baseline, BARE, str(version_dir), str(cores)], ROOT)
     SERVER_INTRA_OP_THREADS[BARE] = cores
     return proc, port
 

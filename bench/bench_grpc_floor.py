@@ -30,7 +30,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from encoder_baselines import BARE_READY, HOLD_TAKES  # noqa: E402  (bench/ is on sys.path)
+from encoder_baselines import start_baseline_server, timeit  # noqa: E402  (bench/ is on sys.path)
 
 NODE_DIR = ROOT / "bench" / "grpc_node"
 CLIP_SHAPE = (16, 64, 64, 3)  # the bench model's clip: 196,608 bytes
@@ -56,25 +55,6 @@ def node_available() -> str | None:
     return None
 
 
-HOLDS_TAKE: dict[int, float] = {}  # server pid -> what its hold really takes (ms), as it printed
-
-
-def start(cmd: list[str], ready: str, cwd: Path) -> tuple[subprocess.Popen[str], int]:
-    """Start a server process that prints ``<ready> <port>``; (process, port)."""
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith(HOLD_TAKES):
-            HOLDS_TAKE[proc.pid] = float(line.split()[-1])
-        if line.startswith(ready):
-            port = int(line.split()[-1])
-            break
-    else:
-        raise RuntimeError(f"{cmd} did not start")
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # drain its log
-    return proc, port
-
-
 class PythonClient:
     """trajlab's EncoderClient calling Classify back to back."""
 
@@ -85,18 +65,15 @@ class PythonClient:
         rng = np.random.default_rng(0)
         clips = rng.integers(0, 256, size=(16, *CLIP_SHAPE), dtype=np.uint8)
         self.requests = [self.client._clip(c, 8.0) for c in clips]
+        self._k = 0
         self.run(0.5)  # connected and warm before the clock starts
 
+    def _call(self) -> None:
+        self.client.classify(self.requests[self._k % len(self.requests)], branch="b1")
+        self._k += 1
+
     def run(self, seconds: float) -> list[float]:
-        out: list[float] = []
-        end = time.perf_counter() + seconds
-        k = 0
-        while time.perf_counter() < end:
-            t0 = time.perf_counter()
-            self.client.classify(self.requests[k % len(self.requests)], branch="b1")
-            out.append(time.perf_counter() - t0)
-            k += 1
-        return out
+        return timeit(self._call, seconds, min_runs=1)
 
     def close(self) -> None:
         self.client.close()
@@ -143,15 +120,15 @@ def main() -> None:
     why_not_node = node_available()
     if why_not_node is not None:
         print(f"Node stack not measured: {why_not_node}")
-    servers: dict[tuple[str, float], tuple[subprocess.Popen[str], int]] = {}
+    servers: dict[tuple[str, float], tuple[subprocess.Popen[str], int, float]] = {}
     clients: dict[tuple[str, float, str], Any] = {}
     try:
         for hold in holds:
             baseline = str(ROOT / "bench" / "encoder_baselines.py")
-            servers[("grpcio", hold)] = start([sys.executable, baseline, "floor-grpc", str(hold)], BARE_READY, ROOT)
+            servers[("grpcio", hold)] = start_baseline_server([sys.executable, baseline, "floor-grpc", str(hold)], ROOT)
             if why_not_node is None:
-                servers[("grpc-js", hold)] = start(["node", "floor.js", "server", str(hold)], "PORT", NODE_DIR)
-        for (server, hold), (_proc, port) in servers.items():
+                servers[("grpc-js", hold)] = start_baseline_server(["node", "floor.js", "server", str(hold)], NODE_DIR)
+        for (server, hold), (_proc, port, _took) in servers.items():
             clients[(server, hold, "grpcio")] = PythonClient(port)
             if why_not_node is None:
                 clients[(server, hold, "grpc-js")] = NodeClient(port)
@@ -173,7 +150,7 @@ def main() -> None:
     finally:
         for c in clients.values():
             c.close()
-        for proc, _port in servers.values():
+        for proc, _port, _took in servers.values():
             proc.terminate()
             proc.wait(10)
 
@@ -192,7 +169,7 @@ def main() -> None:
     for pair in pairs:
         p50, p99 = (float(np.percentile(lat[pair], q)) * 1e3 for q in (50, 99))
         server, hold, client = pair
-        took = HOLDS_TAKE.get(servers[(server, hold)][0].pid, 0.0)
+        took = servers[(server, hold)][2]
         trip = p50 - took
         row = f"| {server} | {hold:g} ms ({took:.2f}) | {client} | {len(lat[pair])} | {p50:.3f} | {p99:.3f} | {trip:.3f} |"
         if args.direct_ms:

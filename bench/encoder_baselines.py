@@ -141,8 +141,29 @@ def in_process_worker(conn: Any, repo: str, cores: int, shape: tuple[int, int, i
         conn.send(timeit(call, secs))
 
 
-BARE_READY = "bare gRPC server on port"
-HOLD_TAKES = "a hold takes (ms)"
+SERVER_READY = "baseline gRPC server on port"  # what a baseline server prints once it serves
+HOLD_TAKES = "a hold takes (ms)"  # what a floor server that holds its answer prints before that
+
+
+def start_baseline_server(cmd: list[str], cwd: Path) -> tuple[Any, int, float]:
+    """Start a baseline server process (this module's ``bare-grpc``/``floor-grpc``, or
+    ``grpc_node/floor.js server``); (process, port, what its hold really takes in ms, 0 if none)."""
+    import subprocess
+    import threading
+
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    hold = 0.0
+    for line in proc.stdout:
+        if line.startswith(HOLD_TAKES):
+            hold = float(line.split()[-1])
+        if line.startswith(SERVER_READY):
+            port = int(line.split()[-1])
+            break
+    else:
+        raise RuntimeError(f"{' '.join(cmd)} exited before serving")
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # drain its log
+    return proc, port, hold
 
 
 def bare_grpc_server(version_dir: str, cores: int) -> None:
@@ -196,7 +217,7 @@ def _thread_pool_server(servicer: Any) -> Any:
     encoder_pb2_grpc.add_EncoderServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    print(f"{BARE_READY} {port}", flush=True)
+    print(f"{SERVER_READY} {port}", flush=True)
     return server
 
 
@@ -212,11 +233,7 @@ def floor_grpc_server(hold_ms: float = 0.0) -> None:
     )
 
     if hold_ms > 0:  # what the hold really takes here (a sleep overshoots): printed before the port
-        took = []
-        for _ in range(100):
-            t0 = time.perf_counter()
-            time.sleep(hold_ms / 1000.0)
-            took.append(time.perf_counter() - t0)
+        took = timeit(lambda: time.sleep(hold_ms / 1000.0), 0.0, min_runs=100)
         print(f"{HOLD_TAKES} {float(np.median(took)) * 1e3:.4f}", flush=True)
 
     class Floor(encoder_pb2_grpc.EncoderServiceServicer):

@@ -1,6 +1,6 @@
 // A second gRPC stack for bench/bench_grpc_floor.py (grpc-js on Node):
 //   node floor.js server [HOLD_MS] -> serves EncoderService.Classify with a canned answer (after HOLD_MS
-//                                    milliseconds idle, 0 by default), prints "PORT n"
+//                                    milliseconds idle, 0 by default), prints "baseline gRPC server on port n"
 //   node floor.js client PORT     -> prints "ready", then for each line of seconds on stdin the JSON
 //                                    list of back-to-back Classify latencies (s); "0" ends it.
 // The request is the bench's: a 16x64x64x3 uint8 clip (196,608 bytes) for branch b1.
@@ -36,7 +36,7 @@ function serve(holdMs) {
   });
   server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => {
     if (err) { console.error(err.message); process.exit(1); }
-    console.log('PORT ' + port);
+    console.log('baseline gRPC server on port ' + port);  // encoder_baselines.SERVER_READY
   });
 }
 
